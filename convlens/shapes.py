@@ -1,0 +1,266 @@
+"""Output-size arithmetic: the one place where a shape is derived.
+
+Every other part of convlens (layers, the summary, explanations, the CLI) calls
+these functions; nobody re-derives a formula. The formulas are those of
+Dumoulin & Visin, "A guide to convolution arithmetic for deep learning"
+(arXiv:1603.07285), with Keras's conventions:
+
+* ``valid``: ``out = floor((in - dilation*(kernel-1) - 1) / stride) + 1``
+* ``same``:  ``out = ceil(in / stride)``; the total padding is split with the
+  odd pixel at the end (bottom/right), as TensorFlow and Keras do.
+* ``causal`` (1D only): ``dilation*(kernel-1)`` zeros on the left, then ``valid``.
+
+>>> conv_output_length(26, 3, "valid", 1)
+24
+>>> conv_output_length(28, 3, "same", 2)
+14
+>>> padding_amounts(28, 3, "same", 2)
+(0, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+PADDINGS = ("valid", "same")
+PADDINGS_1D = ("valid", "same", "causal")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def normalize_tuple(value, n: int, name: str, allow_zero: bool = False) -> tuple[int, ...]:
+    """Turn an int or a sequence of ``n`` ints into a tuple of ``n`` positive ints.
+
+    >>> normalize_tuple(3, 2, "kernel_size")
+    (3, 3)
+    """
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"`{name}` must be an int or a tuple of {n} ints; received: {value!r}.")
+    if isinstance(value, int) or _is_integer(value):
+        values = (int(value),) * n
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != n:
+            raise ValueError(
+                f"`{name}` must be an int or a tuple of {n} ints; received {value!r} "
+                f"with {len(value)} element(s)."
+            )
+        if not all(_is_integer(v) and not isinstance(v, bool) for v in value):
+            raise TypeError(
+                f"`{name}` must contain only integers; received: {value!r}. "
+                "Pass whole numbers such as 3 or (3, 3)."
+            )
+        values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(
+            f"`{name}` must be an int or a tuple of {n} ints; received: {value!r} "
+            f"of type {type(value).__name__}."
+        )
+    lowest = 0 if allow_zero else 1
+    if any(v < lowest for v in values):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` values must be {bound}; received: {value!r}.")
+    return values
+
+
+def _is_integer(value) -> bool:
+    if isinstance(value, int):
+        return True
+    try:
+        import numpy as np
+
+        return isinstance(value, np.integer)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def normalize_padding(value, allow_causal: bool = False) -> str:
+    """Lower-case and check a padding name.
+
+    >>> normalize_padding("SAME")
+    'same'
+    """
+    allowed = PADDINGS_1D if allow_causal else PADDINGS
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise ValueError(
+            f"`padding` must be one of {', '.join(repr(a) for a in allowed)}; "
+            f"received: padding={value!r}."
+        )
+    return value.lower()
+
+
+def normalize_data_format(value) -> str:
+    if value is None:
+        return "channels_last"
+    if not isinstance(value, str) or value.lower() not in DATA_FORMATS:
+        raise ValueError(
+            "`data_format` must be 'channels_last' or 'channels_first'; "
+            f"received: data_format={value!r}."
+        )
+    return value.lower()
+
+
+def effective_kernel_size(kernel: int, dilation: int = 1) -> int:
+    """Span of a dilated kernel: ``(kernel - 1) * dilation + 1``."""
+    return (kernel - 1) * dilation + 1
+
+
+def conv_output_length(
+    length: int | None, kernel: int, padding: str, stride: int, dilation: int = 1
+) -> int | None:
+    """Output length of a convolution or pooling along one axis (``None`` stays ``None``)."""
+    if length is None:
+        return None
+    span = effective_kernel_size(kernel, dilation)
+    if padding == "same":
+        return -(-length // stride)
+    if padding == "causal":
+        length = length + span - 1
+    return (length - span) // stride + 1
+
+
+def padding_amounts(
+    length: int, kernel: int, padding: str, stride: int, dilation: int = 1
+) -> tuple[int, int]:
+    """Zeros added (before, after) along one axis for ``padding``."""
+    span = effective_kernel_size(kernel, dilation)
+    if padding == "valid":
+        return (0, 0)
+    if padding == "causal":
+        return (span - 1, 0)
+    out = -(-length // stride)
+    total = max((out - 1) * stride + span - length, 0)
+    return (total // 2, total - total // 2)
+
+
+def conv_output_formula(
+    length: int, kernel: int, padding: str, stride: int, dilation: int = 1
+) -> str:
+    """The size arithmetic written out with these numbers, for messages and explanations.
+
+    >>> conv_output_formula(26, 3, "valid", 1)
+    '26 - 3 + 1 = 24'
+    >>> conv_output_formula(26, 3, "same", 2)
+    'ceil(26 / 2) = 13'
+    """
+    out = conv_output_length(length, kernel, padding, stride, dilation)
+    if padding == "same":
+        return f"ceil({length} / {stride}) = {out}"
+    before, after = padding_amounts(length, kernel, padding, stride, dilation)
+    pad = before + after
+    if stride == 1 and dilation == 1 and pad == 0:
+        return f"{length} - {kernel} + 1 = {out}"
+    padded = f"{length} + {pad}" if pad else f"{length}"
+    return f"floor(({padded} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {out}"
+
+
+def conv_output_shape(
+    spatial: Sequence[int | None],
+    kernel_size: Sequence[int],
+    padding: str,
+    strides: Sequence[int],
+    dilation_rate: Sequence[int],
+) -> tuple[int | None, ...]:
+    return tuple(
+        conv_output_length(n, k, padding, s, d)
+        for n, k, s, d in zip(spatial, kernel_size, strides, dilation_rate)
+    )
+
+
+def check_conv_fits(
+    layer_name: str,
+    spatial: Sequence[int | None],
+    kernel_size: Sequence[int],
+    padding: str,
+    strides: Sequence[int],
+    dilation_rate: Sequence[int],
+    what: str = "kernel",
+) -> None:
+    """Raise a ValueError with the formula when an output size would be <= 0."""
+    for axis, (n, k, s, d) in enumerate(zip(spatial, kernel_size, strides, dilation_rate)):
+        if n is None:
+            continue
+        out = conv_output_length(n, k, padding, s, d)
+        if out <= 0:
+            span = effective_kernel_size(k, d)
+            raise ValueError(
+                f"Layer '{layer_name}': the {what} is larger than its input along spatial "
+                f"axis {axis}: output size = {conv_output_formula(n, k, padding, s, d)}, "
+                f"which must be >= 1. The input size {n} must be at least the {what} span "
+                f"{span}; use a smaller {what}, padding='same', or a larger input."
+            )
+
+
+def deconv_output_length(
+    length: int | None,
+    kernel: int,
+    padding: str,
+    stride: int,
+    dilation: int = 1,
+    output_padding: int | None = None,
+) -> int | None:
+    """Output length of a transposed convolution (Keras semantics).
+
+    >>> deconv_output_length(14, 3, "same", 2)
+    28
+    >>> deconv_output_length(13, 3, "valid", 2)
+    27
+    """
+    if length is None:
+        return None
+    span = effective_kernel_size(kernel, dilation)
+    if output_padding is None:
+        if padding == "valid":
+            return length * stride + max(span - stride, 0)
+        return length * stride
+    pad = span // 2 if padding == "same" else 0
+    return (length - 1) * stride + span - 2 * pad + output_padding
+
+
+def deconv_padding_amounts(
+    length: int,
+    kernel: int,
+    padding: str,
+    stride: int,
+    dilation: int = 1,
+    output_padding: int | None = None,
+) -> tuple[int, int]:
+    """Cropping (before, after) applied to the full transposed-convolution output.
+
+    The full output of a transposed convolution has ``(length-1)*stride + span``
+    entries; Keras's output keeps ``deconv_output_length`` of them.
+    """
+    span = effective_kernel_size(kernel, dilation)
+    full = (length - 1) * stride + span
+    out = deconv_output_length(length, kernel, padding, stride, dilation, output_padding)
+    if padding == "valid":
+        before = 0
+    elif output_padding is None:
+        before = max(full - out, 0) // 2
+    else:
+        before = span // 2
+    return before, full - out - before
+
+
+def pool_output_length(length: int | None, pool: int, padding: str, stride: int) -> int | None:
+    return conv_output_length(length, pool, padding, stride, 1)
+
+
+def receptive_field_step(
+    rf: int, jump: int, start: float, kernel: int, stride: int, dilation: int, pad_before: int
+) -> tuple[int, int, float]:
+    """One layer of the receptive-field recurrence (Araujo et al., Distill 2019).
+
+    ``rf``: field size in input pixels; ``jump``: input pixels between adjacent
+    outputs; ``start``: input coordinate of the centre of output 0.
+    """
+    span = effective_kernel_size(kernel, dilation)
+    new_rf = rf + (span - 1) * jump
+    new_start = start + ((span - 1) / 2 - pad_before) * jump
+    return new_rf, jump * stride, new_start
+
+
+def format_shape(shape: Sequence[int | None] | None) -> str:
+    """Keras's spelling of a shape: ``(None, 26, 26, 32)``."""
+    if shape is None:
+        return "?"
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
