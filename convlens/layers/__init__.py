@@ -1,0 +1,58 @@
+"""Layers with Keras 3 names, arguments and weight layouts."""
+
+from convlens.layers.base import Layer
+from convlens.layers.conv import (
+    Conv,
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    Conv3D,
+    Convolution1D,
+    Convolution2D,
+    Convolution3D,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
+from convlens.layers.core import (
+    Activation,
+    Dense,
+    Dropout,
+    Flatten,
+    Input,
+    InputLayer,
+    KerasTensor,
+    ReLU,
+    Reshape,
+    ZeroPadding2D,
+)
+from convlens.layers.normalization import BatchNormalization
+from convlens.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    AvgPool1D,
+    AvgPool2D,
+    AvgPool3D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPool3D,
+    MaxPooling1D,
+    MaxPooling2D,
+    MaxPooling3D,
+)
+
+__all__ = [
+    "Activation", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D",
+    "AvgPool2D", "AvgPool3D", "BatchNormalization", "Conv", "Conv1D", "Conv2D",
+    "Conv2DTranspose", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D", "Dense",
+    "DepthwiseConv2D", "Dropout", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input",
+    "InputLayer", "KerasTensor", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D",
+    "MaxPooling2D", "MaxPooling3D", "ReLU", "Reshape", "SeparableConv2D", "ZeroPadding2D",
+]

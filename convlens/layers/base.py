@@ -1,0 +1,269 @@
+"""Layer: the one base class. State and validation live here; maths lives in ``convlens.ops``.
+
+A layer is built on first use from the input shape (``build``), is callable on
+NumPy arrays like a Keras layer, and after a ``training=True`` call can run
+``backward(grad_output)``, which returns the input gradient and fills
+``variable.grad`` for each of its weights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from convlens import initializers
+from convlens.shapes import format_shape
+from convlens.variables import Variable
+
+_name_counts: dict[str, int] = defaultdict(int)
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's auto-name stem: ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(stem: str) -> str:
+    """``conv2d``, then ``conv2d_1``, ``conv2d_2``... counted per process, as Keras does."""
+    count = _name_counts[stem]
+    _name_counts[stem] += 1
+    return stem if count == 0 else f"{stem}_{count}"
+
+
+def as_float32(x, where: str) -> np.ndarray:
+    """The array a layer computes on, or a TypeError naming the layer."""
+    if isinstance(x, Variable):
+        x = x.value
+    try:
+        array = np.asarray(x)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{where} expects a numeric array; could not convert the input: {error}")
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise TypeError(
+            f"{where} expects a numeric array; received dtype {array.dtype}. "
+            "Pass a NumPy array of numbers, e.g. np.asarray(x, dtype='float32')."
+        )
+    return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+class Layer:
+    """Base class of all convlens layers (Keras 3 ``keras.layers.Layer`` semantics).
+
+    Args:
+        name: unique name; by default the snake-cased class name, numbered per process.
+        trainable: whether the layer's weights are updated by ``fit``.
+        dtype: only ``"float32"`` (or None) is supported.
+        input_shape: Keras-2 style shape of one sample for the first layer of a Sequential.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype=None,
+        input_shape=None,
+        batch_input_shape=None,
+        input_dim=None,
+        batch_size=None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}"
+            )
+        if dtype not in (None, "float32", np.float32) and str(dtype) != "float32":
+            raise ValueError(
+                f"{type(self).__name__}: convlens computes in float32 only; received "
+                f"dtype={dtype!r}. Omit `dtype` or pass 'float32'."
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.built = False
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+        self._variables: list[Variable] = []
+        self._fixed_axes: dict[int, int] = {}
+        self._cache = None
+        self._batch_input_shape = None
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            self._batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            input_shape = (input_shape,) if isinstance(input_shape, int) else input_shape
+            self._batch_input_shape = (batch_size,) + tuple(input_shape)
+
+    # ----- weights -------------------------------------------------------------------------
+    def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True):
+        value = initializers.get(initializer)(tuple(shape))
+        variable = Variable(value, name=name, path=f"{self.name}/{name}", trainable=trainable)
+        self._variables.append(variable)
+        return variable
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    @property
+    def weights(self) -> list[Variable]:
+        return list(self._variables)
+
+    @property
+    def variables(self) -> list[Variable]:
+        return list(self._variables)
+
+    @property
+    def trainable_weights(self) -> list[Variable]:
+        if not self._trainable:
+            return []
+        return [v for v in self._variables if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Variable]:
+        if not self._trainable:
+            return list(self._variables)
+        return [v for v in self._variables if not v.trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self._variables]
+
+    def set_weights(self, weights) -> None:
+        """Replace every weight; checks the count and each shape before changing anything."""
+        weights = list(weights)
+        if len(weights) != len(self._variables):
+            names = ", ".join(f"{v.name} {v.shape}" for v in self._variables) or "none"
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(self._variables)} weight array(s) "
+                f"({names}); received {len(weights)}."
+            )
+        arrays = []
+        for variable, value in zip(self._variables, weights):
+            array = np.asarray(value, dtype=np.float32)
+            if array.shape != variable.shape:
+                raise ValueError(
+                    f"Layer '{self.name}' weight '{variable.name}' has shape {variable.shape}; "
+                    f"received an array of shape {array.shape}."
+                )
+            arrays.append(array)
+        for variable, array in zip(self._variables, arrays):
+            variable.assign(array)
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
+                "built. Build it first: `layer.build(input_shape)` or call it on data."
+            )
+        return int(sum(v.size for v in self._variables))
+
+    # ----- building and calling ------------------------------------------------------------
+    def build(self, input_shape) -> None:
+        self.built = True
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return tuple(input_shape)
+
+    def build_from_shape(self, input_shape) -> tuple:
+        """Build (once) for ``input_shape`` (batch axis first, may be None); return output shape."""
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+            self.input_shape = input_shape
+        else:
+            self.check_input_shape(input_shape)
+        self.output_shape = self.compute_output_shape(input_shape)
+        return self.output_shape
+
+    def check_input_shape(self, input_shape) -> None:
+        """Rank and the fixed axes recorded at build time (e.g. the channel axis) must match."""
+        if self.input_shape is None:
+            return
+        expected = self.input_shape
+        if len(input_shape) != len(expected):
+            raise ValueError(
+                f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"ndim={len(expected)} (shape {format_shape(expected)}, batch axis first), "
+                f"found ndim={len(input_shape)} (shape {format_shape(input_shape)})."
+                + _batch_hint(input_shape, expected)
+            )
+        for axis, size in self._fixed_axes.items():
+            if input_shape[axis] is not None and input_shape[axis] != size:
+                raise ValueError(
+                    f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible: "
+                    f"axis {axis % len(expected)} must have size {size} (the layer was built "
+                    f"for input shape {format_shape(expected)}), but the input has shape "
+                    f"{format_shape(input_shape)}."
+                )
+
+    def __call__(self, x, training: bool = False):
+        x = as_float32(x, f"Layer '{self.name}'")
+        self.build_from_shape((None,) + x.shape[1:])
+        return self.call(x, training=training)
+
+    def call(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return x
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Gradient of the loss wrt this layer's input; fills ``variable.grad`` for its weights."""
+        return grad_output
+
+    def activate(self, z: np.ndarray, training: bool) -> np.ndarray:
+        """Apply ``self.activation``, keeping (z, y) for backward when training."""
+        if self.activation.is_linear:
+            return z
+        y = self.activation(z)
+        self._activation_cache = (z, y) if training else None
+        return y
+
+    def activation_grad(self, grad_y: np.ndarray) -> np.ndarray:
+        if self.activation.is_linear:
+            return grad_y
+        z, y = getattr(self, "_activation_cache", None) or (None, None)
+        if z is None:
+            raise RuntimeError(
+                f"Layer '{self.name}': backward() needs a preceding call with training=True."
+            )
+        return self.activation.backward(z, y, grad_y)
+
+    def require_cache(self):
+        if self._cache is None:
+            raise RuntimeError(
+                f"Layer '{self.name}': backward() needs a preceding call with training=True."
+            )
+        return self._cache
+
+    # ----- config --------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config.pop("dtype", None)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _batch_hint(received, expected) -> str:
+    if len(received) == len(expected) - 1:
+        return " Add a batch axis, e.g. x[None] for a single sample."
+    return ""

@@ -1,0 +1,149 @@
+"""BatchNormalization with Keras semantics (biased batch variance, momentum 0.99, eps 1e-3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlens import initializers
+from convlens.layers.base import Layer
+from convlens.layers.conv import check_no_regularizers
+from convlens.shapes import format_shape
+
+
+class BatchNormalization(Layer):
+    """Normalises each channel: ``gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    Training uses the batch's mean and (biased) variance and moves the stored
+    statistics: ``moving = moving * momentum + batch * (1 - momentum)``; inference
+    uses the stored ``moving_mean`` and ``moving_variance``. Weights, in Keras's
+    order: gamma, beta (trainable), moving_mean, moving_variance (not trainable).
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"BatchNormalization: `axis` must be an int; received axis={axis!r}.")
+        if not 0 <= momentum <= 1:
+            raise ValueError(
+                f"BatchNormalization: `momentum` must be in [0, 1]; received {momentum!r}."
+            )
+        if epsilon <= 0:
+            raise ValueError(f"BatchNormalization: `epsilon` must be > 0; received {epsilon!r}.")
+        check_no_regularizers(
+            f"BatchNormalization '{self.name}'",
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+        )
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        channels = input_shape[self.axis]
+        if self.scale:
+            self.gamma = self.add_weight("gamma", (channels,), self.gamma_initializer)
+        if self.center:
+            self.beta = self.add_weight("beta", (channels,), self.beta_initializer)
+        self.moving_mean = self.add_weight(
+            "moving_mean", (channels,), self.moving_mean_initializer, trainable=False
+        )
+        self.moving_variance = self.add_weight(
+            "moving_variance", (channels,), self.moving_variance_initializer, trainable=False
+        )
+        self._fixed_axes = {self.axis: channels}
+
+    def compute_output_shape(self, input_shape):
+        if not -len(input_shape) <= self.axis < len(input_shape) or self.axis in (
+            0, -len(input_shape)
+        ):
+            raise ValueError(
+                f"Layer '{self.name}': axis={self.axis} is not a feature axis of an input of "
+                f"shape {format_shape(input_shape)}."
+            )
+        if input_shape[self.axis] is None:
+            raise ValueError(
+                f"Layer '{self.name}': axis {self.axis} of the input must be known; received "
+                f"shape {format_shape(input_shape)}."
+            )
+        return tuple(input_shape)
+
+    def _broadcast(self, vector, ndim):
+        shape = [1] * ndim
+        shape[self.axis] = -1
+        return vector.reshape(shape)
+
+    def call(self, x, training=False):
+        axes = tuple(a for a in range(x.ndim) if a != self.axis % x.ndim)
+        if training:
+            mean = x.mean(axis=axes)
+            variance = x.var(axis=axes)
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.value *= self.momentum
+                moving.value += (1.0 - self.momentum) * batch
+        else:
+            mean, variance = self.moving_mean.value, self.moving_variance.value
+        inv_std = (1.0 / np.sqrt(variance + self.epsilon)).astype(np.float32)
+        x_hat = (x - self._broadcast(mean, x.ndim)) * self._broadcast(inv_std, x.ndim)
+        y = x_hat * self._broadcast(self.gamma.value, x.ndim) if self.scale else x_hat
+        if self.center:
+            y = y + self._broadcast(self.beta.value, x.ndim)
+        self._cache = (x_hat, inv_std, axes, training) if training else None
+        return y.astype(np.float32, copy=False)
+
+    def backward(self, grad_output):
+        x_hat, inv_std, axes, _ = self.require_cache()
+        ndim = grad_output.ndim
+        if self.center:
+            self.beta.grad = grad_output.sum(axis=axes)
+        if self.scale:
+            self.gamma.grad = (grad_output * x_hat).sum(axis=axes)
+            grad_x_hat = grad_output * self._broadcast(self.gamma.value, ndim)
+        else:
+            grad_x_hat = grad_output
+        count = grad_output.size // grad_output.shape[self.axis]
+        mean_grad = self._broadcast(grad_x_hat.sum(axis=axes) / count, ndim)
+        mean_grad_xhat = self._broadcast((grad_x_hat * x_hat).sum(axis=axes) / count, ndim)
+        grad_x = (grad_x_hat - mean_grad - x_hat * mean_grad_xhat) * self._broadcast(inv_std, ndim)
+        return grad_x.astype(np.float32, copy=False)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(
+                self.moving_variance_initializer
+            ),
+        }

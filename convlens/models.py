@@ -1,0 +1,303 @@
+"""Sequential: a stack of layers, built, run, trained and summarised as in Keras 3."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlens.layers.base import Layer, as_float32, unique_name
+from convlens.layers.core import InputLayer, KerasTensor
+from convlens.shapes import format_shape
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Example:
+        >>> from convlens.layers import Conv2D, Input
+        >>> model = Sequential([Input((28, 28, 1)), Conv2D(32, 3), Conv2D(64, 3)])
+        >>> model.output_shape
+        (None, 24, 24, 64)
+        >>> model.layers[1].kernel.shape
+        (3, 3, 32, 64)
+    """
+
+    def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
+        self.name = name or unique_name("sequential")
+        self.trainable = trainable
+        self._layers: list[Layer] = []
+        self._input_layer: InputLayer | None = None
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        if layers is not None:
+            if not isinstance(layers, (list, tuple)):
+                raise TypeError(
+                    f"Sequential(layers=...) expects a list of layers; received "
+                    f"{type(layers).__name__}."
+                )
+            for layer in layers:
+                self.add(layer, rebuild=False)
+            self._maybe_build()
+
+    # ----- structure -----------------------------------------------------------------------
+    def add(self, layer, rebuild: bool = True) -> None:
+        """Append a layer (or an ``Input(...)`` as the first entry)."""
+        if isinstance(layer, KerasTensor):
+            layer = layer.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(
+                    f"Sequential '{self.name}': an Input/InputLayer can only be the first "
+                    f"entry; received {layer.name!r} after {len(self._layers)} layer(s)."
+                )
+            self._input_layer = layer
+        elif isinstance(layer, Layer):
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(
+                    f"All layers added to a Sequential model should have unique names. Name "
+                    f"{layer.name!r} is already the name of a layer in '{self.name}'."
+                )
+            if not self._layers and self._input_layer is None and layer._batch_input_shape:
+                self._input_layer = InputLayer(batch_shape=layer._batch_input_shape)
+            self._layers.append(layer)
+        else:
+            raise TypeError(
+                f"Sequential.add expects a convlens layer; received {layer!r} of type "
+                f"{type(layer).__name__}. Import layers from convlens.layers."
+            )
+        if rebuild:
+            self._maybe_build()
+
+    def pop(self) -> Layer:
+        if not self._layers:
+            raise ValueError(f"Sequential '{self.name}' has no layers to pop.")
+        layer = self._layers.pop()
+        self.built = False
+        self._maybe_build()
+        return layer
+
+    def _maybe_build(self) -> None:
+        if self._input_layer is not None:
+            self._propagate(self._input_layer.batch_shape)
+
+    def _propagate(self, input_shape) -> None:
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            shape = layer.build_from_shape(shape)
+        for index, layer in enumerate(self._layers):
+            if hasattr(layer, "needs_input_grad"):
+                layer.needs_input_grad = index > 0
+        self.built = True
+
+    def build(self, input_shape=None) -> None:
+        """Build every layer for ``input_shape`` (batch axis first, e.g. ``(None, 28, 28, 1)``)."""
+        if input_shape is None:
+            if self._input_layer is None:
+                raise ValueError(
+                    f"Sequential '{self.name}' has no input shape: pass one, e.g. "
+                    "model.build((None, 28, 28, 1)), or start the model with Input((28, 28, 1))."
+                )
+            input_shape = self._input_layer.batch_shape
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2:
+            raise ValueError(
+                f"Sequential.build expects a batch shape such as (None, 28, 28, 1); received "
+                f"{input_shape!r}."
+            )
+        if self._input_layer is None:
+            self._input_layer = InputLayer(batch_shape=tuple(input_shape))
+        self._propagate(tuple(input_shape))
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    @property
+    def input_shape(self):
+        return None if self._input_layer is None else self._input_layer.batch_shape
+
+    @property
+    def output_shape(self):
+        if not self.built or not self._layers:
+            return self.input_shape if self.built else None
+        return self._layers[-1].output_shape
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has "
+                    f"{len(self._layers)} layers."
+                )
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        names = ", ".join(layer.name for layer in self._layers)
+        raise ValueError(f"No such layer: {name}. Existing layers are: [{names}].")
+
+    # ----- weights -------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [v for layer in self._layers for v in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [v for layer in self._layers for v in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [v for layer in self._layers for v in layer.non_trainable_weights]
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on model '{self.name}', but the model isn't "
+                "built. Build it first: model.build((None, ...)) or start it with Input(...)."
+            )
+        return sum(layer.count_params() for layer in self._layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        """Set all weights in ``model.weights`` order; every shape is checked first."""
+        weights = list(weights)
+        variables = self.weights
+        if len(weights) != len(variables):
+            raise ValueError(
+                f"Model '{self.name}' has {len(variables)} weight arrays; received "
+                f"{len(weights)}. Expected, in order: "
+                + ", ".join(f"{v.path} {v.shape}" for v in variables)
+            )
+        for variable, value in zip(variables, weights):
+            shape = np.shape(value)
+            if shape != variable.shape:
+                raise ValueError(
+                    f"Weight '{variable.path}' has shape {variable.shape}; received an array "
+                    f"of shape {shape}."
+                )
+        for variable, value in zip(variables, weights):
+            variable.assign(value)
+
+    # ----- running -------------------------------------------------------------------------
+    def check_input(self, x) -> np.ndarray:
+        """The input as float32, checked against the model's input shape (builds if needed)."""
+        x = as_float32(x, f"Model '{self.name}'")
+        if x.ndim == 0:
+            raise ValueError(f"Model '{self.name}' expects a batch of samples; received a scalar.")
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        expected = self.input_shape
+        if len(expected) != x.ndim or any(
+            e is not None and e != r for e, r in zip(expected[1:], x.shape[1:])
+        ):
+            hint = " Add a batch axis, e.g. x[None]." if x.ndim == len(expected) - 1 else ""
+            if len(expected) == x.ndim + 1 and expected[-1] == 1:
+                hint = " Add a channel axis, e.g. x[..., None]."
+            raise ValueError(
+                f"Input of model '{self.name}' is incompatible: expected shape="
+                f"{format_shape(expected)}, found shape={format_shape(x.shape)}.{hint}"
+            )
+        return x
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self._layers:
+            x = layer.call(x, training=training)
+        return x
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        """Back-propagate ``grad`` (wrt the output) through every layer; fills weight grads."""
+        for layer in reversed(self._layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+        return grad
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        return self.forward(self.check_input(x), training=training)
+
+    def predict(self, x, batch_size: int | None = 32, verbose="auto", steps=None,
+                callbacks=None) -> np.ndarray:
+        from convlens import training
+
+        return training.predict(self, x, batch_size=batch_size, verbose=verbose)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None, columns=None) -> None:
+        """Print the Keras table; ``columns=[...]`` adds convlens's optional columns."""
+        from convlens.summary import print_summary
+
+        extra = None
+        if columns:
+            from convlens.explain.columns import summary_columns
+
+            extra = summary_columns(self, columns)
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      show_trainable=show_trainable, columns=extra)
+
+    # ----- training ------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                **kwargs) -> None:
+        from convlens import training
+
+        training.compile_model(self, optimizer, loss, metrics, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            **kwargs):
+        from convlens import training
+
+        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                            callbacks=callbacks, validation_split=validation_split,
+                            validation_data=validation_data, shuffle=shuffle,
+                            initial_epoch=initial_epoch, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
+                 callbacks=None, **kwargs):
+        from convlens import training
+
+        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                 return_dict=return_dict, callbacks=callbacks, **kwargs)
+
+    # ----- files ---------------------------------------------------------------------------
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        from convlens.io import weights_file
+
+        weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        from convlens.io import weights_file
+
+        weights_file.load_weights(self, filepath)
+
+    def save(self, filepath, overwrite: bool = True) -> None:
+        from convlens.io import weights_file
+
+        weights_file.save_model(self, filepath, overwrite=overwrite)
+
+    # ----- explanations --------------------------------------------------------------------
+    def explain(self, **kwargs):
+        from convlens.explain import explain_model
+
+        return explain_model(self, **kwargs)
+
+    def get_config(self) -> dict:
+        layers = []
+        if self._input_layer is not None:
+            layers.append({"class_name": "InputLayer", "config":
+                           self._input_layer.get_config()})
+        layers += [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                   for layer in self._layers]
+        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name}, built={self.built}>"
