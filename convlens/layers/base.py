@@ -94,6 +94,7 @@ class Layer:
         self._fixed_axes: dict[int, int] = {}
         self._cache = None
         self._batch_input_shape = None
+        self.skip_activation_grad = False
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if batch_input_shape is not None:
@@ -230,7 +231,9 @@ class Layer:
         return y
 
     def activation_grad(self, grad_y: np.ndarray) -> np.ndarray:
-        if self.activation.is_linear:
+        # The trainer sets skip_activation_grad when it already holds the gradient wrt the
+        # pre-activation (softmax fused with cross-entropy).
+        if self.activation.is_linear or self.skip_activation_grad:
             return grad_y
         z, y = getattr(self, "_activation_cache", None) or (None, None)
         if z is None:
