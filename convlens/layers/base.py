@@ -249,6 +249,12 @@ class Layer:
             )
         return self._cache
 
+    def explain(self, **kwargs):
+        """Words and numbers for how this layer maps its input to its output (built layers)."""
+        from convlens.explain import explain_layer
+
+        return explain_layer(self, **kwargs)
+
     # ----- config --------------------------------------------------------------------------
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
