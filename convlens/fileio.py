@@ -1,0 +1,93 @@
+"""Safe file writing shared by every part of convlens that saves something.
+
+``atomic_write(path, data)`` either leaves the old file untouched or replaces it with the
+complete new content: the bytes go to a temporary file in the same folder, are flushed to
+disk with ``fsync``, and the temporary file is renamed over the target with ``os.replace``
+(atomic on POSIX and Windows when both names are on the same file system). A crash, a full
+disk or an exception raised by the writer never leaves a half-written file under ``path``,
+and the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write"]
+
+Data = bytes | bytearray | memoryview | str | Callable[[BinaryIO], object]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); silently skipped where folders can't be opened."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_temp(folder: Path, name: str) -> tuple[Path, int]:
+    # os.open with mode 0o666 lets the umask decide the permissions, as a plain open() would
+    # (tempfile.mkstemp would create the file 0o600).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file next to {folder / name}.")
+
+
+def atomic_write(path: str | os.PathLike, data: Data) -> Path:
+    """Write ``data`` to ``path`` atomically and return ``path`` as a ``Path``.
+
+    ``data`` is ``bytes``/``bytearray``/``memoryview``, a ``str`` (written as UTF-8), or a
+    callable ``writer(f)`` that receives the open binary temporary file and writes into it
+    (useful for streaming, ``np.save`` / ``np.savez``, ``json.dump`` through a wrapper, ...).
+    If the writer raises, the exception propagates, the temporary file is deleted and any
+    existing file at ``path`` is left as it was.
+
+    The containing folder must already exist (it is not created silently). An existing file
+    at ``path`` is replaced; symlinks at ``path`` are replaced by a regular file.
+    """
+    target = Path(os.fspath(path))
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not (isinstance(data, (bytes, bytearray, memoryview)) or callable(data)):
+        raise TypeError(
+            "atomic_write() expects bytes, str or a callable writer(f); "
+            f"received {type(data).__name__}."
+        )
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot write {target}: the folder {folder} does not exist.")
+    tmp, fd = _open_temp(folder, target.name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+    return target
