@@ -212,6 +212,8 @@ class Layer:
 
     def __call__(self, x, training: bool = False):
         x = as_float32(x, f"Layer '{self.name}'")
+        if self.built:
+            self.check_input_shape(x.shape)
         self.build_from_shape((None,) + x.shape[1:])
         return self.call(x, training=training)
 
