@@ -8,6 +8,13 @@ does not depend on how many layers other tests have made.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -388,3 +395,125 @@ def test_absolute_positions():
 )  # fmt: skip
 def test_readable_memory_size(num_bytes, text):
     assert readable_memory_size(num_bytes) == text
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: the same program, importing keras or convlens, prints the same text
+# ---------------------------------------------------------------------------------------------
+
+PROGRAM = textwrap.dedent(
+    """
+    import sys
+    import warnings
+
+    import numpy as np
+
+    if sys.argv[1] == "keras":
+        from keras.layers import (BatchNormalization, Conv2D, Convolution2D, Dense, Dropout,
+                                  Flatten, Input, MaxPooling2D)
+        from keras.models import Sequential
+    else:
+        from convlens.layers import (BatchNormalization, Conv2D, Convolution2D, Dense, Dropout,
+                                     Flatten, Input, MaxPooling2D)
+        from convlens.models import Sequential
+    warnings.simplefilter("ignore")  # Keras's advice to use Input() goes to stderr anyway
+
+
+    def section(name):
+        print(f"=== {name} ===", flush=True)
+
+
+    section("seed question")
+    model = Sequential()
+    model.add(Conv2D(32, kernel_size=(3, 3), activation='relu', input_shape=(28, 28, 1)))
+    model.add(Conv2D(64, (3, 3), activation='relu'))
+    model.summary()
+
+    section("seed answer")
+    model = Sequential([
+        Convolution2D(32, 5, activation='relu', use_bias=False, input_shape=(28, 28, 3),),
+        Convolution2D(64, 5, activation='relu', use_bias=False,),
+    ])
+    model.summary()
+
+    section("input")
+    model = Sequential([Input(shape=(28, 28, 1)), Conv2D(32, 3, activation="relu"),
+                        Conv2D(64, 3, activation="relu")])
+    model.summary()
+
+    section("unbuilt")
+    model = Sequential([Conv2D(8, 3), Dense(4)])
+    model.summary()
+
+    section("mnist")
+    model = Sequential([Input((12, 12, 1)), Conv2D(4, 3, activation="relu"),
+                        BatchNormalization(), MaxPooling2D(), Flatten(), Dropout(0.5),
+                        Dense(3, activation="softmax")])
+    model.summary(show_trainable=True)
+    model.summary(line_length=70, positions=[.5, .7, 1.])
+
+    section("compiled")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.summary()
+
+    section("trained")
+    x = np.random.default_rng(0).normal(size=(8, 12, 12, 1)).astype("float32")
+    y = np.arange(8) % 3
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    model.summary()
+    section("end")
+    """
+)
+
+
+def _split_sections(text: str) -> dict[str, str]:
+    sections, name = {}, None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("=== ") and line.rstrip().endswith(" ==="):
+            name = line.strip()[4:-4]
+            sections[name] = ""
+        elif name is not None:
+            sections[name] += line
+    return sections
+
+
+@pytest.fixture(scope="module")
+def both_programs(tmp_path_factory):
+    """PROGRAM's sections as printed with Keras and with convlens, auto-names from zero.
+
+    Keras runs in this process after ``clear_session()`` (importing torch again would
+    cost seconds); convlens runs in a fresh process.
+    """
+    script = tmp_path_factory.mktemp("e2e") / "program.py"
+    script.write_text(PROGRAM)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", "120")
+        convlens_run = subprocess.Popen(
+            [sys.executable, str(script), "convlens"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        keras.backend.clear_session()
+        patch.setattr(sys, "argv", [str(script), "keras"])
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            exec(compile(PROGRAM, str(script), "exec"), {"__name__": "__main__"})
+        keras.backend.clear_session()
+        out, err = convlens_run.communicate(timeout=120)
+    keras_sections = _split_sections(captured.getvalue())
+    assert "end" in keras_sections
+    return {"keras": (keras_sections, ""), "convlens": (_split_sections(out), err)}
+
+
+@pytest.mark.parametrize(
+    "section", ["seed question", "seed answer", "input", "unbuilt", "mnist", "compiled", "trained"]
+)
+def test_program_prints_what_keras_prints(both_programs, section):
+    keras_sections, _ = both_programs["keras"]
+    ours_sections, ours_stderr = both_programs["convlens"]
+    assert section in ours_sections, f"convlens program stopped early:\n{ours_stderr[-3000:]}"
+    assert ours_sections[section] == keras_sections[section]
