@@ -241,6 +241,33 @@ def deconv_padding_amounts(
     return before, full - out - before
 
 
+def deconv_output_formula(
+    length: int,
+    kernel: int,
+    padding: str,
+    stride: int,
+    dilation: int = 1,
+    output_padding: int | None = None,
+) -> str:
+    """The transposed-convolution size arithmetic written out with these numbers.
+
+    >>> deconv_output_formula(14, 3, "same", 2)
+    '14*2 = 28'
+    >>> deconv_output_formula(13, 3, "valid", 2)
+    '13*2 + max(3 - 2, 0) = 27'
+    >>> deconv_output_formula(14, 3, "same", 2, output_padding=1)
+    '(14 - 1)*2 + 3 - 2*1 + 1 = 28'
+    """
+    out = deconv_output_length(length, kernel, padding, stride, dilation, output_padding)
+    span = effective_kernel_size(kernel, dilation)
+    if output_padding is None:
+        if padding == "valid":
+            return f"{length}*{stride} + max({span} - {stride}, 0) = {out}"
+        return f"{length}*{stride} = {out}"
+    pad = span // 2 if padding == "same" else 0
+    return f"({length} - 1)*{stride} + {span} - 2*{pad} + {output_padding} = {out}"
+
+
 def pool_output_length(length: int | None, pool: int, padding: str, stride: int) -> int | None:
     return conv_output_length(length, pool, padding, stride, 1)
 
