@@ -172,7 +172,10 @@ def _layout(
     keras_ends = list(positions) if positions else list(_BASE_POSITIONS)
     if show_trainable:
         default_length += _TRAINABLE_EXTRA_LENGTH
-        keras_ends = [p * _TRAINABLE_SHRINK for p in keras_ends] + [1.0]
+        if keras_ends[-1] <= 1:
+            keras_ends = [p * _TRAINABLE_SHRINK for p in keras_ends] + [1.0]
+        else:  # absolute positions: the Trainable column gets its own characters
+            keras_ends = keras_ends + [keras_ends[-1] + _TRAINABLE_EXTRA_LENGTH]
     keras_column_count = len(_BASE_POSITIONS) + int(show_trainable)
 
     extra_widths = [_extra_width(title) for title in extra_titles]

@@ -386,6 +386,9 @@ def test_absolute_positions():
     fake = fake_from_keras(seed_model_with_input())
     text = ours_text(fake, line_length=60, positions=[30, 48, 60])
     assert {len(line) for line in text.splitlines()[1:-3]} == {60}
+    text = ours_text(fake, positions=[30, 48, 60], show_trainable=True)
+    assert {len(line) for line in text.splitlines()[1:-3]} == {72}
+    assert "Trainable" in text.splitlines()[2]
 
 
 @pytest.mark.parametrize(
