@@ -5,6 +5,14 @@ widths, same markup), so a program that swaps ``keras`` for ``convlens`` prints 
 text. The one addition is ``columns``: extra ``(title, fn(layer) -> str)`` columns after
 Keras's own, for explanations such as receptive field or multiply-accumulate counts.
 
+What is read from the model (duck-typed, so tests can pass stand-ins):
+
+- ``model.name``, ``model.layers`` (without the InputLayer), ``model.trainable_weights``,
+  ``model.non_trainable_weights`` (variables with ``.shape`` and ``.dtype``), and
+  ``model.optimizer`` (None, or ``.built`` and ``.variables``) with ``model.compiled``;
+- per layer: ``name``, ``type(layer).__name__``, ``built``, ``output_shape`` (None prints
+  ``?``), ``count_params()`` (called only when built), ``trainable`` and ``weights``.
+
 Example:
     >>> model.summary()  # doctest: +SKIP
     Model: "sequential"
@@ -289,7 +297,8 @@ def print_summary(
 
     Args:
         model: an object with ``name``, ``layers`` (no InputLayer), ``trainable_weights``,
-            ``non_trainable_weights`` and ``optimizer`` (see the module for details).
+            ``non_trainable_weights``, ``optimizer`` and ``compiled`` (see the module
+            docstring).
         line_length: total width of the table. Defaults to 88 (100 with
             ``show_trainable``, wider with extra ``columns``), capped at the terminal
             width minus 4 (``COLUMNS`` in the environment counts).
@@ -311,9 +320,9 @@ def print_summary(
             nothing nested to expand.
 
     Raises:
-        ValueError: if a column would be narrower than 4 characters.
+        ValueError: if a column would be narrower than 4 characters, ``positions`` has
+            too few entries, or ``layer_range`` is not two strings or matches no layer.
         TypeError: if an entry of ``columns`` is not a ``(str, callable)`` pair.
-        ValueError: if ``layer_range`` is not two strings or matches no layer.
     """
     extras = _validate_columns(columns)
     length, widths = _layout(line_length, positions, show_trainable, [t for t, _ in extras])
