@@ -24,39 +24,35 @@ built on first use. Values:
 - ``ACT``: an activation name (``relu``, ``softmax``, ``tanh``, ``sigmoid``, ...);
 - ``BOOL``: ``true`` or ``false``.
 
-Layers (positional arguments in order; ``[...]`` is optional) and their options:
+Layers (positional arguments in order, ``[...]`` optional), the Keras layer each builds,
+and its options with their defaults::
 
-============================  ===================  =============================================
-segment                        Keras layer          options (default)
-============================  ===================  =============================================
-``input SHAPE``                Input                --
-``conv1d N K [ACT]``           Conv1D               strides=1 padding=valid|same|causal
-                                                    dilation=1 groups=1 bias=true
-``conv2d N K [ACT]``           Conv2D               strides=1 padding=valid|same dilation=1
-                                                    groups=1 bias=true
-``conv3d N K [ACT]``           Conv3D               as conv2d
-``depthwise K [ACT]``          DepthwiseConv2D      multiplier=1 strides padding dilation bias
-``separable N K [ACT]``        SeparableConv2D      multiplier=1 strides padding dilation bias
-``deconv N K [ACT]``           Conv2DTranspose      strides padding dilation output_padding bias
-``dense N [ACT]``              Dense                bias=true
-``flatten``                    Flatten              --
-``reshape SHAPE``              Reshape              --
-``activation ACT``             Activation           --
-``relu``                       ReLU                 max_value=none negative_slope=0 threshold=0
-``dropout F``                  Dropout              --
-``maxpool K``                  MaxPooling2D         strides=K padding=valid
-``avgpool K``                  AveragePooling2D     strides=K padding=valid
-``maxpool1d K`` ``maxpool3d K``  MaxPooling1D/3D    as maxpool
-``avgpool1d K`` ``avgpool3d K``  AveragePooling1D/3D as avgpool
-``globalavgpool``              GlobalAveragePooling2D  keepdims=false
-``globalmaxpool``              GlobalMaxPooling2D   keepdims=false
-``globalavgpool1d``            GlobalAveragePooling1D  keepdims=false
-``globalmaxpool1d``            GlobalMaxPooling1D   keepdims=false
-``zeropad P``                  ZeroPadding2D        P = ``1``, ``1x2`` (rows x cols) or
-                                                    ``1x1x2x2`` (top x bottom x left x right)
-``batchnorm``                  BatchNormalization   momentum=0.99 epsilon=0.001 axis=-1
-                                                    center=true scale=true
-============================  ===================  =============================================
+    input SHAPE           Input
+    conv2d N K [ACT]      Conv2D              strides=1 padding=valid dilation=1 groups=1
+                                              bias=true
+    conv1d N K [ACT]      Conv1D              as conv2d; padding may also be causal
+    conv3d N K [ACT]      Conv3D              as conv2d
+    depthwise K [ACT]     DepthwiseConv2D     multiplier=1 strides=1 padding=valid
+                                              dilation=1 bias=true
+    separable N K [ACT]   SeparableConv2D     as depthwise
+    deconv N K [ACT]      Conv2DTranspose     strides=1 padding=valid dilation=1
+                                              output_padding=none bias=true
+    dense N [ACT]         Dense               bias=true
+    flatten               Flatten
+    reshape SHAPE         Reshape
+    activation ACT        Activation
+    relu                  ReLU                max_value=none negative_slope=0.0 threshold=0.0
+    dropout F             Dropout
+    maxpool [K]           MaxPooling2D        strides=K padding=valid       (K defaults to 2)
+    avgpool [K]           AveragePooling2D    strides=K padding=valid
+    maxpool1d, maxpool3d, avgpool1d, avgpool3d: the 1D and 3D pooling layers, as above
+    globalavgpool         GlobalAveragePooling2D    keepdims=false
+    globalmaxpool         GlobalMaxPooling2D        keepdims=false
+    globalavgpool1d, globalmaxpool1d: GlobalAveragePooling1D, GlobalMaxPooling1D
+    zeropad [P]           ZeroPadding2D       P = 1 (default), 1x2 (rows x cols) or
+                                              1x1x2x2 (top x bottom x left x right)
+    batchnorm             BatchNormalization  momentum=0.99 epsilon=0.001 axis=-1
+                                              center=true scale=true
 
 Every layer also takes ``name=NAME``, and conv/pool/flatten layers take
 ``data_format=channels_first``. Options may also be spelled with the Keras argument name
@@ -631,7 +627,7 @@ def parse_spec(text: str) -> Sequential:
             raise SpecError(
                 segment.column,
                 segment.text,
-                f"cannot build {form.word} (layer {index + 1}): {error}",
+                f"cannot build {form.word} (segment {index + 1}): {error}",
             ) from None
     return model
 
