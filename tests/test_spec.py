@@ -10,7 +10,9 @@ from convlens import layers as L
 from convlens.models import Sequential
 from convlens.spec import LAYER_WORDS, SpecError, format_spec, parse_spec
 
-SEED = "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | dense 10 softmax"
+SEED = (
+    "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | dense 10 softmax"
+)
 
 # Names are generated per process and the first layer's Keras-2 input_shape becomes an Input
 # segment, so neither is part of what a spec describes.
@@ -27,7 +29,11 @@ def architecture(model: Sequential) -> list:
 def test_seed_model_builds_and_is_canonical():
     model = parse_spec(SEED)
     assert [type(layer).__name__ for layer in model.layers] == [
-        "Conv2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense",
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
     ]
     assert model.layers[1].kernel.shape == (3, 3, 32, 64)
     assert model.output_shape == (None, 10)
@@ -35,14 +41,16 @@ def test_seed_model_builds_and_is_canonical():
 
 
 def test_keras_objects_format_to_spec():
-    model = Sequential([
-        L.Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=(28, 28, 1)),
-        L.Conv2D(64, (3, 3), activation="relu", strides=(1, 1), padding="same", use_bias=False),
-        L.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=2),
-        L.ZeroPadding2D(((1, 2), (3, 4))),
-        L.MaxPooling2D(3, strides=2),
-        L.GlobalAveragePooling2D(keepdims=True),
-    ])
+    model = Sequential(
+        [
+            L.Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=(28, 28, 1)),
+            L.Conv2D(64, (3, 3), activation="relu", strides=(1, 1), padding="same", use_bias=False),
+            L.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=2),
+            L.ZeroPadding2D(((1, 2), (3, 4))),
+            L.MaxPooling2D(3, strides=2),
+            L.GlobalAveragePooling2D(keepdims=True),
+        ]
+    )
     text = format_spec(model)
     assert text == (
         "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu padding=same bias=false | "
@@ -71,7 +79,9 @@ def _opt(strategy, key):
 
 _conv2d = st.builds(
     lambda f, k, a, s, p, d, b: f"conv2d {f} {k}{a}{s}{p}{d}{b}",
-    st.integers(1, 6), _SIZE, _ACTS,
+    st.integers(1, 6),
+    _SIZE,
+    _ACTS,
     _opt(st.sampled_from(["1", "2", "1x2"]), "strides"),
     _opt(st.sampled_from(["valid", "same"]), "padding"),
     st.sampled_from(["", "", " dilation=2"]),
@@ -79,26 +89,47 @@ _conv2d = st.builds(
 )
 _spatial = st.one_of(
     _conv2d,
-    st.builds(lambda k, m, a: f"depthwise {k}{a}{m}", _SIZE, _opt(st.integers(1, 3), "multiplier"),
-              _ACTS),
-    st.builds(lambda f, k, a: f"separable {f} {k}{a} padding=same", st.integers(1, 5), _SIZE,
-              _ACTS),
-    st.builds(lambda f, k, s, a: f"deconv {f} {k}{a}{s}", st.integers(1, 4), _SIZE,
-              _opt(st.sampled_from(["1", "2"]), "strides"), _ACTS),
-    st.builds(lambda w, k, s: f"{w} {k}{s}", st.sampled_from(["maxpool", "avgpool", "maxpool2d"]),
-              st.sampled_from(["1", "2", "2x1"]), _opt(st.sampled_from(["1", "2"]), "strides")),
+    st.builds(
+        lambda k, m, a: f"depthwise {k}{a}{m}", _SIZE, _opt(st.integers(1, 3), "multiplier"), _ACTS
+    ),
+    st.builds(
+        lambda f, k, a: f"separable {f} {k}{a} padding=same", st.integers(1, 5), _SIZE, _ACTS
+    ),
+    st.builds(
+        lambda f, k, s, a: f"deconv {f} {k}{a}{s}",
+        st.integers(1, 4),
+        _SIZE,
+        _opt(st.sampled_from(["1", "2"]), "strides"),
+        _ACTS,
+    ),
+    st.builds(
+        lambda w, k, s: f"{w} {k}{s}",
+        st.sampled_from(["maxpool", "avgpool", "maxpool2d"]),
+        st.sampled_from(["1", "2", "2x1"]),
+        _opt(st.sampled_from(["1", "2"]), "strides"),
+    ),
     st.builds(lambda p: f"zeropad {p}", st.sampled_from(["0", "1", "1x2", "0x1x2x3"])),
-    st.sampled_from([
-        "batchnorm", "batchnorm momentum=0.9 epsilon=0.01", "relu", "relu max_value=6",
-        "relu negative_slope=0.1 threshold=0.5", "activation tanh", "dropout 0.25",
-        "dropout 0",
-    ]),
+    st.sampled_from(
+        [
+            "batchnorm",
+            "batchnorm momentum=0.9 epsilon=0.01",
+            "relu",
+            "relu max_value=6",
+            "relu negative_slope=0.1 threshold=0.5",
+            "activation tanh",
+            "dropout 0.25",
+            "dropout 0",
+        ]
+    ),
 )
 _head = st.one_of(
     st.just(""),
     st.builds(lambda u, a: f" | flatten | dense {u}{a}", st.integers(1, 9), _ACTS),
-    st.builds(lambda w, u: f" | {w} | dense {u} bias=false",
-              st.sampled_from(["globalavgpool", "globalmaxpool"]), st.integers(1, 9)),
+    st.builds(
+        lambda w, u: f" | {w} | dense {u} bias=false",
+        st.sampled_from(["globalavgpool", "globalmaxpool"]),
+        st.integers(1, 9),
+    ),
 )
 
 
@@ -190,7 +221,7 @@ def _error(text: str) -> SpecError:
 def test_malformed_specs_point_at_the_column(text, column, token, expected):
     error = _error(text)
     assert (error.column, error.token) == (column, token)
-    assert text[column - 1:].startswith(token)
+    assert text[column - 1 :].startswith(token)
     assert expected in error.message
 
 
