@@ -161,9 +161,9 @@ def hard_silu(x):
 
 
 def hard_silu_grad(x, y, g):
-    # x/6 + 1/2 + x/6 inside (-3, 3); 1 above; 0 below (PyTorch hardswish'(3) = 1.5, kept)
+    # x/3 + 1/2 strictly inside (-3, 3); 0 at and below -3; 1 at and above 3 (as Keras on torch)
     inside = x * _c(x, 1.0 / 3.0) + _c(x, 0.5)
-    slope = np.where(x < -3, _c(x, 0.0), np.where(x > 3, _c(x, 1.0), inside))
+    slope = np.where(x <= -3, _c(x, 0.0), np.where(x >= 3, _c(x, 1.0), inside))
     return g * slope
 
 
