@@ -20,7 +20,6 @@ Dumoulin & Visin, "A guide to convolution arithmetic for deep learning"
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 PADDINGS = ("valid", "same")

@@ -22,7 +22,8 @@ def x_of(*shape):
 def test_wrong_rank_for_built_layer_names_layer_and_shapes():
     layer = Conv2D(4, 3, name="first")
     layer(x_of(1, 8, 8, 3))
-    with pytest.raises(ValueError, match=r"'first'.*ndim=4.*found ndim=3 \(shape \(8, 8, 3\)\).*x\[None\]"):
+    pattern = r"'first'.*ndim=4.*found ndim=3 \(shape \(8, 8, 3\)\).*x\[None\]"
+    with pytest.raises(ValueError, match=pattern):
         layer(x_of(8, 8, 3))
 
 

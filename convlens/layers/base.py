@@ -41,7 +41,9 @@ def as_float32(x, where: str) -> np.ndarray:
     try:
         array = np.asarray(x)
     except Exception as error:  # ragged lists and the like
-        raise TypeError(f"{where} expects a numeric array; could not convert the input: {error}")
+        raise TypeError(
+            f"{where} expects a numeric array; could not convert the input: {error}"
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):

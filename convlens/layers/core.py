@@ -1,4 +1,4 @@
-"""Core layers: Input/InputLayer, Dense, Flatten, Reshape, Activation, ReLU, Dropout, ZeroPadding2D."""
+"""Core layers: Input, Dense, Flatten, Reshape, Activation, ReLU, Dropout, ZeroPadding2D."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Files: Keras weight files (``.weights.h5``)."""
