@@ -1,0 +1,171 @@
+"""What a layer costs: multiply-adds (MACs) and activation memory, per sample.
+
+The counting rules are small pure functions of sizes, one per kind of layer, so
+that tests can compare them with a naive loop that counts every product:
+
+* convolution: every output position of every filter multiplies a whole
+  ``kernel x C_in/groups`` window (padded taps included, as the matrix
+  multiplication does): ``prod(out) * filters * prod(kernel) * C_in/groups``;
+* depthwise: ``prod(out) * C_in * depth_multiplier * prod(kernel)``;
+* transposed convolution: every input position scatters ``prod(kernel) * filters``
+  products for each of its ``C_in`` channels;
+* dense: ``positions * in * units``; batch normalization (at inference) one
+  multiply-add per value; pooling, reshaping and activations no multiply-adds.
+
+Bias additions are not counted. Activation memory is the number of output values of
+one sample times 4 bytes (float32).
+
+>>> conv_macs((24, 24), (3, 3), 32, 64)
+10616832
+>>> activation_bytes((None, 24, 24, 64))
+147456
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BYTES_PER_VALUE = 4  # float32
+
+
+def conv_macs(
+    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels_per_group: int,
+    filters: int,
+) -> int:
+    """Multiply-adds of a (grouped) convolution for one sample."""
+    return math.prod(out_spatial) * filters * math.prod(kernel_size) * in_channels_per_group
+
+
+def depthwise_macs(
+    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, multiplier: int
+) -> int:
+    """Multiply-adds of a depthwise convolution: one 2D filter per (channel, multiplier)."""
+    return math.prod(out_spatial) * in_channels * multiplier * math.prod(kernel_size)
+
+
+def transpose_macs(
+    in_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, filters: int
+) -> int:
+    """Multiply-adds of a transposed convolution: each input value scatters a kernel block."""
+    return math.prod(in_spatial) * math.prod(kernel_size) * in_channels * filters
+
+
+def dense_macs(positions: int, in_features: int, units: int) -> int:
+    """Multiply-adds of ``x @ kernel`` for ``positions`` vectors of ``in_features`` values."""
+    return positions * in_features * units
+
+
+def output_values(shape: Sequence[int | None]) -> int | None:
+    """Values in one sample of ``shape`` (batch axis first); None when a size is unknown."""
+    rest = tuple(shape[1:])
+    if any(d is None for d in rest):
+        return None
+    return math.prod(rest)
+
+
+def activation_bytes(shape: Sequence[int | None]) -> int | None:
+    """Bytes of one sample's output values in float32."""
+    values = output_values(shape)
+    return None if values is None else values * BYTES_PER_VALUE
+
+
+def format_bytes(size: int | None) -> str:
+    """``147456`` -> ``'144.0 KiB'``.
+
+    >>> format_bytes(512), format_bytes(147456), format_bytes(3 * 2**20)
+    ('512 B', '144.0 KiB', '3.0 MiB')
+    """
+    if size is None:
+        return "?"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+@dataclass
+class LayerCost:
+    """MACs with the product that gives them, and the activation memory of one sample."""
+
+    macs: int | None
+    macs_formula: str
+    output_values: int | None
+    memory_bytes: int | None
+
+
+def _spatial(layer, shape):
+    geometry = getattr(layer, "geometry", None)
+    if geometry is not None:
+        return geometry.spatial(shape), geometry.channels(shape)
+    return tuple(shape[1:-1]), shape[-1]
+
+
+def _product(factors) -> str:
+    return "*".join(str(f) for f in factors)
+
+
+def layer_cost(layer) -> LayerCost:
+    """MACs and activation memory of one built layer, per sample."""
+    from convlens.layers import (
+        BatchNormalization,
+        Conv,
+        Conv2DTranspose,
+        Dense,
+        DepthwiseConv2D,
+        SeparableConv2D,
+    )
+
+    if not layer.built or layer.output_shape is None:
+        raise ValueError(f"Layer '{layer.name}' is not built; build the model first.")
+    values = output_values(layer.output_shape)
+    memory = activation_bytes(layer.output_shape)
+    in_spatial, in_channels = _spatial(layer, layer.input_shape)
+    macs, formula = 0, "no multiply-adds"
+    unknown = any(d is None for d in layer.input_shape[1:])
+    if unknown:
+        return LayerCost(None, "unknown (input size not fixed)", values, memory)
+    if isinstance(layer, Conv):
+        out_spatial, _ = _spatial(layer, layer.output_shape)
+        per_group = in_channels // layer.groups
+        macs = conv_macs(out_spatial, layer.kernel_size, per_group, layer.filters)
+        formula = (
+            f"{_product(out_spatial)} positions * {layer.filters} filters * "
+            f"({_product((*layer.kernel_size, per_group))}) = {macs:,}"
+        )
+    elif isinstance(layer, DepthwiseConv2D):
+        out_spatial, _ = _spatial(layer, layer.output_shape)
+        macs = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
+        formula = (
+            f"{_product(out_spatial)} positions * {in_channels}*{layer.depth_multiplier} maps * "
+            f"({_product(layer.kernel_size)}) = {macs:,}"
+        )
+    elif isinstance(layer, SeparableConv2D):
+        middle = layer.depthwise.output_shape
+        out_spatial, mid_channels = _spatial(layer.depthwise, middle)
+        first = depthwise_macs(out_spatial, layer.kernel_size, in_channels,
+                               layer.depth_multiplier)
+        second = conv_macs(out_spatial, (1, 1), mid_channels, layer.filters)
+        macs = first + second
+        formula = (
+            f"depthwise {_product(out_spatial)}*{in_channels}*{layer.depth_multiplier}*"
+            f"({_product(layer.kernel_size)}) + pointwise {_product(out_spatial)}*"
+            f"{layer.filters}*{mid_channels} = {first:,} + {second:,} = {macs:,}"
+        )
+    elif isinstance(layer, Conv2DTranspose):
+        macs = transpose_macs(in_spatial, layer.kernel_size, in_channels, layer.filters)
+        formula = (
+            f"{_product(in_spatial)} input positions * {in_channels} channels * "
+            f"({_product((*layer.kernel_size, layer.filters))}) = {macs:,}"
+        )
+    elif isinstance(layer, Dense):
+        positions = math.prod(layer.input_shape[1:-1])
+        in_features = layer.input_shape[-1]
+        macs = dense_macs(positions, in_features, layer.units)
+        where = f"{positions} positions * " if positions != 1 else ""
+        formula = f"{where}{in_features} inputs * {layer.units} units = {macs:,}"
+    elif isinstance(layer, BatchNormalization):
+        macs = values
+        formula = f"one multiply-add per value (folded scale and shift) = {macs:,}"
+    return LayerCost(macs, formula, values, memory)

@@ -1,0 +1,212 @@
+"""Receptive fields: which input pixels one output value can see, layer after layer.
+
+Per spatial axis three numbers are carried through the model with the recurrence
+of Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural
+Networks", Distill 2019 (one step is ``convlens.shapes.receptive_field_step``):
+
+* ``size``: how many input pixels the field spans;
+* ``jump``: how many input pixels apart two neighbouring outputs are;
+* ``start``: the input coordinate of the centre of output 0 (pixel centres are
+  0, 1, 2, ...; a negative value means the field hangs over the padding).
+
+Output ``i`` then sees input pixels ``start + i*jump - (size-1)/2`` to
+``start + i*jump + (size-1)/2`` (clipped to the image; with strides or dilation the
+field may have holes). Dense (on a flat vector), Flatten, Reshape and global
+pooling make every output depend on the whole input.
+
+>>> from convlens.layers import Conv2D, Input
+>>> from convlens.models import Sequential
+>>> model = Sequential([Input((28, 28, 1)), Conv2D(32, 3, name="a"), Conv2D(64, 3, name="b")])
+>>> receptive_fields(model)[-1].size
+(5, 5)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from convlens.shapes import deconv_padding_amounts, padding_amounts, receptive_field_step
+
+AXIS_NAMES = {1: ("step",), 2: ("row", "col"), 3: ("depth", "row", "col")}
+
+
+def axis_names(rank: int) -> tuple[str, ...]:
+    return AXIS_NAMES.get(rank, tuple(f"axis{i}" for i in range(rank)))
+
+
+@dataclass
+class ReceptiveField:
+    """Field of one layer's outputs, in pixels of the reference input, per spatial axis."""
+
+    size: tuple = ()
+    jump: tuple = ()
+    start: tuple = ()
+    whole_input: bool = False
+    reference: str = "model input"
+    axes: tuple = ()
+    note: str = ""
+    input_spatial: tuple = field(default_factory=tuple)
+
+    def bounds(self, index: int, axis: int) -> tuple[float, float]:
+        """First and last input coordinate seen by output ``index`` along ``axis`` (unclipped)."""
+        centre = self.start[axis] + index * self.jump[axis]
+        half = (self.size[axis] - 1) / 2
+        return centre - half, centre + half
+
+    def describe(self) -> str:
+        if self.whole_input:
+            return "whole input"
+        if not self.size:
+            return "-"
+        return "x".join(_number(s) for s in self.size)
+
+    def to_dict(self) -> dict:
+        return {
+            "size": list(self.size), "jump": list(self.jump), "start": list(self.start),
+            "whole_input": self.whole_input, "reference": self.reference,
+            "axes": list(self.axes), "note": self.note,
+        }
+
+
+def _number(value) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "?"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _spatial_of(layer, shape) -> tuple:
+    geometry = getattr(layer, "geometry", None)
+    if geometry is not None:
+        return tuple(geometry.spatial(shape))
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return tuple(shape[2:])
+    return tuple(shape[1:-1])
+
+
+def _window_step(state, layer, kernel, strides, dilation, padding):
+    size, jump, start = state
+    spatial = _spatial_of(layer, layer.input_shape)
+    new = ([], [], [])
+    for axis in range(len(size)):
+        n, k, s, d = spatial[axis], kernel[axis], strides[axis], dilation[axis]
+        if n is None and padding == "same":
+            pad_before = math.nan
+        else:
+            pad_before = padding_amounts(n or 0, k, padding, s, d)[0]
+        r, j, u = receptive_field_step(size[axis], jump[axis], start[axis], k, s, d, pad_before)
+        for target, value in zip(new, (r, j, u)):
+            target.append(value)
+    return tuple(tuple(v) for v in new)
+
+
+def _transpose_step(state, layer):
+    """Transposed conv: output ``j`` reads inputs ``(j + crop - t) / stride`` for taps ``t``."""
+    size, jump, start = state
+    spatial = _spatial_of(layer, layer.input_shape)
+    new = ([], [], [])
+    for axis in range(len(size)):
+        n, k, s = spatial[axis], layer.kernel_size[axis], layer.strides[axis]
+        d = layer.dilation_rate[axis]
+        out_pad = None if layer.output_padding is None else layer.output_padding[axis]
+        span = (k - 1) * d + 1
+        crop = deconv_padding_amounts(n or 1, k, layer.padding, s, d, out_pad)[0]
+        new[0].append(size[axis] + (math.ceil(span / s) - 1) * jump[axis])
+        new[1].append(jump[axis] / s)
+        new[2].append(start[axis] + (crop - (span - 1) / 2) / s * jump[axis])
+    return tuple(tuple(v) for v in new)
+
+
+def _mixes_everything(layer) -> bool:
+    from convlens.layers import Dense, Flatten, Reshape
+    from convlens.layers.pooling import GlobalPooling
+
+    if isinstance(layer, (Flatten, Reshape, GlobalPooling)):
+        return True
+    return isinstance(layer, Dense) and len(layer.input_shape) == 2
+
+
+def step(layer, state):
+    """``(size, jump, start)`` per axis after ``layer``; None when every output sees all input."""
+    from convlens.layers import (
+        Activation,
+        BatchNormalization,
+        Conv,
+        Conv2DTranspose,
+        Dense,
+        DepthwiseConv2D,
+        Dropout,
+        ReLU,
+        SeparableConv2D,
+        ZeroPadding2D,
+    )
+    from convlens.layers.pooling import Pooling
+
+    if state is None or _mixes_everything(layer):
+        return None
+    if isinstance(layer, (Conv, DepthwiseConv2D, SeparableConv2D)):
+        return _window_step(state, layer, layer.kernel_size, layer.strides, layer.dilation_rate,
+                            layer.padding)
+    if isinstance(layer, Pooling):
+        ones = (1,) * len(layer.pool_size)
+        return _window_step(state, layer, layer.pool_size, layer.strides, ones, layer.padding)
+    if isinstance(layer, Conv2DTranspose):
+        return _transpose_step(state, layer)
+    if isinstance(layer, ZeroPadding2D):
+        size, jump, start = state
+        shifted = tuple(u - pad[0] * j for u, j, pad in zip(start, jump, layer.padding))
+        return size, jump, shifted
+    if isinstance(layer, (Activation, BatchNormalization, Dense, Dropout, ReLU)):
+        return state  # value by value (Dense on a rank > 2 input acts per position)
+    return None  # unknown layer: assume it mixes everything
+
+
+def _spatial_rank(model) -> int:
+    shape = model.input_shape
+    return max(len(shape) - 2, 0) if shape is not None else 0
+
+
+def identity_state(rank: int):
+    return ((1,) * rank, (1,) * rank, (0.0,) * rank)
+
+
+def _field(state, rank, reference, layer, input_spatial) -> ReceptiveField:
+    axes = axis_names(rank)
+    if state is None or rank == 0:
+        note = (
+            f"after '{layer.name}' ({type(layer).__name__}) every output value depends on "
+            f"every value of the {reference}"
+        )
+        return ReceptiveField(whole_input=True, reference=reference, axes=axes, note=note,
+                              input_spatial=input_spatial)
+    size, jump, start = state
+    return ReceptiveField(size=tuple(size), jump=tuple(jump), start=tuple(start),
+                          reference=reference, axes=axes, input_spatial=input_spatial)
+
+
+def receptive_fields(model) -> list[ReceptiveField]:
+    """The field of every layer of ``model`` (same order as ``model.layers``), in input pixels."""
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built; build it or start it with Input().")
+    rank = _spatial_rank(model)
+    layers = model.layers
+    first = layers[0] if layers else None
+    input_spatial = _spatial_of(first, model.input_shape) if first is not None else ()
+    state = identity_state(rank) if rank else None
+    fields = []
+    for layer in layers:
+        state = step(layer, state)
+        fields.append(_field(state, rank, "model input", layer, input_spatial))
+    return fields
+
+
+def layer_receptive_field(layer) -> ReceptiveField:
+    """The field of one layer alone, in pixels of its own input."""
+    rank = max(len(layer.input_shape) - 2, 0)
+    state = identity_state(rank) if rank else None
+    return _field(step(layer, state), rank, "layer input", layer,
+                  _spatial_of(layer, layer.input_shape))
