@@ -1,0 +1,219 @@
+"""PNG grids of a layer's kernels and of its feature maps (matplotlib, Agg, no pyplot).
+
+Figures are made with ``matplotlib.figure.Figure`` and rendered by the Agg canvas directly,
+so nothing here touches pyplot's global state or the user's chosen backend.
+
+Every grid has ``columns = ceil(sqrt(n))`` tiles per row; its exact pixel size is
+``grid_pixel_size(n, tile_px)``: ``columns * tile_px + 2 * MARGIN_PX`` wide and
+``rows * tile_px + TITLE_PX + MARGIN_PX`` high.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+__all__ = [
+    "kernel_grid_png",
+    "feature_maps_png",
+    "grid_pixel_size",
+    "kernel_tiles",
+    "resolve_layer",
+]
+
+DPI = 100
+TILE_PX = 64
+MARGIN_PX = 10
+TITLE_PX = 56
+
+
+def grid_pixel_size(n: int, tile_px: int = TILE_PX) -> tuple[int, int]:
+    """(width, height) in pixels of a grid of ``n`` tiles."""
+    columns = max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / columns))
+    return columns * tile_px + 2 * MARGIN_PX, rows * tile_px + TITLE_PX + MARGIN_PX
+
+
+def _render(
+    tiles: list[np.ndarray],
+    labels: list[str],
+    title: str,
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    tile_px: int,
+) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(tiles)
+    width, height = grid_pixel_size(n, tile_px)
+    columns = max(1, math.ceil(math.sqrt(n)))
+    # A hair over the exact size: Agg truncates width * dpi to an integer.
+    figure = Figure(figsize=((width + 0.01) / DPI, (height + 0.01) / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    figure.patch.set_facecolor("white")
+    figure.text(0.5, 1 - 6 / height, title, ha="center", va="top", fontsize=7.5, wrap=True)
+    pad = 3
+    for index, (tile, label) in enumerate(zip(tiles, labels)):
+        row, column = divmod(index, columns)
+        left = MARGIN_PX + column * tile_px + pad
+        bottom = height - TITLE_PX - (row + 1) * tile_px + pad
+        size = tile_px - 2 * pad
+        axes = figure.add_axes((left / width, bottom / height, size / width, (size - 9) / height))
+        axes.imshow(tile, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_title(label, fontsize=6, pad=1.5)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return buffer.getvalue()
+
+
+def _save(data: bytes, path) -> bytes:
+    if path is not None:
+        from convlens.fileio import atomic_write
+
+        atomic_write(path, data)
+    return data
+
+
+def kernel_tiles(layer, channel: int | None = None) -> tuple[list[np.ndarray], list[str], str]:
+    """The 2D tiles of a built conv layer's kernels, their labels, and what a tile shows."""
+    from convlens.layers import Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+
+    if not isinstance(layer, (Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D)):
+        raise TypeError(
+            f"kernel_grid_png draws convolution kernels; layer {getattr(layer, 'name', layer)!r} "
+            f"is a {type(layer).__name__}."
+        )
+    if not layer.built:
+        raise ValueError(f"Layer '{layer.name}' is not built yet, so it has no kernel to draw.")
+    if isinstance(layer, (DepthwiseConv2D, SeparableConv2D)):
+        kernel = (layer.depthwise if isinstance(layer, SeparableConv2D) else layer).kernel.value
+        kh, kw, channels, multiplier = kernel.shape
+        tiles = [kernel[:, :, c, m] for c in range(channels) for m in range(multiplier)]
+        labels = [f"ch {c} #{m}" for c in range(channels) for m in range(multiplier)]
+        what = "each tile is the 2D filter of one input channel (depthwise: no channel sum)"
+        return tiles, labels, what
+    kernel = layer.kernel.value
+    if isinstance(layer, Conv2DTranspose):
+        kernel = np.swapaxes(kernel, 2, 3)  # (kh, kw, filters, C_in) -> (kh, kw, C_in, filters)
+    if kernel.ndim == 3:  # Conv1D (k, C_in, filters): one row per filter
+        kernel = kernel[None]
+    elif kernel.ndim == 5:
+        raise ValueError(
+            f"kernel_grid_png draws 1D and 2D kernels; layer '{layer.name}' is "
+            f"{type(layer).__name__} with a {kernel.ndim - 2}D kernel."
+        )
+    depth = kernel.shape[2]
+    filters = kernel.shape[3]
+    if channel is not None:
+        if not 0 <= channel < depth:
+            raise ValueError(
+                f"channel={channel} is out of range: the filters of layer '{layer.name}' span "
+                f"{depth} input channel(s), 0 to {depth - 1}."
+            )
+        tiles = [kernel[:, :, channel, f] for f in range(filters)]
+        what = f"input channel {channel} of each {depth}-channel filter"
+    elif depth == 1:
+        tiles = [kernel[:, :, 0, f] for f in range(filters)]
+        what = "channel 0 (the only input channel) of each filter"
+    else:
+        tiles = [kernel[:, :, :, f].mean(axis=2) for f in range(filters)]
+        what = f"mean over the {depth} input channels each filter spans"
+    return tiles, [f"filter {f}" for f in range(filters)], what
+
+
+def kernel_grid_png(
+    layer, path=None, *, channel: int | None = None, max_tiles: int = 64, tile_px: int = TILE_PX
+) -> bytes:
+    """A PNG grid of a conv layer's kernels, one tile per filter, on one shared colour scale.
+
+    Each tile is channel 0 when the filters span one input channel, otherwise the mean over
+    the channels a filter spans (or ``channel=c``); the title says which. At most
+    ``max_tiles`` tiles are drawn (the title says how many of how many). If ``path`` is
+    given, the PNG is also written there atomically. Returns the PNG bytes.
+    """
+    tiles, labels, what = kernel_tiles(layer, channel)
+    total = len(tiles)
+    tiles, labels = tiles[:max_tiles], labels[:max_tiles]
+    limit = float(max(np.abs(np.stack(tiles)).max(), 1e-12))
+    shown = f"{len(tiles)} of {total}" if total > len(tiles) else f"{total}"
+    kh, kw = tiles[0].shape
+    title = (
+        f"{layer.name} ({type(layer).__name__}): {shown} kernels {kh} x {kw}\n{what}; "
+        f"colour scale -{limit:.3g} (blue) .. +{limit:.3g} (red)"
+    )
+    data = _render(tiles, labels, title, "RdBu_r", -limit, limit, tile_px)
+    return _save(data, path)
+
+
+def resolve_layer(model, layer):
+    """``layer`` as a layer of ``model``: an index into ``model.layers``, a name, or the layer."""
+    layers = model.layers
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(layers) <= layer < len(layers):
+            raise ValueError(
+                f"layer index {layer} is out of range: model '{model.name}' has {len(layers)} "
+                f"layers, indices 0 to {len(layers) - 1}."
+            )
+        return layers[layer]
+    if isinstance(layer, str):
+        for candidate in layers:
+            if candidate.name == layer:
+                return candidate
+        names = ", ".join(candidate.name for candidate in layers)
+        raise ValueError(f"model '{model.name}' has no layer named {layer!r}; layers: {names}.")
+    if any(candidate is layer for candidate in layers):
+        return layer
+    raise ValueError(f"{layer!r} is not a layer of model '{model.name}'.")
+
+
+def layer_output(model, layer, x) -> np.ndarray:
+    """The output of ``layer`` (inference mode) for the batch ``x``."""
+    target = resolve_layer(model, layer)
+    values = model.check_input(x)
+    for candidate in model.layers:
+        values = candidate.call(values, training=False)
+        if candidate is target:
+            return values
+    raise AssertionError("unreachable: the layer was resolved in the model")
+
+
+def feature_maps_png(
+    model, layer, x, path=None, *, max_maps: int = 64, tile_px: int = TILE_PX
+) -> bytes:
+    """A PNG grid of ``layer``'s output maps for the first sample of ``x``, one per channel.
+
+    ``layer`` is an index into ``model.layers``, a layer name, or the layer. The maps share
+    one colour scale (the title gives it). If ``path`` is given the PNG is also written
+    there atomically. Returns the PNG bytes.
+    """
+    target = resolve_layer(model, layer)
+    output = layer_output(model, target, x)[0]
+    if getattr(target, "data_format", "channels_last") == "channels_first" and output.ndim > 1:
+        output = np.moveaxis(output, 0, -1)
+    if output.ndim == 2:  # (steps, channels): one row per map
+        output = output[None]
+    if output.ndim != 3:
+        raise ValueError(
+            f"feature_maps_png needs a layer with spatial output maps; layer '{target.name}' "
+            f"outputs shape {target.output_shape}."
+        )
+    channels = output.shape[-1]
+    count = min(channels, max_maps)
+    tiles = [output[:, :, c] for c in range(count)]
+    low, high = float(output[..., :count].min()), float(output[..., :count].max())
+    if high <= low:
+        high = low + 1.0
+    shown = f"{count} of {channels}" if channels > count else f"{channels}"
+    height, width = output.shape[:2]
+    title = (
+        f"{target.name} ({type(target).__name__}): {shown} feature maps {height} x {width}\n"
+        f"for one input; shared scale {low:.3g} (dark) .. {high:.3g} (bright)"
+    )
+    data = _render(tiles, [f"map {c}" for c in range(count)], title, "viridis", low, high, tile_px)
+    return _save(data, path)
