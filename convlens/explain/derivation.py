@@ -120,8 +120,8 @@ class Contrast:
         product = "(" + ", ".join(str(v) for v in sizes) + ")"
         per_filter = self.in_channels // self.groups
         lines = [
-            "Misconception: each 2D kernel slice is applied to each input map separately "
-            "and the results are kept apart.",
+            "Misconception: each single-channel kernel slice is applied to each input map "
+            "separately and the results are kept apart.",
             f"That is exactly `{self.separate_layer}` on the same input: output "
             f"`{format_shape(self.separate_output_shape)}`, i.e. `{sep_sample} = {product}` "
             f"per sample; kernel `{self.separate_kernel_shape}`: "
@@ -377,7 +377,7 @@ def _explain_conv(layer, exp: LayerExplanation) -> None:
                             "formula": f"{filters} filters -> {filters} output maps"})
     if groups == 1:
         lines = [
-            f"One filter is a {block} block: a {_box(kernel)} window that spans "
+            f"One filter is a {block} block: a window of {_box(kernel)} positions that spans "
             + ("the single input channel." if in_channels == 1
                else f"all {in_channels} input channels."),
             f"Each output value is one filter's sum over the {_prod((*kernel, per_group))} = "
