@@ -146,7 +146,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
     history = callbacks_module.History()
     callback_list = callbacks_module.CallbackList(
         list(callbacks or []) + [history], model=model, verbose=verbose, epochs=epochs,
-        steps=steps, add_progress=verbose != 0,
+        steps=steps, add_progbar=verbose != 0,
     )
     model.stop_training = False
     callback_list.on_train_begin()
@@ -162,12 +162,13 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             x_batch, y_batch = x[index], y[index]
             loss, y_pred = train_step(model, x_batch, y_batch)
             if not np.isfinite(loss):
+                logs = {"loss": float(loss)}
+                callback_list.on_train_batch_end(step, logs)
                 print(
                     f"Epoch {epoch + 1}, step {step + 1}: the loss is {loss}; stopping training.",
                     file=sys.stderr,
                 )
                 model.stop_training = True
-                logs = {"loss": float(loss)}
                 break
             loss_tracker.update(loss, len(index))
             for (_, tracker), (_, fn) in zip(trackers, model.metrics_list):
@@ -200,7 +201,7 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", return_dict=False, ca
     batch_size = _batch_size(batch_size)
     verbose = _verbosity(verbose)
     steps = max(1, math.ceil(len(x) / batch_size))
-    bar = progress.Progbar(steps, verbose=verbose) if verbose else None
+    bar = progress.Progbar(steps, verbose=verbose, stateless_metrics=()) if verbose else None
     loss_tracker = metrics.Mean()
     trackers = [(name, metrics.Mean()) for name, _ in model.metrics_list]
     for step in range(steps):

@@ -1,0 +1,189 @@
+"""compile/fit/evaluate/predict: learning, Keras semantics, a step against PyTorch, bad input."""
+
+import numpy as np
+import pytest
+
+import convlens.layers as cl
+from convlens import callbacks
+from convlens.models import Sequential
+from convlens.utils import set_random_seed
+
+torch = pytest.importorskip("torch")
+
+
+def blobs(n=240, seed=0):
+    """Three separable classes of 8x8x1 images: a bright square in one of three places."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.1, (n, 8, 8, 1)).astype(np.float32)
+    for i, label in enumerate(y):
+        x[i, 1 + 2 * label:3 + 2 * label, 2:5, 0] += 1.0
+    return x, y
+
+
+def small_model(dropout=0.0):
+    return Sequential([cl.Input((8, 8, 1)), cl.Conv2D(4, 3, activation="relu"),
+                       cl.MaxPooling2D(2), cl.Dropout(dropout), cl.Flatten(),
+                       cl.Dense(3, activation="softmax")])
+
+
+def test_fit_learns_and_returns_history(capsys):
+    set_random_seed(1)
+    x, y = blobs()
+    model = small_model(0.1)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=16, epochs=6, validation_split=0.25, verbose=2)
+    assert isinstance(history, callbacks.History)
+    assert list(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert len(history.history["loss"]) == 6
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    assert accuracy > 0.9
+    out = capsys.readouterr().out
+    assert "Epoch 6/6" in out and "val_accuracy" in out
+    probabilities = model.predict(x[:5], verbose=0)
+    assert probabilities.shape == (5, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_evaluate_equals_direct_computation():
+    x, y = blobs(50)
+    model = small_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    loss, accuracy = model.evaluate(x, y, batch_size=7, verbose=0)
+    p = model.predict(x, verbose=0)
+    np.testing.assert_allclose(loss, -np.mean(np.log(p[np.arange(50), y])), rtol=1e-5)
+    assert accuracy == pytest.approx(np.mean(p.argmax(1) == y))
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == accuracy
+
+
+def test_same_seed_same_run():
+    x, y = blobs(64)
+    runs = []
+    for _ in range(2):
+        set_random_seed(7)
+        model = small_model(0.3)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
+def test_training_steps_match_pytorch(optimizer):
+    """Same weights, same batches, no dropout: convlens steps equal torch's."""
+    set_random_seed(0)
+    model = Sequential([cl.Input((10, 10, 2)), cl.Conv2D(4, 3, activation="relu"),
+                        cl.Conv2D(6, 3, strides=2, padding="same", activation="relu"),
+                        cl.MaxPooling2D(2), cl.Flatten(), cl.Dense(8, activation="relu"),
+                        cl.Dense(5, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3), torch.nn.ReLU(),
+        torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.Conv2d(4, 6, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(24, 8), torch.nn.ReLU(),
+        torch.nn.Linear(8, 5))
+    w = model.get_weights()
+    with torch.no_grad():
+        for module, (kernel, bias) in zip([net[0], net[3]], [(w[0], w[1]), (w[2], w[3])]):
+            module.weight.copy_(torch.tensor(kernel).permute(3, 2, 0, 1))
+            module.bias.copy_(torch.tensor(bias))
+        # Flatten order differs (NHWC vs NCHW): permute the first dense kernel's rows.
+        dense = w[4].reshape(2, 2, 6, 8).transpose(2, 0, 1, 3).reshape(24, 8)
+        net[7].weight.copy_(torch.tensor(dense).T)
+        net[7].bias.copy_(torch.tensor(w[5]))
+        net[9].weight.copy_(torch.tensor(w[6]).T)
+        net[9].bias.copy_(torch.tensor(w[7]))
+    reference = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.01),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.001, eps=1e-7),
+        "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.9, eps=1e-7),
+    }[optimizer](net.parameters())
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((12, 10, 10, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 12)
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for start in range(0, 12, 4):
+        reference.zero_grad()
+        xb = torch.tensor(x[start:start + 4]).permute(0, 3, 1, 2)
+        loss = torch.nn.functional.cross_entropy(net(xb), torch.tensor(y[start:start + 4]))
+        loss.backward()
+        reference.step()
+    got = model.get_weights()[-1]
+    # RMSprop's sqrt(v) + eps differs from Keras's sqrt(v + eps^2)-free form only at ~1e-7.
+    np.testing.assert_allclose(got, net[9].bias.detach().numpy(), rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(model.get_weights()[0],
+                               net[0].weight.detach().permute(2, 3, 1, 0).numpy(), rtol=2e-4,
+                               atol=2e-5)
+
+
+def test_errors_before_training_starts(capsys):
+    x, y = blobs(20)
+    model = small_model()
+    with pytest.raises(ValueError, match="compile"):
+        model.fit(x, y)
+    with pytest.raises(ValueError, match="Unknown loss: 'hinge_lossy'"):
+        model.compile(optimizer="adam", loss="hinge_lossy")
+    with pytest.raises(ValueError, match="adamm"):
+        model.compile(optimizer="adamm", loss="mse")
+    with pytest.raises(ValueError, match="acuracy"):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["acuracy"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    bad = y.copy()
+    bad[3] = 7
+    with pytest.raises(ValueError, match=r"\[0, 3\).*7 at position 3"):
+        model.fit(x, bad, verbose=1)
+    with pytest.raises(ValueError, match="same number of samples.*20.*19"):
+        model.fit(x, y[:19])
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 8, 8, 1\)"):
+        model.fit(x[:, :7], y)
+    assert capsys.readouterr().out == ""
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_training_naming_epoch_and_step(capsys):
+    x, y = blobs(40)
+    x[25] = np.nan
+    model = small_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0)
+    err = capsys.readouterr().err
+    assert "Epoch 1, step 3" in err and "nan" in err
+    assert len(history.history.get("loss", [])) <= 1
+
+
+def test_early_stopping_and_checkpoint(tmp_path):
+    x, y = blobs(60)
+    model = small_model()
+    from convlens.optimizers import SGD
+
+    frozen = SGD(0.01)
+    frozen.learning_rate = 0.0
+    model.compile(optimizer=frozen, loss="sparse_categorical_crossentropy")
+    stop = callbacks.EarlyStopping(monitor="loss", patience=1)
+    path = tmp_path / "best.weights.h5"
+    checkpoint = callbacks.ModelCheckpoint(str(path), monitor="loss", save_weights_only=True)
+    history = model.fit(x, y, epochs=10, verbose=0, callbacks=[stop, checkpoint])
+    assert len(history.history["loss"]) == 2  # learning rate 0: no improvement after epoch 1
+    assert path.exists()
+    fresh = small_model()
+    fresh.load_weights(path)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batchnorm_training_moves_statistics():
+    x, y = blobs(32)
+    model = Sequential([cl.Input((8, 8, 1)), cl.Conv2D(2, 3), cl.BatchNormalization(),
+                        cl.Flatten(), cl.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    bn = model.layers[1]
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert not np.allclose(bn.moving_mean.value, 0)
+    assert len(model.non_trainable_weights) == 2
