@@ -242,7 +242,8 @@ class Sequential:
 
             extra = summary_columns(self, columns)
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
-                      show_trainable=show_trainable, columns=extra)
+                      show_trainable=show_trainable, columns=extra, layer_range=layer_range,
+                      expand_nested=expand_nested)
 
     # ----- training ------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,

@@ -46,7 +46,7 @@ _BASE_POSITIONS = (0.45, 0.80, 1.0)
 _TRAINABLE_EXTRA_LENGTH = 12
 _TRAINABLE_SHRINK = 0.90
 # An extra column gets at least this many characters, or its title plus a margin.
-_EXTRA_COLUMN_MIN_WIDTH = 16
+_EXTRA_COLUMN_MIN_WIDTH = 19
 _EXTRA_COLUMN_MARGIN = 4
 _MIN_COLUMN_WIDTH = 4
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
@@ -188,8 +188,14 @@ def _layout(
 
     extra_widths = [_extra_width(title) for title in extra_titles]
     column_count = keras_column_count + len(extra_widths)
-    default_length += sum(extra_widths)
-    default_length = min(default_length, shutil.get_terminal_size().columns - 4)
+    terminal = shutil.get_terminal_size().columns - 4
+    if extra_widths:
+        # Extra columns are convlens's own: they may widen the table past a narrow terminal
+        # (Keras's columns keep at least 60 characters) rather than fail.
+        default_length = max(min(default_length + sum(extra_widths), terminal),
+                             60 + sum(extra_widths))
+    else:
+        default_length = min(default_length, terminal)
 
     if extra_widths and positions and len(positions) == column_count:
         ends, extra_widths = list(positions), []
@@ -367,11 +373,14 @@ def print_summary(
         sum(size for _, size in counts.values()),
     )
 
+    # Keras's table always fits the terminal; convlens's extra columns may be wider.
+    width = max(length, shutil.get_terminal_size().columns) if extras else None
     if print_fn is None:
-        console = rich.console.Console(highlight=False)
+        console = rich.console.Console(highlight=False, width=width)
     else:
         # Plain text for the callback, whatever stdout is.
-        console = rich.console.Console(highlight=False, force_terminal=False, color_system=None)
+        console = rich.console.Console(highlight=False, force_terminal=False, color_system=None,
+                                       width=width)
         console.begin_capture()
 
     console.print(_bold(f'Model: "{rich.markup.escape(str(model.name))}"'))
