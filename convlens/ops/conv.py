@@ -43,6 +43,8 @@ from numpy.lib.stride_tricks import as_strided
 # Bytes of patch matrix built per chunk: fits the L2/L3 caches comfortably; measured as fast as
 # larger chunks on the benchmark layers (see benchmarks/conv.py).
 CHUNK_BYTES = 1 << 21
+# Output bytes per chunk of the depthwise multiply-accumulate: its 2 passes per tap run in L2.
+DEPTHWISE_CHUNK_BYTES = 1 << 18
 
 __all__ = [
     "conv_forward",
@@ -81,16 +83,19 @@ class _Geometry:
     def out_shape(self) -> tuple[int, ...]:
         return (self.batch, *self.out, self.c_out)
 
-    def chunks(self, bytes_per_pixel: int) -> Iterator[tuple[slice, int, int]]:
-        """Yield ``(batch slice, first, stop)`` along output axis 0, about CHUNK_BYTES each."""
+    def chunks(
+        self, bytes_per_pixel: int, budget: int | None = None
+    ) -> Iterator[tuple[slice, int, int]]:
+        """Yield ``(batch slice, first, stop)`` along output axis 0, about ``budget`` bytes each."""
+        budget = budget or CHUNK_BYTES
         rest = math.prod(self.out[1:])
         per_sample = max(1, self.out[0] * rest * bytes_per_pixel)
-        if per_sample <= CHUNK_BYTES:
-            step = max(1, CHUNK_BYTES // per_sample)
+        if per_sample <= budget:
+            step = max(1, budget // per_sample)
             for n in range(0, self.batch, step):
                 yield slice(n, min(n + step, self.batch)), 0, self.out[0]
             return
-        rows = max(1, CHUNK_BYTES // max(1, rest * bytes_per_pixel))
+        rows = max(1, budget // max(1, rest * bytes_per_pixel))
         for n in range(self.batch):
             for first in range(0, self.out[0], rows):
                 yield slice(n, n + 1), first, min(first + rows, self.out[0])
@@ -177,18 +182,21 @@ def _bias_grad(grad_y: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _forward(xp: np.ndarray, kernel: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """``y = im2col(xp) @ kernel`` without bias; ``(N, *out, C_out)``."""
+def _forward(xp: np.ndarray, kernel: np.ndarray, geo: _Geometry, bias=None) -> np.ndarray:
+    """``y = im2col(xp) @ kernel + bias``; ``(N, *out, C_out)``.
+
+    The bias is added chunk by chunk while the chunk is still in cache.
+    """
     if geo.c_in == 1:
-        return _single_channel_forward(xp, kernel, geo)
+        return _single_channel_forward(xp, kernel, geo, bias)
     if geo.cg == 1:
-        return _depthwise_forward(xp, kernel, geo)
+        return _depthwise_forward(xp, kernel, geo, bias)
     y = np.empty(geo.out_shape, xp.dtype)
     windows = geo.windows(xp)
     w = geo.grouped_kernel(kernel)  # (G, K*Cg, Cog)
     depth = geo.taps * geo.cg
     scratch = tmp = None
-    for batch, first, stop in geo.chunks(geo.taps * geo.c_in * xp.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize):
         src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
         scratch = _scratch(scratch, src.size, xp.dtype)
         patches = scratch[: src.size].reshape(src.shape)
@@ -197,12 +205,18 @@ def _forward(xp: np.ndarray, kernel: np.ndarray, geo: _Geometry) -> np.ndarray:
         y_rows = _rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
         if geo.groups == 1:
             np.matmul(patches[0], w[0], out=y_rows)
+            if bias is not None:
+                y_rows += bias
             continue
         if tmp is None or tmp.shape[1] != patches.shape[1]:
             tmp = np.empty((geo.groups, patches.shape[1], geo.cog), xp.dtype)
         np.matmul(patches, w, out=tmp)  # (G, M, Cog)
         # (M, C_out) seen as (M, G, Cog) <- (G, M, Cog).transpose
-        np.copyto(y_rows.reshape(-1, geo.groups, geo.cog), tmp.transpose(1, 0, 2))
+        y_groups = y_rows.reshape(-1, geo.groups, geo.cog)
+        if bias is None:
+            np.copyto(y_groups, tmp.transpose(1, 0, 2))
+        else:
+            np.add(tmp.transpose(1, 0, 2), bias.reshape(geo.groups, geo.cog), out=y_groups)
     return y
 
 
@@ -218,7 +232,7 @@ def _grad_kernel(xp: np.ndarray, grad_y: np.ndarray, geo: _Geometry) -> np.ndarr
     grad_w = np.zeros((geo.groups, depth, geo.cog), dtype)  # (G, K*Cg, Cog)
     part = np.empty_like(grad_w)
     scratch = None
-    for batch, first, stop in geo.chunks(geo.taps * geo.c_in * xp.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize):
         src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
         scratch = _scratch(scratch, src.size, dtype)
         patches = scratch[: src.size].reshape(src.shape)
@@ -245,7 +259,7 @@ def _grad_input(grad_y: np.ndarray, kernel: np.ndarray, geo: _Geometry) -> np.nd
     w = geo.grouped_kernel(kernel).reshape(geo.groups, geo.taps, geo.cg, geo.cog)
     w = w.transpose(0, 1, 3, 2)  # (G, K, Cog, Cg)
     scratch = None
-    for batch, first, stop in geo.chunks(geo.taps * geo.c_in * dtype.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * dtype.itemsize):
         g_rows = _rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
         m = g_rows.shape[0]
         g_groups = g_rows.reshape(m, geo.groups, 1, geo.cog).transpose(1, 2, 0, 3)
@@ -287,13 +301,16 @@ def _single_channel_patches(xp, geo, batch, first, stop, scratch):
     return patches.reshape(geo.taps, -1), scratch  # (K, M)
 
 
-def _single_channel_forward(xp, kernel, geo):
+def _single_channel_forward(xp, kernel, geo, bias):
     y = np.empty(geo.out_shape, xp.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
     scratch = None
-    for batch, first, stop in geo.chunks(geo.taps * xp.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize):
         patches, scratch = _single_channel_patches(xp, geo, batch, first, stop, scratch)
-        np.matmul(patches.T, w, out=_rows(y[batch, first:stop], geo.c_out))  # (M, C_out)
+        y_rows = _rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
+        np.matmul(patches.T, w, out=y_rows)
+        if bias is not None:
+            y_rows += bias
     return y
 
 
@@ -301,7 +318,7 @@ def _single_channel_grad_kernel(xp, grad_y, geo):
     grad_w = np.zeros((geo.taps, geo.c_out), xp.dtype)  # (K, C_out)
     part = np.empty_like(grad_w)
     scratch = None
-    for batch, first, stop in geo.chunks(geo.taps * xp.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize):
         patches, scratch = _single_channel_patches(xp, geo, batch, first, stop, scratch)
         np.matmul(patches, _rows(grad_y[batch, first:stop], geo.c_out), out=part)
         grad_w += part
@@ -311,7 +328,7 @@ def _single_channel_grad_kernel(xp, grad_y, geo):
 def _single_channel_grad_input(grad_y, kernel, geo):
     grad_xp = np.zeros((geo.batch, *geo.padded, 1), grad_y.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
-    for batch, first, stop in geo.chunks(geo.taps * grad_y.itemsize):
+    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * grad_y.itemsize):
         g_rows = _rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
         cols = w @ g_rows.T  # (K, M)
         cols = cols.reshape(geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:])
@@ -325,36 +342,52 @@ def _single_channel_grad_input(grad_y, kernel, geo):
 # the innermost loop over (width * G) contiguous values; the multiplier axis is looped.
 
 
-def _depthwise_forward(xp, kernel, geo):
+def _row_weights(w: np.ndarray, width: int) -> np.ndarray:
+    """``(K, G, m)`` weights repeated along the last spatial axis: ``(K, m, width, G)``.
+
+    Multiplying a ``(b, ..., width, G)`` tap slice by a ``(G,)`` vector would run NumPy's inner
+    loop over only G values; against a ``(width, G)`` block it runs over ``width * G``.
+    """
+    taps, groups, mult = w.shape
+    rows = w.transpose(0, 2, 1)[:, :, None, :]  # (K, m, 1, G)
+    return np.ascontiguousarray(np.broadcast_to(rows, (taps, mult, width, groups)))
+
+
+def _depthwise_forward(xp, kernel, geo, bias):
     mult = geo.cog
     w = kernel.reshape(geo.taps, geo.groups, mult)  # (K, G, m)
     y = np.empty(geo.out_shape, xp.dtype)
     taps = _taps(geo.k)
-    acc = tmp = None
-    for batch, first, stop in geo.chunks(geo.c_out * xp.itemsize):
+    acc = tmp = rows = None
+    for batch, first, stop in geo.chunks(geo.c_out * xp.itemsize, DEPTHWISE_CHUNK_BYTES):
         b = batch.stop - batch.start
         shape = (mult, b, stop - first, *geo.out[1:], geo.groups)
         if acc is None or acc.shape != shape:
             acc, tmp = np.empty(shape, xp.dtype), np.empty(shape[1:], xp.dtype)
+        if rows is None or rows.shape[2] != shape[-2]:
+            rows = _row_weights(w, shape[-2])  # (K, m, width, G)
         for i, tap in enumerate(taps):
             x_tap = xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out_chunk, G)
             for j in range(mult):
                 if i == 0:
-                    np.multiply(x_tap, w[i, :, j], out=acc[j])
+                    np.multiply(x_tap, rows[i, j], out=acc[j])
                 else:
-                    np.multiply(x_tap, w[i, :, j], out=tmp)
+                    np.multiply(x_tap, rows[i, j], out=tmp)
                     acc[j] += tmp
         y_chunk = y[batch, first:stop]
         # (b, *out_chunk, G*m) seen as (b, *out_chunk, G, m) <- (m, b, *out_chunk, G)
         y_chunk = y_chunk.reshape(*y_chunk.shape[:-1], geo.groups, mult)
-        np.copyto(y_chunk, np.moveaxis(acc, 0, -1))
+        if bias is None:
+            np.copyto(y_chunk, np.moveaxis(acc, 0, -1))
+        else:
+            np.add(np.moveaxis(acc, 0, -1), bias.reshape(geo.groups, mult), out=y_chunk)
     return y
 
 
 def _depthwise_grad_kernel(xp, grad_y, geo):
     mult = geo.cog
     grad_w = np.zeros((geo.taps, geo.groups, mult), xp.dtype)  # (K, G, m)
-    for batch, first, stop in geo.chunks(geo.c_out * xp.itemsize):
+    for batch, first, stop in geo.chunks(geo.c_out * xp.itemsize, DEPTHWISE_CHUNK_BYTES):
         g_chunk = grad_y[batch, first:stop]
         g_chunk = g_chunk.reshape(*g_chunk.shape[:-1], geo.groups, mult)  # (b, *out, G, m)
         lead = "abcd"[: g_chunk.ndim - 2]  # batch and spatial axes, summed over
@@ -368,16 +401,18 @@ def _depthwise_grad_input(grad_y, kernel, geo):
     mult = geo.cog
     grad_xp = np.zeros((geo.batch, *geo.padded, geo.c_in), grad_y.dtype)
     w = kernel.reshape(geo.taps, geo.groups, mult)  # (K, G, m)
-    tmp = None
-    for batch, first, stop in geo.chunks(geo.c_out * grad_y.itemsize):
+    tmp = rows = None
+    for batch, first, stop in geo.chunks(geo.c_out * grad_y.itemsize, DEPTHWISE_CHUNK_BYTES):
         g_chunk = grad_y[batch, first:stop]
         g_chunk = g_chunk.reshape(*g_chunk.shape[:-1], geo.groups, mult)  # (b, *out, G, m)
         if tmp is None or tmp.shape != g_chunk.shape[:-1]:
             tmp = np.empty(g_chunk.shape[:-1], grad_y.dtype)
+        if rows is None or rows.shape[2] != tmp.shape[-2]:
+            rows = _row_weights(w, tmp.shape[-2])  # (K, m, width, G)
         for i, tap in enumerate(_taps(geo.k)):
             target = grad_xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out, G)
             for j in range(mult):
-                np.multiply(g_chunk[..., j], w[i, :, j], out=tmp)
+                np.multiply(g_chunk[..., j], rows[i, j], out=tmp)
                 target += tmp
     return grad_xp
 
@@ -449,9 +484,13 @@ def conv_forward(x, kernel, bias, strides, padding, dilation, groups=1):
             f"padded input {geo.padded}; output size would be {geo.out}."
         )
     kernel = np.ascontiguousarray(kernel)
-    y = _forward(xp, kernel, geo)
     if bias is not None:
-        y += np.asarray(bias, dtype)
+        bias = np.asarray(bias, dtype)
+        if bias.shape != (c_out,):
+            raise ValueError(
+                f"conv_forward: `bias` must have shape ({c_out},); received {bias.shape}."
+            )
+    y = _forward(xp, kernel, geo, bias)
     return y, _ConvCache(xp, kernel, bias is not None, padding, geo)
 
 
