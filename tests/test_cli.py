@@ -1,0 +1,238 @@
+"""The convlens command, in-process (main(argv) with capsys) and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlens.cli import main
+from convlens.explain.report import sample_input
+from convlens.layers.base import _name_counts
+from convlens.spec import parse_spec
+
+SPEC = (
+    "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | dense 10 softmax"
+)
+SMALL = "input 12x12x2 | conv2d 4 3 relu | conv2d 6 3 relu"
+ENV = {**os.environ, "COLUMNS": "120", "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convlens.cli", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def fresh_names() -> None:
+    # Auto names (conv2d, conv2d_1, ...) count per process; start both sides from zero.
+    _name_counts.clear()
+
+
+@pytest.mark.parametrize("columns", [None, "kernel,macs,receptive_field,memory"])
+def test_summary_prints_exactly_model_summary(capsys, columns):
+    fresh_names()
+    parse_spec(SPEC).summary(columns=columns.split(",") if columns else None)
+    expected = capsys.readouterr().out
+    fresh_names()
+    argv = ["summary", SPEC] + (["--columns", columns] if columns else [])
+    assert main(argv) == 0
+    assert capsys.readouterr().out == expected
+    assert "18,496" in expected
+
+
+def test_summary_in_a_subprocess_matches(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    fresh_names()
+    parse_spec(SPEC).summary()
+    expected = capsys.readouterr().out
+    result = run("summary", SPEC)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
+
+
+def test_explain_trace_prints_the_checked_value(capsys):
+    assert main(["explain", SMALL, "--layer", "1", "--trace", "4,5,3", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    value = float(out.strip().splitlines()[-1].split("=")[1])
+    assert np.isfinite(value)
+    assert "matches: yes" in out  # the trace recomputed the forward pass's number
+
+
+def test_explain_trace_in_process_python_file_equals_forward(tmp_path, capsys):
+    # A .py model with fixed weights: the CLI's traced value must equal our forward pass.
+    source = tmp_path / "model.py"
+    source.write_text(
+        "import numpy as np\n"
+        "from convlens.spec import parse_spec\n"
+        f"model = parse_spec({SMALL!r})\n"
+        "rng = np.random.default_rng(7)\n"
+        "model.set_weights([rng.standard_normal(w.shape).astype('float32') * 0.3\n"
+        "                   for w in model.get_weights()])\n"
+    )
+    assert main(["explain", str(source), "--trace", "3,2,5"]) == 0
+    value = float(capsys.readouterr().out.strip().splitlines()[-1].split("=")[1])
+    namespace: dict = {}
+    exec(source.read_text(), namespace)  # the same file, run by the test itself
+    model = namespace["model"]
+    forward = model(sample_input(model, seed=0))[0, 3, 2, 5]
+    assert value == pytest.approx(float(forward), rel=1e-5, abs=1e-6)
+
+
+def test_explain_whole_model_layer_and_contrast(capsys):
+    assert main(["explain", SMALL, "--contrast"]) == 0
+    out = capsys.readouterr().out
+    assert "DepthwiseConv2D" in out
+    assert main(["explain", SMALL, "--layer", "0"]) == 0
+    assert "conv2d" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["summary", "input 28x28x1 | conv2x 3"], "column 17"),
+        (["explain", SMALL, "--trace", "40,1,1"], "out of range"),
+        (["explain", SMALL, "--trace", "a,b"], "integers"),
+        (["explain", SMALL, "--layer", "9"], "out of range"),
+        (["summary", "model.keras"], "no such model file"),
+        (["summary", "missing.py"], "no such Python model file"),
+        (["summary", "input 5x5x1 | conv2d 3 7"], "kernel"),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(capsys, argv, fragment):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convlens: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_bad_spec_in_a_subprocess():
+    result = run("summary", "input 28x28x1 | conv2d 32 3 relu | conv2x 64 3")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("convlens: error: spec error at column 36")
+    assert "Traceback" not in result.stderr
+
+
+def test_saved_model_files_are_not_readable_yet(tmp_path, capsys):
+    saved = tmp_path / "model.keras"
+    saved.write_bytes(b"PK\x03\x04")
+    assert main(["summary", str(saved)]) == 2
+    assert "cannot read saved model files" in capsys.readouterr().err
+
+
+def test_python_file_runs_only_when_named(tmp_path, capsys):
+    marker = tmp_path / "ran.txt"
+    source = tmp_path / "net.py"
+    source.write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from convlens.spec import parse_spec\n"
+        "model = parse_spec('input 8x8x1 | conv2d 2 3')\n"
+    )
+    # A spec that merely mentions the file name is a spec, never a file to run.
+    assert main(["summary", "net"]) == 2
+    assert not marker.exists()
+    capsys.readouterr()
+    assert main(["summary", str(source)]) == 0
+    assert marker.exists()
+    assert "conv2d" in capsys.readouterr().out
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    assert main(["summary", str(empty)]) == 2
+    assert "did not define a variable named `model`" in capsys.readouterr().err
+
+
+def test_help_says_python_files_are_executed(capsys):
+    with pytest.raises(SystemExit):
+        main(["summary", "--help"])
+    assert "EXECUTED" in capsys.readouterr().out
+
+
+def test_demo_writes_the_report(tmp_path):
+    result = run("demo", "--html", str(tmp_path / "demo.html"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(None, 24, 24, 32)" in out and "(None, 20, 20, 64)" in out and "51,200" in out
+    assert "conv2d_1.kernel: (3, 3, 32, 64)" in out
+    assert "(5, 5, 3, 32)" in out
+    assert str(tmp_path / "demo.html") in out
+    page = (tmp_path / "demo.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+
+
+def test_demo_out_dir_writes_pictures(tmp_path, capsys):
+    folder = tmp_path / "out"
+    assert main(["demo", "--out-dir", str(folder)]) == 0
+    assert (folder / "convlens-demo.html").is_file()
+    assert (folder / "model_a_layer1.svg").is_file()
+    assert (folder / "model_b_layer0_kernels.png").stat().st_size > 1000
+    assert str(folder) in capsys.readouterr().out
+
+
+# ----- training ---------------------------------------------------------------------------------
+
+
+def _write_idx(folder: Path, name: str, array: np.ndarray) -> None:
+    code = 0x08  # unsigned byte
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    (folder / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _tiny_mnist(folder: Path, train: int = 96, test: int = 40) -> None:
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, count)
+        images = rng.integers(0, 40, (count, 28, 28))
+        for i, label in enumerate(labels):  # a bright bar whose row is the digit: learnable
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
+        _write_idx(folder, f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(folder, f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def test_train_mnist_on_tiny_idx_files(tmp_path, capsys):
+    pytest.importorskip("h5py")
+    _tiny_mnist(tmp_path)
+    out = tmp_path / "tiny.weights.h5"
+    argv = [
+        "train",
+        "mnist",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if line.startswith("test accuracy: "))
+    assert 0.0 <= float(line.split(": ")[1]) <= 1.0
+    assert out.is_file() and out.stat().st_size > 100_000  # 1.2M float32 weights
+    assert str(out) in printed
+
+
+def test_train_rejects_bad_options(tmp_path, capsys):
+    assert main(["train", "mnist", "--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    assert main(["train", "mnist", "--out", "weights.npz"]) == 2
+    assert ".weights.h5" in capsys.readouterr().err
+    assert main(["train", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train-images" in err
