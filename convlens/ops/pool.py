@@ -289,6 +289,8 @@ def global_pool_forward(x: np.ndarray, kind: str, keepdims: bool = False):
             "global_pool: `x` must have shape (N, *spatial, C) with 1 to 3 spatial axes; "
             f"received shape {x.shape}."
         )
+    if kind == "average":
+        kind = "avg"
     if kind not in ("avg", "max"):
         raise ValueError(f"global_pool: `kind` must be 'avg' or 'max'; received {kind!r}.")
     n, c = x.shape[0], x.shape[-1]
