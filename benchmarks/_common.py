@@ -35,12 +35,13 @@ def describe_threads(count: int) -> str:
     return f"threads: torch={count}, NumPy BLAS: {pools}"
 
 
-def interleaved_medians(
+def interleaved_times(
     functions: Sequence[Callable[[], object]], repeats: int = 15, warmup: int = 3
-) -> list[float]:
-    """Median wall time in ms of each function, run in alternation.
+) -> list[tuple[float, float]]:
+    """``(median, best)`` wall time in ms of each function, the functions run in alternation.
 
-    Alternating the contenders makes any background load hit all of them alike.
+    Alternating the contenders makes any background load hit all of them alike; the best time
+    is printed too because on a shared machine it is the steadier of the two.
     """
     for _ in range(warmup):
         for function in functions:
@@ -51,7 +52,14 @@ def interleaved_medians(
             start = time.perf_counter()
             function()
             times.append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(times) for times in samples]
+    return [(statistics.median(times), min(times)) for times in samples]
+
+
+def load_average() -> str:
+    try:
+        return f"load average (1 min) before the run: {os.getloadavg()[0]:.2f}"
+    except OSError:  # pragma: no cover
+        return "load average unavailable"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -63,6 +63,9 @@ def main() -> None:
         "torch input: NHWC array permuted to NCHW (channels_last strides, no copy); "
         "only the conv call is timed"
     )
+    print(_common.load_average())
+    print(f"median of {args.repeats} interleaved repeats after 3 warmups; 'best' = ratio of minima")
+    columns = ["convlens ms", "torch ms", "ratio", "ratio (best)"]
     rng = np.random.default_rng(0)
     for chunk in args.chunk_bytes or [conv.CHUNK_BYTES]:
         conv.CHUNK_BYTES = chunk
@@ -71,11 +74,19 @@ def main() -> None:
             ours_forward, torch_forward, ours_both, torch_both = _contenders(
                 rng, shape, filters, input_grad
             )
-            ours, theirs = _common.interleaved_medians(
+            (ours, ours_best), (theirs, theirs_best) = _common.interleaved_times(
                 [ours_forward, torch_forward], repeats=args.repeats
             )
-            forward_rows.append([name, f"{ours:.2f}", f"{theirs:.2f}", f"{ours / theirs:.2f}"])
-            ours, theirs = _common.interleaved_medians(
+            forward_rows.append(
+                [
+                    name,
+                    f"{ours:.2f}",
+                    f"{theirs:.2f}",
+                    f"{ours / theirs:.2f}",
+                    f"{ours_best / theirs_best:.2f}",
+                ]
+            )
+            (ours, ours_best), (theirs, theirs_best) = _common.interleaved_times(
                 [ours_both, torch_both], repeats=args.repeats
             )
             backward_rows.append(
@@ -85,13 +96,14 @@ def main() -> None:
                     f"{ours:.2f}",
                     f"{theirs:.2f}",
                     f"{ours / theirs:.2f}",
+                    f"{ours_best / theirs_best:.2f}",
                 ]
             )
         print(f"\nCHUNK_BYTES = {chunk}")
         print("forward")
-        print(_common.table(["layer", "convlens ms", "torch ms", "ratio"], forward_rows))
+        print(_common.table(["layer", *columns], forward_rows))
         print("\nforward + backward")
-        print(_common.table(["layer", "grad_x", "convlens ms", "torch ms", "ratio"], backward_rows))
+        print(_common.table(["layer", "grad_x", *columns], backward_rows))
 
 
 def _contenders(rng, shape, filters, input_grad):
