@@ -96,12 +96,14 @@ def _torch_conv(x, kernel, bias, strides, padding, dilation, groups, grad_y):
 
 
 def _run_chunked(chunk, function, *args):
-    saved = conv.CHUNK_BYTES
+    """Run with small work chunks so the per-row chunking (one sample > a chunk) is exercised."""
+    saved = conv.CHUNK_BYTES, conv.DEPTHWISE_CHUNK_BYTES
     conv.CHUNK_BYTES = chunk
+    conv.DEPTHWISE_CHUNK_BYTES = min(chunk, saved[1])
     try:
         return function(*args)
     finally:
-        conv.CHUNK_BYTES = saved
+        conv.CHUNK_BYTES, conv.DEPTHWISE_CHUNK_BYTES = saved
 
 
 def _conv_and_grads(x, kernel, bias, strides, padding, dilation, groups, grad_y):
