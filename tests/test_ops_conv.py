@@ -74,7 +74,7 @@ def conv_cases(draw):
         smallest = max(1, span - sum(padding[axis]))
         spatial.append(draw(st.integers(smallest, max(smallest, MAX_SIDE[rank]))))
     n = draw(st.integers(1, 3))
-    chunk = draw(st.sampled_from([conv.CHUNK_BYTES, 64, 1000]))
+    chunk = draw(st.sampled_from([conv.SINGLE_CHANNEL_CHUNK_BYTES, 64, 1000]))
     seed = draw(st.integers(0, 2**31 - 1))
     return n, tuple(spatial), c_in, c_out, k, strides, dilation, padding, groups, chunk, seed
 
@@ -97,13 +97,15 @@ def _torch_conv(x, kernel, bias, strides, padding, dilation, groups, grad_y):
 
 def _run_chunked(chunk, function, *args):
     """Run with small work chunks so the per-row chunking (one sample > a chunk) is exercised."""
-    saved = conv.CHUNK_BYTES, conv.DEPTHWISE_CHUNK_BYTES
-    conv.CHUNK_BYTES = chunk
-    conv.DEPTHWISE_CHUNK_BYTES = min(chunk, saved[1])
+    names = ("CHUNK_BYTES", "SINGLE_CHANNEL_CHUNK_BYTES", "DEPTHWISE_CHUNK_BYTES")
+    saved = {name: getattr(conv, name) for name in names}
+    for name in names:
+        setattr(conv, name, min(chunk, saved[name]))
     try:
         return function(*args)
     finally:
-        conv.CHUNK_BYTES, conv.DEPTHWISE_CHUNK_BYTES = saved
+        for name in names:
+            setattr(conv, name, saved[name])
 
 
 def _conv_and_grads(x, kernel, bias, strides, padding, dilation, groups, grad_y):
@@ -135,7 +137,7 @@ def test_conv_matches_torch(case):
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("multiplier", [1, 2, 3])
-@pytest.mark.parametrize("chunk", [conv.CHUNK_BYTES, 100])
+@pytest.mark.parametrize("chunk", [conv.SINGLE_CHANNEL_CHUNK_BYTES, 100])
 def test_depthwise_matches_torch(rank, multiplier, chunk):
     """groups == C_in with the Keras depthwise kernel (*k, C_in, m) -> (*k, 1, C_in*m)."""
     rng = np.random.default_rng(rank * 10 + multiplier)

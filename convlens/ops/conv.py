@@ -40,9 +40,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-# Bytes of patch matrix built per chunk: fits the L2/L3 caches comfortably; measured as fast as
-# larger chunks on the benchmark layers (see benchmarks/conv.py).
+# Bytes of patch matrix (plus output) per chunk of the im2col GEMM: stays in the 32 MiB L3 and
+# keeps the number of BLAS calls low; 1-16 MiB measured within noise of each other at 1 thread,
+# 4 MiB best for the (128, 26, 26, 32) -> 64 layer (see benchmarks/conv.py).
 CHUNK_BYTES = 1 << 22
+# C_in == 1: a K=9 GEMM costs a fixed ~70 us per call, so fewer, larger chunks win there.
+SINGLE_CHANNEL_CHUNK_BYTES = 1 << 24
 # Output bytes per chunk of the depthwise multiply-accumulate: its 2 passes per tap run in L2.
 DEPTHWISE_CHUNK_BYTES = 1 << 18
 
@@ -311,7 +314,9 @@ def _single_channel_forward(xp, kernel, geo, bias):
         # The bias rides in the GEMM as one more row (K=10 instead of 9), saving a pass over y.
         w = np.concatenate([w, bias[None]])  # (K+1, C_out)
     scratch = None
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize):
+    for batch, first, stop in geo.chunks(
+        (geo.taps + geo.c_out) * xp.itemsize, SINGLE_CHANNEL_CHUNK_BYTES
+    ):
         patches, scratch = _single_channel_patches(
             xp, geo, batch, first, stop, scratch, ones_row=bias is not None
         )
@@ -323,7 +328,9 @@ def _single_channel_grad_kernel(xp, grad_y, geo):
     grad_w = np.zeros((geo.taps, geo.c_out), xp.dtype)  # (K, C_out)
     part = np.empty_like(grad_w)
     scratch = None
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize):
+    for batch, first, stop in geo.chunks(
+        (geo.taps + geo.c_out) * xp.itemsize, SINGLE_CHANNEL_CHUNK_BYTES
+    ):
         patches, scratch = _single_channel_patches(xp, geo, batch, first, stop, scratch)
         np.matmul(patches, _rows(grad_y[batch, first:stop], geo.c_out), out=part)
         grad_w += part
@@ -333,7 +340,9 @@ def _single_channel_grad_kernel(xp, grad_y, geo):
 def _single_channel_grad_input(grad_y, kernel, geo):
     grad_xp = np.zeros((geo.batch, *geo.padded, 1), grad_y.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * grad_y.itemsize):
+    for batch, first, stop in geo.chunks(
+        (geo.taps + geo.c_out) * grad_y.itemsize, SINGLE_CHANNEL_CHUNK_BYTES
+    ):
         g_rows = _rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
         cols = w @ g_rows.T  # (K, M)
         cols = cols.reshape(geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:])
