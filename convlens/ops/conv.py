@@ -223,18 +223,24 @@ def _forward(xp: np.ndarray, kernel: np.ndarray, geo: _Geometry, bias=None) -> n
     return y
 
 
-def _grad_kernel(xp: np.ndarray, grad_y: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """``grad_kernel = im2col(xp)^T @ grad_y``, shaped like the kernel ``(*k, Cg, C_out)``."""
+def _grad_kernel(xp: np.ndarray, grad_y: np.ndarray, geo: _Geometry, with_bias: bool = False):
+    """``grad_kernel = im2col(xp)^T @ grad_y``, shaped like the kernel ``(*k, Cg, C_out)``.
+
+    Returns ``(grad_kernel, grad_bias)``. With ``with_bias`` the GEMM paths also sum
+    ``grad_y`` over pixels while each chunk is in cache; otherwise (and on the depthwise path)
+    ``grad_bias`` is None.
+    """
     if geo.c_in == 1:
-        return _single_channel_grad_kernel(xp, grad_y, geo)
+        return _single_channel_grad_kernel(xp, grad_y, geo, with_bias)
     if geo.cg == 1:
-        return _depthwise_grad_kernel(xp, grad_y, geo)
+        return _depthwise_grad_kernel(xp, grad_y, geo), None
     dtype = xp.dtype
     windows = geo.windows(xp)
     depth = geo.taps * geo.cg
     grad_w = np.zeros((geo.groups, depth, geo.cog), dtype)  # (G, K*Cg, Cog)
     part = np.empty_like(grad_w)
-    scratch = None
+    grad_b = np.zeros(geo.c_out, dtype) if with_bias else None
+    scratch = ones = None
     for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize):
         src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
         scratch = _scratch(scratch, src.size, dtype)
@@ -242,13 +248,17 @@ def _grad_kernel(xp: np.ndarray, grad_y: np.ndarray, geo: _Geometry) -> np.ndarr
         np.copyto(patches, src)
         patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
         g_rows = _rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+        if with_bias:
+            if ones is None or ones.size != g_rows.shape[0]:
+                ones = np.ones(g_rows.shape[0], dtype)
+            grad_b += ones @ g_rows
         g_rows = g_rows.reshape(-1, geo.groups, geo.cog).transpose(1, 0, 2)  # (G, M, Cog)
         np.matmul(patches.transpose(0, 2, 1), g_rows, out=part)  # (G, K*Cg, Cog)
         grad_w += part
     grad_w = grad_w.reshape(geo.groups, geo.taps, geo.cg, geo.cog)
     # (G, K, Cg, Cog) -> (K, Cg, G, Cog) -> (*k, Cg, C_out)
     grad_w = np.ascontiguousarray(grad_w.transpose(1, 2, 0, 3))
-    return grad_w.reshape(*geo.k, geo.cg, geo.c_out)
+    return grad_w.reshape(*geo.k, geo.cg, geo.c_out), grad_b
 
 
 def _grad_input(grad_y: np.ndarray, kernel: np.ndarray, geo: _Geometry) -> np.ndarray:
@@ -324,17 +334,21 @@ def _single_channel_forward(xp, kernel, geo, bias):
     return y
 
 
-def _single_channel_grad_kernel(xp, grad_y, geo):
-    grad_w = np.zeros((geo.taps, geo.c_out), xp.dtype)  # (K, C_out)
+def _single_channel_grad_kernel(xp, grad_y, geo, with_bias):
+    # With the bias, the patches' row of ones makes the GEMM's last row the bias gradient.
+    grad_w = np.zeros((geo.taps + with_bias, geo.c_out), xp.dtype)  # (K [+1], C_out)
     part = np.empty_like(grad_w)
     scratch = None
     for batch, first, stop in geo.chunks(
         (geo.taps + geo.c_out) * xp.itemsize, SINGLE_CHANNEL_CHUNK_BYTES
     ):
-        patches, scratch = _single_channel_patches(xp, geo, batch, first, stop, scratch)
+        patches, scratch = _single_channel_patches(
+            xp, geo, batch, first, stop, scratch, ones_row=with_bias
+        )
         np.matmul(patches, _rows(grad_y[batch, first:stop], geo.c_out), out=part)
         grad_w += part
-    return grad_w.reshape(*geo.k, 1, geo.c_out)
+    grad_b = grad_w[-1].copy() if with_bias else None
+    return grad_w[: geo.taps].reshape(*geo.k, 1, geo.c_out), grad_b
 
 
 def _single_channel_grad_input(grad_y, kernel, geo):
@@ -521,8 +535,9 @@ def conv_backward(grad_y, cache, need_input_grad=True):
             f"conv_backward: grad_y must have the output shape {geo.out_shape}; "
             f"received {grad_y.shape}."
         )
-    grad_kernel = _grad_kernel(cache.xp, grad_y, geo)
-    grad_bias = _bias_grad(grad_y) if cache.has_bias else None
+    grad_kernel, grad_bias = _grad_kernel(cache.xp, grad_y, geo, cache.has_bias)
+    if cache.has_bias and grad_bias is None:
+        grad_bias = _bias_grad(grad_y)
     grad_x = None
     if need_input_grad:
         grad_xp = _grad_input(grad_y, cache.kernel, geo)
@@ -632,7 +647,8 @@ def conv_transpose_backward(grad_y, cache, need_input_grad=True):
         (-a, f - o - a) for (a, _), f, o in zip(cache.crop, geo.padded, cache.out, strict=True)
     )
     grad_full = _recrop(grad_y, uncrop, geo.padded)
-    grad_kernel = _grad_kernel(grad_full, cache.x, geo)
+    grad_kernel, _ = _grad_kernel(grad_full, cache.x, geo)
+    # Not fused: a negative crop appends outputs that only the bias reaches.
     grad_bias = _bias_grad(grad_y) if cache.has_bias else None
     grad_x = _forward(grad_full, cache.kernel, geo) if need_input_grad else None
     return grad_x, grad_kernel, grad_bias
