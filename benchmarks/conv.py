@@ -13,18 +13,35 @@ Forward + backward: layer 1 is a first layer, so neither side computes the input
 (torch input without requires_grad, ``need_input_grad=False``); layer 2 computes all three
 gradients on both sides.
 
-Measured on a 2-core AMD EPYC (OpenBLAS 0.3.31, torch 2.13 CPU, 2 threads, machine shared
-with other jobs), 2 MiB patch chunks:
+Measured on a 2-core AMD EPYC (OpenBLAS 0.3.31, torch 2.13 CPU), the machine shared with other
+engineers' test runs (load average 0.7-3), so single numbers swing by 2x; the ratios below are
+typical of several runs (median ratio / ratio of best times):
 
-    forward                                        convlens ms  torch ms  ratio
-    conv1 (128,28,28,1)->32 (C_in=1 tap-major)      ~1.3         ~1.1     ~1.2
-    conv2 (128,26,26,32)->64 (im2col, K=288)        see below
+    threads  layer   forward           forward + backward
+    2        conv1   0.5-1.2 / 0.9-1.4 1.1-1.3 / 1.1-1.5
+    2        conv2   0.9-1.0 / 1.0-1.2 0.95-1.05 / 0.75-0.95
+    1        conv1   1.4-1.7 / 1.5     ~1.0 / ~0.95
+    1        conv2   1.2-1.3 / 1.1-1.3 ~0.92 / ~0.92
 
-Alternatives measured and dropped: for C_in=1, an elementwise multiply-accumulate over the 9
-taps (~25 ms: 32-wide inner loops) and an as_strided im2col gather into (M, 9) (copy 2-3 ms
-vs 0.3 ms for 9 contiguous tap copies into (9, M)); for C_in=32, a copy-free tap loop is
-impossible (tap slices are not BLAS matrices) and col2im from a pixel-major (M, K*C) gradient
-(~70 ms, 32-wide inner loops) lost to tap-major (K, M, C) slabs.
+Under heavy load (load average > 3 on the 2 cores) 2-thread OpenBLAS collapses far more than
+torch (many short GEMM calls each waiting for a descheduled thread): conv2 forward measured
+275 ms against torch's 115 ms. Check the printed load average before trusting a run.
+
+Alternatives measured and dropped (1 thread, best of runs):
+
+* C_in=1: elementwise multiply-accumulate over the 9 taps, 25 ms (NumPy's inner loop is only
+  32 channels long); as_strided gather into pixel-major (M, 9) patches, 2-3 ms copy vs 0.3 ms
+  for 9 contiguous tap copies into tap-major (9, M) read transposed by the GEMM. Adding the
+  bias after the GEMM cost a pass over y (3.9 -> 2.3 ms when it rides in the GEMM as a row of
+  ones). Chunks below 1 MiB lose (~70 us fixed cost per K=9 GEMM): 256 KiB 5.1 ms, 16 MiB 2.0.
+* C_in=32, grad_x: one GEMM (M, 64) @ (64, 288) then col2im from pixel-major columns, 41 + 29 ms;
+  nine per-tap GEMMs into tap-major (9, M, 32) slabs then contiguous scatter-adds, 44 + 10 ms
+  (kept). A "full" convolution of the padded grad_y with the flipped kernel: 72 ms.
+* Patch chunk size for conv2 forward: 1-4 MiB 39-42 ms, 16 MiB 51 ms (1 thread); bigger chunks
+  only help under heavy load, where fewer BLAS calls wait less.
+* Depthwise (128, 26, 26, 32), 3x3, 'same': the tap multiply-accumulate with the weights tiled
+  along the row (inner loop width*C instead of C) went from 25 to 16 ms; torch has a dedicated
+  kernel (~2-3 ms), so depthwise stays ~6x behind.
 """
 
 from __future__ import annotations
