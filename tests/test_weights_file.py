@@ -25,6 +25,7 @@ def sample():
 
 
 def test_keras_loads_our_file_and_we_load_keras_file(tmp_path):
+    cl.Conv2D(1, 1), cl.Dense(1), keras.layers.Dense(1)  # shift both processes' auto-names
     model = ours()
     model.save_weights(tmp_path / "ours.weights.h5")
     reference = theirs()
@@ -36,6 +37,16 @@ def test_keras_loads_our_file_and_we_load_keras_file(tmp_path):
     model.load_weights(tmp_path / "theirs.weights.h5")
     for mine, want in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(mine, want)
+
+
+def test_layers_are_stored_under_keras_keys_not_names(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    model = Sequential([cl.Input((4,)), cl.Dense(3, name="first"), cl.Dense(2, name="second"),
+                        cl.Dropout(0.5), cl.Dense(1)])
+    model.save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5", "r") as store:
+        assert sorted(store["layers"]) == ["dense", "dense_1", "dense_2", "dropout"]
+        assert store["layers/dense_1/vars/0"].shape == (3, 2)
 
 
 def test_round_trip_and_shape_mismatch(tmp_path):

@@ -1,7 +1,9 @@
 """Keras 3 ``.weights.h5`` files: written atomically, read without executing anything.
 
-Layout (what Keras 3 writes): ``layers/<layer name>/vars/<i>`` holds the layer's i-th
-weight in ``layer.weights`` order, and the model's own ``vars`` group is empty.
+Layout (what Keras 3 writes): ``layers/<key>/vars/<i>`` holds the layer's i-th weight in
+``layer.weights`` order, and the model's own ``vars`` group is empty. The key is not the
+layer's name, which depends on how many layers the process has made, but its snake-cased
+class name numbered within the model: ``conv2d``, ``conv2d_1``, ``dense``, ...
 Real Keras loads these files with ``model.load_weights`` and vice versa.
 """
 
@@ -12,6 +14,7 @@ import os
 import numpy as np
 
 from convlens.fileio import atomic_write
+from convlens.layers.base import to_snake_case
 
 SUFFIX = ".weights.h5"
 
@@ -24,6 +27,21 @@ def _check_suffix(filepath) -> str:
             f"filepath={path!r}."
         )
     return path
+
+
+def storage_keys(model) -> list[str]:
+    """Each layer's group name in the file, as Keras 3 derives it (class name, numbered)."""
+    used: dict[str, int] = {}
+    keys = []
+    for layer in model.layers:
+        stem = to_snake_case(type(layer).__name__)
+        if stem in used:
+            used[stem] += 1
+            keys.append(f"{stem}_{used[stem]}")
+        else:
+            used[stem] = 0
+            keys.append(stem)
+    return keys
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:
@@ -39,8 +57,8 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     def write(handle) -> None:
         with h5py.File(handle, "w") as store:
             layers = store.create_group("layers")
-            for layer in model.layers:
-                group = layers.create_group(layer.name).create_group("vars")
+            for key, layer in zip(storage_keys(model), model.layers):
+                group = layers.create_group(key).create_group("vars")
                 group.attrs["name"] = layer.name
                 for index, variable in enumerate(layer.weights):
                     group.create_dataset(str(index), data=variable.value)
@@ -71,17 +89,14 @@ def load_weights(model, filepath) -> None:
         if "layers" not in store:
             raise ValueError(f"{path!r} has no 'layers' group; it is not a Keras 3 weights file.")
         groups = store["layers"]
-        names = [layer.name for layer in model.layers]
-        saved = [name for name in groups if len(groups[name].get("vars", {})) > 0]
+        sources = _sources(model, groups)
+        if sources is None:
+            saved = [name for name in groups if len(groups[name].get("vars", {}))]
+            raise ValueError(
+                f"{path!r} holds weights for layers {saved}; the model's layers are stored as "
+                f"{storage_keys(model)}. Build the same architecture as the file's model."
+            )
         wanted = [layer for layer in model.layers if layer.weights]
-        if all(layer.name in groups for layer in wanted):
-            sources = [groups[layer.name] for layer in wanted]
-        else:
-            sources = _match_auto_names(wanted, saved, groups)
-            if sources is None:
-                raise ValueError(
-                    f"{path!r} holds weights for layers {saved}; the model has layers {names}."
-                )
         arrays = []
         for layer, source in zip(wanted, sources):
             values = source.get("vars", {})
@@ -102,32 +117,16 @@ def load_weights(model, filepath) -> None:
         variable.assign(array)
 
 
-def _auto_number(name: str) -> tuple[str, int]:
-    stem, _, number = name.rpartition("_")
-    return (stem, int(number)) if stem and number.isdigit() else (name, 0)
-
-
-def _match_auto_names(layers, saved, groups):
-    """Pair layers with saved groups whose names differ only in auto-numbering, in order.
-
-    ``conv2d_4`` in the file goes to the model's first ``conv2d*`` layer when the file was
-    written in another session; HDF5 lists groups alphabetically, so order by the number.
-    """
-    by_stem: dict[str, list[tuple[int, str]]] = {}
-    for name in saved:
-        stem, number = _auto_number(name)
-        by_stem.setdefault(stem, []).append((number, name))
-    for entries in by_stem.values():
-        entries.sort()
-    sources = []
-    for layer in layers:
-        entries = by_stem.get(_auto_number(layer.name)[0])
-        if not entries:
-            return None
-        sources.append(groups[entries.pop(0)[1]])
-    if any(by_stem.values()):
-        return None
-    return sources
+def _sources(model, groups):
+    """The file group for each weighted layer: by Keras's key, else (older files) by name."""
+    wanted = [
+        (key, layer) for key, layer in zip(storage_keys(model), model.layers) if layer.weights
+    ]
+    for naming in (lambda key, layer: key, lambda key, layer: layer.name):
+        names = [naming(key, layer) for key, layer in wanted]
+        if all(name in groups for name in names):
+            return [groups[name] for name in names]
+    return None
 
 
 def save_model(model, filepath, overwrite: bool = True) -> None:
