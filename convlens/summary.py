@@ -13,8 +13,11 @@ What is read from the model (duck-typed, so tests can pass stand-ins):
 - per layer: ``name``, ``type(layer).__name__``, ``built``, ``output_shape`` (None prints
   ``?``), ``count_params()`` (called only when built), ``trainable`` and ``weights``.
 
-Example:
-    >>> model.summary()  # doctest: +SKIP
+Example (in a terminal 80 columns wide, or when output is not a terminal):
+    >>> from convlens.layers import Conv2D, Input
+    >>> from convlens.models import Sequential
+    >>> model = Sequential([Input((28, 28, 1)), Conv2D(32, 3, name="conv2d")], name="sequential")
+    >>> model.summary()
     Model: "sequential"
     ┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
     ┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
