@@ -3,6 +3,12 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI draws the same examples every run (HYPOTHESIS_PROFILE=ci in .ci/run); locally each run
+# explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Real Keras is a test-only reference; it runs on the CPU torch backend.
 os.environ.setdefault("KERAS_BACKEND", "torch")

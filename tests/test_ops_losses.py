@@ -60,7 +60,11 @@ def _check(ours, reference, y_pred):
     # atol: torch computes BCE-with-logits as log(1 + tiny) in float32, off by ~1 ulp of 1
     np.testing.assert_allclose(loss, ref_loss, rtol=RTOL, atol=3e-7)
     scale = np.abs(ref_grad).max() + 1e-12
-    np.testing.assert_allclose(grad, ref_grad, rtol=GRAD_RTOL, atol=1e-6 * scale)
+    # p - 1 for a confident true class cancels in float32 on both sides: a few ulps of 1,
+    # divided by the number of rows the mean runs over
+    rows = y_pred.size // y_pred.shape[-1]
+    cancellation = 4 * np.finfo(np.float32).eps / rows
+    np.testing.assert_allclose(grad, ref_grad, rtol=GRAD_RTOL, atol=max(1e-6 * scale, cancellation))
 
 
 @settings(max_examples=30, deadline=None)
