@@ -138,18 +138,22 @@ def conv_output_formula(
 
     >>> conv_output_formula(26, 3, "valid", 1)
     '26 - 3 + 1 = 24'
+    >>> conv_output_formula(26, 3, "valid", 2, dilation=2)
+    'floor((26 + 2*0 - 2*(3-1) - 1) / 2) + 1 = 11'
     >>> conv_output_formula(26, 3, "same", 2)
     'ceil(26 / 2) = 13'
+    >>> conv_output_formula(10, 3, "causal", 1)
+    'floor((10 + 2 + 0 - 1*(3-1) - 1) / 1) + 1 = 10'
     """
     out = conv_output_length(length, kernel, padding, stride, dilation)
     if padding == "same":
         return f"ceil({length} / {stride}) = {out}"
     before, after = padding_amounts(length, kernel, padding, stride, dilation)
-    pad = before + after
-    if stride == 1 and dilation == 1 and pad == 0:
+    if stride == 1 and dilation == 1 and before == after == 0:
         return f"{length} - {kernel} + 1 = {out}"
-    padded = f"{length} + {pad}" if pad else f"{length}"
-    return f"floor(({padded} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {out}"
+    # The textbook form n + 2p - d(k-1) - 1; causal padding is one-sided, so it is spelt out.
+    pad = f"2*{before}" if before == after else f"{before} + {after}"
+    return f"floor(({length} + {pad} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {out}"
 
 
 def conv_output_shape(

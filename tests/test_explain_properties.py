@@ -7,6 +7,8 @@
 """
 
 import itertools
+import math
+import re
 
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
@@ -15,14 +17,18 @@ from hypothesis import strategies as st
 from convlens.explain import explain_model, layer_cost, receptive_fields, trace
 from convlens.layers import (
     AveragePooling2D,
+    BatchNormalization,
     Conv1D,
     Conv2D,
+    Conv2DTranspose,
     Conv3D,
     Dense,
     DepthwiseConv2D,
     Flatten,
     Input,
     MaxPooling2D,
+    SeparableConv2D,
+    ZeroPadding2D,
 )
 from convlens.models import Sequential
 from convlens.shapes import padding_amounts
@@ -52,13 +58,39 @@ def spatial_layer(draw, channels):
 
 
 @st.composite
-def random_model(draw, dense=True):
+def other_spatial_layer(draw, channels):
+    """Layers that trace() does not take apart but receptive fields and formulas cover."""
+    kind = draw(st.sampled_from(["transpose", "separable", "zeropad", "batchnorm"]))
+    if kind == "zeropad":
+        return ZeroPadding2D(((draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+                              (draw(st.integers(0, 2)), draw(st.integers(0, 2)))))
+    if kind == "batchnorm":
+        return BatchNormalization()
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    strides = draw(st.integers(1, 2))
+    dilation = 1 if strides > 1 else draw(st.integers(1, 2))
+    if kind == "separable":
+        return SeparableConv2D(draw(st.integers(1, 3)), kernel, strides=strides, padding=padding,
+                               dilation_rate=dilation, depth_multiplier=draw(st.integers(1, 2)))
+    output_padding = None
+    if strides > 1 and draw(st.booleans()):
+        output_padding = draw(st.integers(0, strides - 1))
+    return Conv2DTranspose(draw(st.integers(1, 3)), kernel, strides=strides, padding=padding,
+                           dilation_rate=dilation, output_padding=output_padding)
+
+
+@st.composite
+def random_model(draw, dense=True, others=False):
     height, width = draw(st.integers(5, 10)), draw(st.integers(5, 10))
     channels = draw(st.integers(1, 4))
     layers = [Input((height, width, channels))]
     shape = (None, height, width, channels)
     for _ in range(draw(st.integers(1, 3))):
-        layer = draw(spatial_layer(shape[-1]))
+        if others and draw(st.booleans()):
+            layer = draw(other_spatial_layer(shape[-1]))
+        else:
+            layer = draw(spatial_layer(shape[-1]))
         try:
             shape = layer.build_from_shape(shape)
         except ValueError:
@@ -129,15 +161,19 @@ def test_shapes_params_and_macs_equal_the_model(model):
     assert exp.total_params == model.count_params()
 
 
+ONES = ("kernel", "depthwise_kernel", "pointwise_kernel", "gamma", "moving_variance")
+
+
 def _ones_model(model):
+    """Kernels of ones, no bias, batch normalization as the identity (up to epsilon)."""
     for layer in model.layers:
-        weights = [np.ones(w.shape, np.float32) if w.name in ("kernel",) else
+        weights = [np.ones(w.shape, np.float32) if w.name in ONES else
                    np.zeros(w.shape, np.float32) for w in layer.weights]
         layer.set_weights(weights)
 
 
 @SETTINGS
-@given(random_model(dense=False))
+@given(random_model(dense=False, others=True))
 def test_receptive_field_equals_brute_force(model):
     _ones_model(model)
     _, height, width, channels = model.input_shape
@@ -146,18 +182,27 @@ def test_receptive_field_equals_brute_force(model):
     for p, (r, c) in enumerate(itertools.product(range(height), range(width))):
         x[p, r, c, :] = 1
     fields = receptive_fields(model)
+    jump_before = (1, 1)
+    transposed = False  # after a transposed conv the bounds are a hull (the field has holes)
     for layer, rf in zip(model.layers, fields):
         x = layer.call(x)
+        is_transpose = isinstance(layer, Conv2DTranspose)
+        exact = not transposed and (not is_transpose or jump_before == (1, 1))
+        transposed = transposed or is_transpose
+        jump_before = rf.jump
         seen = (x > 0).any(axis=-1)  # (pixels, out_h, out_w)
+        assert seen.any()
         for o in itertools.product(range(x.shape[1]), range(x.shape[2])):
             pixels = np.flatnonzero(seen[(slice(None), *o)])
+            if pixels.size == 0:
+                continue  # zero padding, or a transposed conv's stride gap: sees no pixel
             rows, cols = pixels // width, pixels % width
-            assert pixels.size > 0
             for axis, coords, n in ((0, rows, height), (1, cols, width)):
                 lo, hi = rf.bounds(o[axis], axis)
                 assert lo - 1e-9 <= coords.min() and coords.max() <= hi + 1e-9
-                if lo >= 0 and hi <= n - 1:
-                    assert (coords.min(), coords.max()) == (lo, hi)
+                if exact and lo >= 0 and hi <= n - 1:
+                    # Inside the image the field is exactly the whole pixels between the bounds.
+                    assert (coords.min(), coords.max()) == (math.ceil(lo), math.floor(hi))
 
 
 @SETTINGS
@@ -199,3 +244,55 @@ def test_traces_of_1d_and_3d_and_channels_first(cls, kernel, padding, stride, se
         result = trace(first, position, index, x)
         assert result.matches and result.axis_names[0] == "channel"
     assert layer_cost(first.layers[0]).macs > 0
+
+
+def _evaluate(formula: str) -> tuple[int, int]:
+    """``'floor((26 + 2*0 - 2*(3-1) - 1) / 2) + 1 = 11'`` -> (computed left side, 11)."""
+    left, right = formula.rsplit(" = ", 1)
+    names = {"floor": math.floor, "ceil": math.ceil, "max": max, "__builtins__": {}}
+    return eval(left, names), int(right)  # noqa: S307 - our own arithmetic, digits only
+
+
+SPATIAL_AXES = ("row", "col")
+
+
+@SETTINGS
+@given(random_model(dense=False, others=True))
+def test_size_arithmetic_evaluates_to_the_output_size_in_the_issue_forms(model):
+    for layer, section in zip(model.layers, explain_model(model).layers):
+        steps = [s for s in section.shape_steps if s["axis"] in SPATIAL_AXES]
+        if isinstance(layer, (BatchNormalization,)):
+            assert steps == []
+            continue
+        assert [s["output"] for s in steps] == list(layer.output_shape[1:3])
+        for axis, step in enumerate(steps):
+            computed, stated = _evaluate(step["formula"])
+            assert computed == stated == layer.output_shape[1 + axis]
+            n = layer.input_shape[1 + axis]
+            if isinstance(layer, (ZeroPadding2D, Conv2DTranspose)):
+                continue
+            if isinstance(layer, (MaxPooling2D, AveragePooling2D)):
+                k, s, d = layer.pool_size[axis], layer.strides[axis], 1
+            else:
+                k, s, d = layer.kernel_size[axis], layer.strides[axis], layer.dilation_rate[axis]
+            # The three forms of the issue, with this layer's numbers.
+            if layer.padding == "same":
+                expected = rf"ceil\({n} / {s}\)"
+            elif s == 1 and d == 1:
+                expected = rf"{n} - {k} \+ 1"
+            else:
+                expected = rf"floor\(\({n} \+ 2\*0 - {d}\*\({k}-1\) - 1\) / {s}\) \+ 1"
+            assert re.fullmatch(rf"{expected} = \d+", step["formula"]), step["formula"]
+
+
+@given(st.integers(1, 40), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3))
+@settings(max_examples=60, deadline=None)
+def test_causal_conv1d_size_arithmetic(length, kernel, stride, dilation):
+    dilation = 1 if stride > 1 else dilation  # Keras refuses both > 1
+    span = (kernel - 1) * dilation + 1
+    layer = Conv1D(2, kernel, strides=stride, dilation_rate=dilation, padding="causal")
+    layer.build_from_shape((None, length, 3))
+    (step, _) = explain_model(Sequential([Input((length, 3)), layer])).layers[0].shape_steps
+    computed, stated = _evaluate(step["formula"])
+    assert computed == stated == layer.output_shape[1]
+    assert f"{length} + {span - 1} + 0" in step["formula"] or span == 1

@@ -37,7 +37,7 @@ def test_wrong_channel_count_for_built_layer():
 def test_kernel_larger_than_input_shows_formula():
     with pytest.raises(ValueError, match=r"output size = 2 - 3 \+ 1 = 0"):
         Conv2D(4, 3)(x_of(1, 2, 5, 1))
-    with pytest.raises(ValueError, match=r"floor\(\(4 - 2\*\(3-1\) - 1\) / 1\) \+ 1 = 0"):
+    with pytest.raises(ValueError, match=r"floor\(\(4 \+ 2\*0 - 2\*\(3-1\) - 1\) / 1\) \+ 1 = 0"):
         Conv2D(4, 3, dilation_rate=2)(x_of(1, 4, 9, 1))
     with pytest.raises(ValueError, match="pool window"):
         Sequential([Input((1, 1, 3)), MaxPooling2D(2)])

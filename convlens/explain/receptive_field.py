@@ -105,7 +105,15 @@ def _window_step(state, layer, kernel, strides, dilation, padding):
 
 
 def _transpose_step(state, layer):
-    """Transposed conv: output ``j`` reads inputs ``(j + crop - t) / stride`` for taps ``t``."""
+    """Transposed conv: output ``j`` reads inputs ``p = (j + crop - t*dilation) / stride``.
+
+    Araujo et al. cover gathering layers only. For a transposed conv the inputs output ``j``
+    reads are the whole numbers ``p`` between ``(j + crop - span + 1) / stride`` and
+    ``(j + crop) / stride``, an interval of ``(span - 1) / stride`` input positions centred
+    on ``(j + crop - (span - 1)/2) / stride``. Its hull in pixels therefore has
+    ``size + jump*(span - 1)/stride`` (possibly fractional: the field is every whole pixel
+    between the bounds), jump ``jump/stride`` and that centre.
+    """
     size, jump, start = state
     spatial = _spatial_of(layer, layer.input_shape)
     new = ([], [], [])
@@ -115,7 +123,7 @@ def _transpose_step(state, layer):
         out_pad = None if layer.output_padding is None else layer.output_padding[axis]
         span = (k - 1) * d + 1
         crop = deconv_padding_amounts(n or 1, k, layer.padding, s, d, out_pad)[0]
-        new[0].append(size[axis] + (math.ceil(span / s) - 1) * jump[axis])
+        new[0].append(size[axis] + jump[axis] * (span - 1) / s)
         new[1].append(jump[axis] / s)
         new[2].append(start[axis] + (crop - (span - 1) / 2) / s * jump[axis])
     return tuple(tuple(v) for v in new)
