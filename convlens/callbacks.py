@@ -423,6 +423,18 @@ class ModelCheckpoint(MonitorCallback):
                 f"filepath={self.filepath}"
             )
 
+    def on_train_begin(self, logs=None):
+        # A convlens Sequential saves only Keras weights files (model.save takes just
+        # '.weights.h5'); say so before the first epoch is spent rather than after it.
+        from convlens.models import Sequential
+
+        if isinstance(self.model, Sequential) and not self.filepath.endswith(".weights.h5"):
+            raise ValueError(
+                "ModelCheckpoint: convlens writes weights files, not whole-model '.keras'/'.h5' "
+                f"files yet; received filepath={self.filepath!r}. Use e.g. "
+                "ModelCheckpoint('model.weights.h5', save_weights_only=True)."
+            )
+
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
             self._save_model(epoch=self._current_epoch, batch=batch, logs=logs)

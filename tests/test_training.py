@@ -187,3 +187,145 @@ def test_batchnorm_training_moves_statistics():
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert not np.allclose(bn.moving_mean.value, 0)
     assert len(model.non_trainable_weights) == 2
+
+
+def _mask_times(text):
+    """Keras and convlens differ only in how long each step took."""
+    import re
+
+    return re.sub(r"\b\d+(\.\d+)?(s|ms|us)\b", "T", text)
+
+
+FIT_CASES = {
+    "sparse softmax, SGD momentum": (3, "softmax", "sparse_categorical_crossentropy", "sparse",
+                                     ("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
+                                     ["accuracy"]),
+    "categorical from_logits, nesterov": (3, None, ("CategoricalCrossentropy",
+                                                    {"from_logits": True}), "onehot",
+                                          ("SGD", {"momentum": 0.9, "nesterov": True}),
+                                          ["categorical_accuracy"]),
+    "binary from_logits, RMSprop": (1, None, ("BinaryCrossentropy", {"from_logits": True}),
+                                    "binary", ("RMSprop", {}), ["accuracy"]),
+    "binary sigmoid, Adam": (1, "sigmoid", "binary_crossentropy", "binary",
+                             ("Adam", {"learning_rate": 0.01}), ["accuracy"]),
+    "mse, SGD": (2, None, "mean_squared_error", "regression", ("SGD", {}), ["mae"]),
+}
+
+
+@pytest.mark.parametrize("case", list(FIT_CASES), ids=list(FIT_CASES))
+def test_fit_equals_real_keras_fit(capsys, case):
+    """The same program run by Keras and by convlens: same printed text (times aside), same
+    history, same weights -- BatchNormalization's moving statistics (momentum 0.99)
+    included -- through fit with validation_split, then evaluate and predict."""
+    keras = pytest.importorskip("keras")
+    units, activation, loss, targets, (optimizer, options), metric_names = FIT_CASES[case]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6, 6, 2)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    y = {"sparse": labels, "onehot": np.eye(3, dtype=np.float32)[labels],
+         "binary": (labels > 0).astype(np.float32)[:, None],
+         "regression": rng.standard_normal((40, 2)).astype(np.float32)}[targets]
+    import convlens.losses
+    import convlens.optimizers
+
+    results = []
+    for layers, model_class, losses, optimizers in (
+        (cl, Sequential, convlens.losses, convlens.optimizers),
+        (keras.layers, keras.Sequential, keras.losses, keras.optimizers),
+    ):
+        # No conv bias before BatchNormalization: its true gradient is 0, and Adam/RMSprop
+        # would scale float32 rounding noise up to full-size steps.
+        model = model_class([layers.Input((6, 6, 2)), layers.Conv2D(3, 3, use_bias=False),
+                             layers.BatchNormalization(), layers.Activation("relu"),
+                             layers.Flatten(), layers.Dense(units, activation=activation)])
+        if results:
+            model.set_weights(results[0]["initial"])
+        initial = model.get_weights()
+        model.compile(optimizer=getattr(optimizers, optimizer)(**options),
+                      loss=loss if isinstance(loss, str) else getattr(losses, loss[0])(**loss[1]),
+                      metrics=metric_names)
+        capsys.readouterr()
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, validation_split=0.25,
+                            verbose=2)
+        evaluated = model.evaluate(x, y, batch_size=16, verbose=2)
+        predicted = model.predict(x[:5], verbose=0)
+        results.append(dict(initial=initial, text=_mask_times(capsys.readouterr().out),
+                            history=history.history, params=history.params, epoch=history.epoch,
+                            weights=model.get_weights(), evaluated=evaluated,
+                            predicted=keras.ops.convert_to_numpy(predicted)))
+    ours, theirs = results
+    assert ours["text"] == theirs["text"]
+    assert "Epoch 2/2" in ours["text"] and "val_loss" in ours["text"]
+    assert ours["params"] == theirs["params"] and ours["epoch"] == theirs["epoch"]
+    assert list(ours["history"]) == list(theirs["history"])
+    for key, values in theirs["history"].items():
+        np.testing.assert_allclose(ours["history"][key], values, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours["evaluated"], theirs["evaluated"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours["predicted"], theirs["predicted"], rtol=1e-4, atol=1e-5)
+    assert len(ours["weights"]) == 7  # kernel, batchnorm 4 (moving mean, variance), dense 2
+    for got, want in zip(ours["weights"], theirs["weights"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_failed_checkpoint_write_during_fit_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    """A real model, a real ModelCheckpoint: the second epoch's save dies half-way through the
+    HDF5 file; the first epoch's checkpoint is still there, complete and loadable."""
+    h5py = pytest.importorskip("h5py")
+    x, y = blobs(40)
+    set_random_seed(3)
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    path = tmp_path / "ck.weights.h5"
+    epoch_weights = []
+
+    class Remember(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_weights.append(self.model.get_weights())
+
+    real_create_dataset = h5py.Group.create_dataset
+    calls = []
+
+    def create_dataset(group, name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) > len(model.weights) + 1:  # epoch 2's file, after its first array
+            raise OSError("No space left on device")
+        return real_create_dataset(group, name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", create_dataset)
+    checkpoint = callbacks.ModelCheckpoint(str(path), save_weights_only=True, monitor="loss")
+    with pytest.raises(OSError, match="No space left"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[Remember(), checkpoint])
+    assert len(epoch_weights) == 2  # the failure came while saving epoch 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.weights.h5"]  # no temp file left
+    monkeypatch.undo()
+    restored = small_model()
+    restored.load_weights(path)
+    for saved, first in zip(restored.get_weights(), epoch_weights[0]):
+        np.testing.assert_array_equal(saved, first)
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch_weights[0], epoch_weights[1]))
+
+
+def test_model_file_checkpoint_is_refused_before_training(capsys):
+    x, y = blobs(20)
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"'model.keras'.*save_weights_only=True"):
+        model.fit(x, y, epochs=2, verbose=1,
+                  callbacks=[callbacks.ModelCheckpoint("model.keras")])
+    assert capsys.readouterr().out == ""
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_validation_data_is_refused_before_training(capsys):
+    x, y = blobs(20)
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    bad = y.copy()
+    bad[2] = -1
+    for validation_data, message in [((x, bad), r"\[0, 3\)"), ((x, y[:5]), "same number"),
+                                     ((x[:, :6], y), "expected shape"), (x, "tuple")]:
+        with pytest.raises(ValueError, match=message):
+            model.fit(x, y, epochs=1, verbose=1, validation_data=validation_data)
+    assert capsys.readouterr().out == ""
