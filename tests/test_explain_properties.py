@@ -296,3 +296,29 @@ def test_causal_conv1d_size_arithmetic(length, kernel, stride, dilation):
     computed, stated = _evaluate(step["formula"])
     assert computed == stated == layer.output_shape[1]
     assert f"{length} + {span - 1} + 0" in step["formula"] or span == 1
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2),
+       st.sampled_from(["valid", "same"]), st.integers(1, 2), st.integers(6, 12))
+def test_contrast_is_computed_from_real_layers(groups, per_group, per_filter_group, stride,
+                                                padding, dilation, size):
+    dilation = 1 if stride > 1 else dilation
+    channels, filters = groups * per_group, groups * per_filter_group
+    conv = Conv2D(filters, 3, strides=stride, padding=padding, dilation_rate=dilation,
+                  groups=groups)
+    conv.build_from_shape((None, size, size, channels))
+    exp = explain_model(Sequential([Input((size, size, channels)), conv]), contrast=True)
+    contrast, text = exp.layers[0].contrast, str(exp)
+    depthwise = DepthwiseConv2D(3, strides=stride, padding=padding, dilation_rate=dilation,
+                                depth_multiplier=per_filter_group)
+    depthwise.build_from_shape((None, size, size, channels))
+    assert contrast.separate_output_shape == depthwise.output_shape
+    assert contrast.separate_kernel_weights == depthwise.kernel.size == conv.kernel.size
+    assert contrast.max_abs_diff < 1e-4
+    for number in (contrast.separate_output_shape, conv.output_shape):
+        assert str(number) in text
+    assert f"{conv.kernel.size:,} kernel weights" in text
+    separate = channels * per_filter_group
+    # "not N maps" only when the misconception really gives a different count.
+    assert (f"not {separate:,}" in text) == (per_group > 1)

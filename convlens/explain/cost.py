@@ -164,7 +164,8 @@ def layer_cost(layer) -> LayerCost:
         in_features = layer.input_shape[-1]
         macs = dense_macs(positions, in_features, layer.units)
         where = f"{positions} positions * " if positions != 1 else ""
-        formula = f"{where}{in_features} inputs * {layer.units} units = {macs:,}"
+        units = f"{layer.units} unit{'s' if layer.units != 1 else ''}"
+        formula = f"{where}{in_features} inputs * {units} = {macs:,}"
     elif isinstance(layer, BatchNormalization):
         macs = values
         formula = f"one multiply-add per value (folded scale and shift) = {macs:,}"

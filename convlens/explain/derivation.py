@@ -28,6 +28,7 @@ from convlens.explain.render import Block, Renderable, Section, Table
 from convlens.shapes import (
     conv_output_formula,
     deconv_output_formula,
+    deconv_padding_amounts,
     effective_kernel_size,
     format_shape,
     padding_amounts,
@@ -40,6 +41,11 @@ def _prod(values) -> str:
 
 def _box(values) -> str:
     return "x".join(str(v) for v in values)
+
+
+def _count(number: int, word: str, plural: str | None = None) -> str:
+    """``_count(1, 'unit')`` -> ``'1 unit'``; ``_count(10, 'unit')`` -> ``'10 units'``."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
 
 
 def _int_or_tuple(values) -> str:
@@ -102,9 +108,7 @@ class Contrast:
         return self.max_abs_diff <= 1e-4
 
     def channel_product(self) -> str:
-        if self.groups == 1:
-            return f"{self.in_channels}*{self.filters}"
-        return f"{self.in_channels}*{self.filters}/{self.groups}"
+        return f"{self.in_channels}*{self.multiplier}"
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -119,6 +123,20 @@ class Contrast:
             sizes = [self.channel_product(), *self.separate_output_shape[2:]]
         product = "(" + ", ".join(str(v) for v in sizes) + ")"
         per_filter = self.in_channels // self.groups
+        separate = self.in_channels * self.multiplier
+        same = " -- the same count" if self.same_weight_count else ""
+        if per_filter == 1:
+            wiring = (f"{same}: each filter sees a single input channel, so there is nothing to "
+                      f"sum across channels and both layers give {self.filters} maps. The "
+                      "misconception only changes the answer when a filter spans several "
+                      "channels.")
+            check = "the separate-maps output equals this layer's output"
+        else:
+            wiring = (f"{same}{', wired differently' if same else ''}: each filter adds its "
+                      f"{per_filter} per-channel results into one map, so there are "
+                      f"{self.filters} maps, not {separate:,}.")
+            check = (f"summing the {per_filter} per-channel maps of each filter reproduces this "
+                     "layer's output")
         lines = [
             "Misconception: each single-channel kernel slice is applied to each input map "
             "separately and the results are kept apart.",
@@ -128,11 +146,8 @@ class Contrast:
             f"{self.separate_kernel_weights:,} kernel weights.",
             f"The real layer '{self.conv_name}': output `{format_shape(self.conv_output_shape)}`;"
             f" kernel `{self.conv_kernel_shape}`: {self.conv_kernel_weights:,} kernel weights"
-            + (" -- the same count, wired differently" if self.same_weight_count else "")
-            + f": each filter adds its {per_filter} per-channel results into one map, so there "
-            f"are {self.filters} maps, not {self.in_channels * self.multiplier:,}.",
-            f"Check: with the separate-maps kernel set to this layer's kernel, summing the "
-            f"{per_filter} per-channel maps of each filter reproduces this layer's output "
+            + wiring,
+            f"Check: with the separate-maps kernel set to this layer's kernel, {check} "
             f"(before bias and activation) on a random input of shape "
             f"`{format_shape(self.check_input_shape)}`: max |difference| = "
             f"{self.max_abs_diff:.2e}.",
@@ -256,10 +271,14 @@ class LayerExplanation(Renderable):
                 f"{format_shape(self.output_shape)}")
 
     def blocks(self) -> list[Block]:
+        # The heading already says input -> output; the block says how each size arises.
         shape_lines = [f"{step['axis']}: `{step['formula']}`" for step in self.shape_steps]
-        shape_lines.append(
-            f"`{format_shape(self.input_shape)} -> {format_shape(self.output_shape)}`"
-        )
+        if not shape_lines:
+            same = tuple(self.input_shape) == tuple(self.output_shape)
+            shape_lines.append(
+                f"unchanged: `{format_shape(self.output_shape)}`" if same else
+                f"`{format_shape(self.input_shape)} -> {format_shape(self.output_shape)}`"
+            )
         blocks = [Block("Shape", shape_lines), Block("What it computes", list(self.mechanism))]
         weight_lines = [
             f"{w['name']} `{tuple(w['shape'])}`"
@@ -270,7 +289,7 @@ class LayerExplanation(Renderable):
         weight_lines.append(f"parameters: `{self.params_formula}`")
         blocks.append(Block("Weights", weight_lines))
         memory = (
-            f"activation memory: {self.output_values:,} values * 4 bytes = "
+            f"activation memory: {_count(self.output_values, 'value')} * 4 bytes = "
             f"{self.memory_bytes:,} bytes ({cost_module.format_bytes(self.memory_bytes)}) "
             "per sample"
             if self.memory_bytes is not None else "activation memory: unknown"
@@ -300,7 +319,10 @@ def _field_lines(rf: ReceptiveField) -> list[str]:
         return [f"whole input: {rf.note}."]
     if not rf.size:
         return ["no spatial axes"]
-    lines = [f"in pixels of the {rf.reference}, per axis (Araujo et al., Distill 2019):"]
+    lines = [f"in pixels of the {rf.reference}, per axis (Araujo et al., Distill 2019): size = "
+             "how many pixels one output value sees, jump = pixels between neighbouring "
+             "outputs, start = centre of output 0's field (negative: over the padding)"]
+    fractional = False
     for axis, name in enumerate(rf.axes):
         size, jump, start = rf.size[axis], rf.jump[axis], rf.start[axis]
         first = start - (size - 1) / 2
@@ -310,6 +332,12 @@ def _field_lines(rf: ReceptiveField) -> list[str]:
             f"output {name} i sees input {name}s {_number(first)} + {_number(jump)}*i to "
             f"{_number(last)} + {_number(jump)}*i"
         )
+        fractional = fractional or any(
+            math.isfinite(v) and not float(v).is_integer() for v in (first, jump)
+        )
+    if fractional:
+        lines.append("Fractional bounds (after a transposed convolution): the field is the whole "
+                     "pixels between them.")
     return lines
 
 
@@ -339,20 +367,32 @@ def _movement_lines(layer, kernel, dilation, what="window") -> list[str]:
     spatial, _ = _geometry_parts(layer, layer.input_shape)
     names = axis_names(len(spatial))
     lines = []
+    unit = "steps" if len(spatial) == 1 else "pixels"
+    pooling = what == "window"
     if max(layer.strides) > 1:
-        lines.append(f"The {what} moves {_int_or_tuple(layer.strides)} pixel(s) at a time "
-                     f"(strides={tuple(layer.strides)}), so outputs are that far apart.")
+        lines.append(f"strides={_int_or_tuple(layer.strides)}: the {what} moves "
+                     f"{_int_or_tuple(layer.strides)} input {unit} at a time, so neighbouring "
+                     f"outputs read windows that far apart.")
     if max(dilation) > 1:
         spans = tuple(effective_kernel_size(k, d) for k, d in zip(kernel, dilation))
-        lines.append(f"dilation_rate={tuple(dilation)}: the taps are that many pixels apart, so "
-                     f"the {_box(kernel)} {what} spans {_box(spans)} input pixels.")
+        shape = f"{kernel[0]}-tap" if len(kernel) == 1 else _box(kernel)
+        lines.append(f"dilation_rate={_int_or_tuple(dilation)}: neighbouring taps are "
+                     f"{_int_or_tuple(dilation)} input {unit} apart, so the {shape} {what} "
+                     f"spans {_box(spans)} input {unit}, with gaps between its taps.")
     if layer.padding != "valid" and all(n is not None for n in spatial):
         pads = [padding_amounts(n, k, layer.padding, s, d)
                 for n, k, s, d in zip(spatial, kernel, layer.strides, dilation)]
         listed = ", ".join(f"{name}s {pad}" for name, pad in zip(names, pads))
-        lines.append(f"padding='{layer.padding}': zeros added (before, after): {listed}.")
+        if pooling:
+            lines.append(f"padding='{layer.padding}': the window may hang over the edge by "
+                         f"(before, after) {listed} cells; those cells are ignored.")
+        else:
+            lines.append(f"padding='{layer.padding}': zeros added (before, after): {listed}.")
+        if layer.padding == "causal":
+            lines.append("The zeros go before the sequence only, so output step t reads input "
+                         "steps up to t and never a later one.")
     elif layer.padding == "valid":
-        lines.append("padding='valid': no zeros added; the window stays inside the input.")
+        lines.append(f"padding='valid': nothing added; the {what} stays inside the input.")
     return lines
 
 
@@ -405,9 +445,11 @@ def _explain_conv(layer, exp: LayerExplanation) -> None:
     )
     exp.mechanism = lines + _movement_lines(layer, kernel, layer.dilation_rate, "filter")
     exp.mechanism += _activation_line(layer)
+    kernel_axes = " x ".join(f"kernel {name}s" for name in axis_names(len(kernel)))
+    channel_axis = "input channels" if groups == 1 else "input channels per group"
     meanings = {
-        "kernel": f"{filters} filters of {block} ({_box(kernel)} x input channels per group"
-                  f" x filters)",
+        "kernel": f"{filters} filters of {block} (axes: {kernel_axes} x {channel_axis} x "
+                  "filters)",
         "bias": "one number per filter, added to every value of its map",
     }
     exp.weights = _weights(layer, meanings)
@@ -421,7 +463,7 @@ def _explain_depthwise(layer, exp: LayerExplanation) -> None:
                             "formula": f"{in_channels}*{m} = {in_channels * m:,}"})
     exp.mechanism = [
         f"Each of the {in_channels} input channels is convolved on its own with "
-        f"{m} {_box(kernel)} 2D filter(s) (depth_multiplier={m}); nothing is summed across "
+        f"{_own_filters(m, kernel)} (depth_multiplier={m}); nothing is summed across "
         "channels.",
         f"Output channel c*{m} + j is input channel c through its filter j: "
         f"{in_channels}*{m} = {in_channels * m:,} output maps, each a sum of "
@@ -435,6 +477,12 @@ def _explain_depthwise(layer, exp: LayerExplanation) -> None:
     })
 
 
+def _own_filters(multiplier: int, kernel) -> str:
+    if multiplier == 1:
+        return f"its own {_box(kernel)} filter"
+    return f"its own {multiplier} filters of {_box(kernel)}"
+
+
 def _explain_separable(layer, exp: LayerExplanation) -> None:
     _, in_channels = _geometry_parts(layer, layer.input_shape)
     kernel, m, filters = tuple(layer.kernel_size), layer.depth_multiplier, layer.filters
@@ -444,8 +492,8 @@ def _explain_separable(layer, exp: LayerExplanation) -> None:
                             "formula": f"{in_channels}*{m} depthwise maps -> {filters} filters"})
     exp.mechanism = [
         "Two convolutions in one layer.",
-        f"1. Depthwise: each of the {in_channels} input channels through its own {m} "
-        f"{_box(kernel)} 2D filter(s), no sum across channels -> "
+        f"1. Depthwise: each of the {in_channels} input channels goes through "
+        f"{_own_filters(m, kernel)}, no sum across channels -> "
         f"`{format_shape(middle)}`.",
         f"2. Pointwise: a 1x1 convolution; each of the {filters} filters is a "
         f"1x1x{in_channels * m} block that sums over all {in_channels * m} depthwise maps"
@@ -472,16 +520,30 @@ def _explain_transpose(layer, exp: LayerExplanation) -> None:
                                 "formula": formula})
     exp.shape_steps.append({"axis": "channels", "input": in_channels, "output": filters,
                             "formula": f"{filters} filters -> {filters} output maps"})
+    crops = [deconv_padding_amounts(n, k, layer.padding, s, d,
+                                    None if layer.output_padding is None
+                                    else layer.output_padding[axis])
+             for axis, (n, k, s, d) in enumerate(zip(spatial, kernel, layer.strides,
+                                                     layer.dilation_rate))
+             if n is not None]
+    spans = tuple(effective_kernel_size(k, d) for k, d in zip(kernel, layer.dilation_rate))
+    patch = (f"{_box(spans)} patch" if spans == kernel
+             else f"{_box(kernel)} taps, spread over a {_box(spans)} patch,")
     exp.mechanism = [
         "A transposed convolution runs a convolution backwards: each input position scatters "
         "into a patch of the output instead of gathering a window.",
-        f"Input position p adds, for each filter f, the sum over its {in_channels} channels of "
-        f"value * a {_box(kernel)} block of weights into the {_box(kernel)} output patch that "
-        f"starts at p*{_int_or_tuple(layer.strides)}; overlapping patches add up.",
-        f"Output channel f sums the contributions of all {in_channels} input channels: "
-        f"{filters} filters -> {filters} output maps"
-        + (", plus one bias per filter." if layer.use_bias else "."),
-    ] + _activation_line(layer)
+        f"One filter is a {_box((*kernel, in_channels))} block. Input position p multiplies its "
+        f"{in_channels} channel values by the filter and adds the resulting {patch} "
+        f"into the filter's output map at p*{_int_or_tuple(layer.strides)}; overlapping "
+        "patches add up, so the input channels are summed, not kept apart.",
+        f"{_count(filters, 'filter')}, so {_count(filters, 'output map')}"
+        + (", each plus its filter's bias." if layer.use_bias else "."),
+    ]
+    if any(sum(c) for c in crops):
+        listed = ", ".join(f"{name}s {c}" for name, c in zip(axis_names(len(spatial)), crops))
+        exp.mechanism.append(f"padding='{layer.padding}': the full result is cropped by "
+                             f"(before, after) {listed}.")
+    exp.mechanism += _activation_line(layer)
     exp.weights = _weights(layer, {
         "kernel": f"(kh, kw, filters, input channels): {filters} filters of "
                   f"{_box((*kernel, in_channels))}",
@@ -508,7 +570,10 @@ def _explain_pooling(layer, exp: LayerExplanation) -> None:
 def _explain_global(layer, exp: LayerExplanation) -> None:
     spatial, channels = _geometry_parts(layer, layer.input_shape)
     known = all(n is not None for n in spatial)
-    count = f"{_prod(spatial)} = {math.prod(spatial):,}" if known else "all"
+    count = "all"
+    if known:
+        count = (f"{_prod(spatial)} = {math.prod(spatial):,}" if len(spatial) > 1
+                 else f"{spatial[0]:,}")
     exp.shape_steps = [{"axis": "spatial", "input": tuple(spatial), "output": None,
                         "formula": f"{_box(spatial)} -> removed"
                         + (" (kept as size 1)" if layer.keepdims else "")}]
@@ -524,11 +589,12 @@ def _explain_global(layer, exp: LayerExplanation) -> None:
 def _explain_dense(layer, exp: LayerExplanation) -> None:
     in_features, units = layer.input_shape[-1], layer.units
     exp.shape_steps = [{"axis": "last axis", "input": in_features, "output": units,
-                        "formula": f"{in_features} -> {units} units"}]
+                        "formula": f"{in_features} inputs -> {_count(units, 'unit')}"}]
+    each = "The unit" if units == 1 else f"Each of the {units} units"
     lines = [
-        f"Each of the {units} units computes the sum over all {in_features:,} inputs of "
-        "input * weight" + (", plus its bias" if layer.use_bias else "")
-        + f": kernel column `({in_features},)` per unit."
+        f"{each} computes the sum over all {in_features:,} inputs of input * weight"
+        + (", plus its bias" if layer.use_bias else "")
+        + f": its weights are one kernel column `({in_features},)`."
     ]
     if len(layer.input_shape) > 2:
         lines.append(f"The input has rank {len(layer.input_shape)}: the same kernel is applied "
@@ -538,7 +604,9 @@ def _explain_dense(layer, exp: LayerExplanation) -> None:
         lines.append("Every output depends on every input value: the receptive field becomes "
                      "the whole input.")
     exp.mechanism = lines + _activation_line(layer)
-    exp.weights = _weights(layer, {"kernel": f"(inputs, units): {in_features} x {units}",
+    exp.weights = _weights(layer, {"kernel": f"{_count(in_features, 'input')} x "
+                                             f"{_count(units, 'unit')}: column u holds unit "
+                                             "u's weights",
                                    "bias": "one number per unit"})
 
 
