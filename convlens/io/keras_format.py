@@ -1,0 +1,469 @@
+"""Keras 3 whole-model ``.keras`` files: written atomically, read without executing anything.
+
+A ``.keras`` file is a zip archive (members stored, not compressed) holding, as Keras 3 writes:
+
+- ``metadata.json``: ``{"keras_version": ..., "date_saved": ...}``;
+- ``config.json``: the serialized ``Sequential`` -- its layers, each as
+  ``{"module": "keras.layers", "class_name": ..., "config": {...}, "registered_name": null}``,
+  plus ``build_config`` (the input shape) and ``compile_config`` (optimizer, loss, metrics);
+- ``model.weights.h5``: the weights, in the layout of ``convlens.io.weights_file``.
+
+Loading parses ``config.json`` with ``json`` only and maps each ``class_name`` through the
+explicit allow-list ``LAYER_CLASSES``: nothing named by the file is imported or run. Settings
+convlens can't represent (a ``Lambda`` layer, a ``kernel_regularizer``, a custom activation)
+raise a ``ValueError`` that names the layer and the key. Optimizer state is not saved.
+
+Example:
+    >>> import tempfile, os
+    >>> from convlens.layers import Dense, Input
+    >>> from convlens.models import Sequential
+    >>> model = Sequential([Input((4,)), Dense(2, name="out")], name="tiny")
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.keras")
+    >>> save_model(model, path)
+    >>> [layer.name for layer in load_model(path).layers]
+    ['out']
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+import tempfile
+import zipfile
+
+import convlens.layers as cl
+from convlens import initializers, losses, metrics, optimizers
+from convlens.fileio import atomic_write
+from convlens.io import weights_file
+from convlens.ops import activations as activation_ops
+
+SUFFIX = ".keras"
+METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
+MEMBERS = (METADATA, CONFIG, WEIGHTS)
+KERAS_VERSION = "3.15.1"  # the Keras release whose layout these files follow
+_MAX_JSON_BYTES = 64 * 2**20  # a config larger than this is not a model description
+
+# The only classes a file may name. Keras writes each class's own name, never an alias.
+LAYER_CLASSES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        cl.Conv1D, cl.Conv2D, cl.Conv3D, cl.DepthwiseConv2D, cl.SeparableConv2D,
+        cl.Conv2DTranspose, cl.Dense, cl.Flatten, cl.Reshape, cl.Activation, cl.ReLU,
+        cl.Dropout, cl.ZeroPadding2D, cl.BatchNormalization,
+        cl.MaxPooling1D, cl.MaxPooling2D, cl.MaxPooling3D,
+        cl.AveragePooling1D, cl.AveragePooling2D, cl.AveragePooling3D,
+        cl.GlobalAveragePooling1D, cl.GlobalAveragePooling2D,
+        cl.GlobalMaxPooling1D, cl.GlobalMaxPooling2D,
+    )
+}
+
+# Keras's layers whose entry carries a ``build_config`` (they override ``build``).
+_BUILT_FROM_SHAPE = {
+    "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
+    "Dense", "BatchNormalization", "Flatten", "ZeroPadding2D",
+}
+
+_NO_REGULARIZERS = dict.fromkeys(
+    ("bias_regularizer", "activity_regularizer", "bias_constraint")
+)
+# Keys Keras 3 writes that convlens's get_config leaves out, with the only values convlens can
+# honour: written on save; on load a different value is an error and the default is dropped.
+_KERAS_ONLY_KEYS: dict[str, dict] = {
+    "SeparableConv2D": {
+        **_NO_REGULARIZERS, "depthwise_regularizer": None, "pointwise_regularizer": None,
+        "depthwise_constraint": None, "pointwise_constraint": None,
+    },
+    "Conv2DTranspose": {**_NO_REGULARIZERS, "kernel_regularizer": None, "kernel_constraint": None},
+    "Dense": {"quantization_config": None},
+    "BatchNormalization": {
+        "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
+        "gamma_constraint": None, "synchronized": False, "renorm": False,
+        "renorm_clipping": None, "renorm_momentum": 0.99,
+    },
+}
+# Keys convlens writes that Keras 3 leaves out of the same layer's config.
+_CONVLENS_ONLY_KEYS = {"Dense": ("activity_regularizer",)}
+_INPUT_LAYER_DEFAULTS = {"sparse": False, "ragged": False, "optional": False}
+_INITIALIZER_AXES = {"input_axes": None, "output_axes": None}  # Keras's VarianceScaling keys
+
+DTYPE_POLICY = {
+    "module": "keras",
+    "class_name": "DTypePolicy",
+    "config": {"name": "float32"},
+    "registered_name": None,
+}
+
+
+# ----- saving ------------------------------------------------------------------------------
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Write ``model`` (a built ``Sequential``) to ``filepath`` as a Keras 3 ``.keras`` file.
+
+    The file is complete or absent: it is written to a temporary file that is then renamed,
+    so a failure leaves any previous file at ``filepath`` as it was.
+    """
+    path = os.fspath(filepath)
+    if not path.endswith(SUFFIX):
+        raise ValueError(
+            f"The filename must end in `{SUFFIX}` (the Keras whole-model format); received "
+            f"filepath={path!r}. For weights only, use model.save_weights('model.weights.h5')."
+        )
+    if not overwrite and os.path.exists(path):
+        raise ValueError(f"{path!r} exists and overwrite=False.")
+    config = json.dumps(model_to_config(model), indent=4)
+    metadata = json.dumps({"keras_version": KERAS_VERSION, "date_saved": _now()}, indent=4)
+    with tempfile.TemporaryDirectory() as folder:
+        weights_path = os.path.join(folder, WEIGHTS)
+        weights_file.save_weights(model, weights_path)
+        with open(weights_path, "rb") as handle:
+            weights = handle.read()
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(METADATA, metadata)
+            archive.writestr(CONFIG, config)
+            archive.writestr(WEIGHTS, weights)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, write)
+
+
+def _now() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")
+
+
+def model_to_config(model) -> dict:
+    """The ``config.json`` dict Keras 3 writes for this Sequential."""
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built, so it can't be saved yet: start it with "
+            "Input(...) or call model.build(input_shape)."
+        )
+    input_shape = list(model.input_shape)
+    input_config = {**model._input_layer.get_config(), **_INPUT_LAYER_DEFAULTS}
+    layers = [_entry("InputLayer", input_config)]
+    layers += [_layer_entry(layer) for layer in model.layers]
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {
+            "name": model.name,
+            "trainable": model.trainable,
+            "dtype": DTYPE_POLICY,
+            "layers": layers,
+            "build_input_shape": input_shape,
+        },
+        "registered_name": None,
+        "build_config": {"input_shape": input_shape},
+        "compile_config": _compile_config(model),
+    }
+
+
+def _entry(class_name: str, config: dict) -> dict:
+    return {"module": "keras.layers", "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def _layer_entry(layer) -> dict:
+    class_name = type(layer).__name__
+    if LAYER_CLASSES.get(class_name) is not type(layer):
+        raise ValueError(
+            f"Layer '{layer.name}' is a {class_name}, which the .keras format of convlens "
+            f"does not write. Supported: {', '.join(LAYER_CLASSES)}."
+        )
+    config = layer.get_config()
+    config.pop("batch_input_shape", None)  # the InputLayer entry holds the input shape
+    for key in _CONVLENS_ONLY_KEYS.get(class_name, ()):
+        config.pop(key, None)
+    config.update(_KERAS_ONLY_KEYS.get(class_name, {}))
+    config["dtype"] = DTYPE_POLICY
+    for key, value in config.items():
+        if key.endswith("_initializer"):
+            config[key] = _initializer_entry(layer, key, value)
+        elif key == "activation" and value not in activation_ops.NAMES:
+            raise ValueError(
+                f"Layer '{layer.name}' uses the custom activation {value!r}, which a .keras "
+                f"file can't hold; use one of: {', '.join(activation_ops.NAMES)}."
+            )
+    entry = _entry(class_name, config)
+    if class_name in _BUILT_FROM_SHAPE:
+        entry["build_config"] = {"input_shape": list(layer.input_shape)}
+    return entry
+
+
+def _initializer_entry(layer, key: str, entry: dict) -> dict:
+    try:
+        initializer = initializers.get({"class_name": entry["class_name"],
+                                        "config": entry["config"]})
+    except (ValueError, TypeError):
+        initializer = None
+    if initializer is None or entry["class_name"].startswith("_"):
+        raise ValueError(
+            f"Layer '{layer.name}': {key} is a custom initializer, which a .keras file can't "
+            "hold; use a named one such as 'glorot_uniform'."
+        )
+    if isinstance(initializer, initializers.VarianceScaling):
+        entry = {**entry, "config": {**entry["config"], **_INITIALIZER_AXES}}
+    return entry
+
+
+def _compile_config(model) -> dict:
+    if not getattr(model, "compiled", False):
+        return {}
+    loss = model.loss
+    if loss.get_config() == type(loss)().get_config():
+        loss_entry = loss.name
+    else:
+        loss_entry = {"module": "keras.losses", "class_name": type(loss).__name__,
+                      "config": loss.get_config(), "registered_name": None}
+    names = []
+    for name, _ in getattr(model, "metrics_list", []):
+        try:
+            metrics.get(name)
+        except ValueError:
+            raise ValueError(
+                f"Model '{model.name}' is compiled with the custom metric {name!r}, which a "
+                f".keras file can't hold; use one of: {', '.join(metrics.NAMES)}."
+            ) from None
+        names.append(name)
+    return {
+        "optimizer": optimizers.serialize(model.optimizer),
+        "loss": loss_entry,
+        "loss_weights": None,
+        "metrics": names or None,
+        "weighted_metrics": None,
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
+
+
+# ----- loading -----------------------------------------------------------------------------
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
+    """Read a Keras 3 ``.keras`` file (written by Keras or by convlens) into a ``Sequential``.
+
+    ``compile=False`` skips the optimizer, loss and metrics. ``safe_mode`` is accepted for
+    Keras compatibility: convlens never runs code from a file, whatever its value.
+    """
+    del safe_mode
+    path = os.fspath(filepath)
+    if custom_objects:
+        raise ValueError(
+            f"convlens does not load custom objects; received custom_objects for "
+            f"{sorted(custom_objects)}. Only the built-in layers in LAYER_CLASSES are allowed."
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No .keras file at {path!r}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a .keras file: it is not a zip archive. Expected the zip Keras 3 "
+            f"writes with model.save('model{SUFFIX}'), holding {', '.join(MEMBERS)}."
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        weights_path = os.path.join(folder, WEIGHTS)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                config = _read_config(archive, path)
+                with archive.open(WEIGHTS) as source, open(weights_path, "wb") as target:
+                    while chunk := source.read(2**20):
+                        target.write(chunk)
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{path!r} is a damaged zip archive: {error}") from None
+        model = model_from_config(config, path)
+        if model.built:
+            weights_file.load_weights(model, weights_path)
+    if compile:
+        _compile(model, config.get("compile_config"), path)
+    return model
+
+
+def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
+    names = archive.namelist()
+    missing = [name for name in (CONFIG, WEIGHTS) if name not in names]
+    if missing:
+        raise ValueError(
+            f"{path!r} is a zip archive but not a .keras file: it lacks {missing}. Expected "
+            f"the members {list(MEMBERS)}; it holds {names[:10]}."
+        )
+    if archive.getinfo(CONFIG).file_size > _MAX_JSON_BYTES:
+        raise ValueError(f"{path!r}: {CONFIG} is larger than {_MAX_JSON_BYTES} bytes.")
+    try:
+        config = json.loads(archive.read(CONFIG).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path!r}: {CONFIG} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{path!r}: {CONFIG} must hold a JSON object; received {type(config).__name__}."
+        )
+    return config
+
+
+def model_from_config(config: dict, where: str = "config"):
+    """A ``Sequential`` (unbuilt weights) from the dict in a ``.keras`` file's config.json."""
+    from convlens.models import Sequential
+
+    class_name = config.get("class_name")
+    if class_name != "Sequential":
+        raise ValueError(
+            f"{where}: convlens loads Sequential models only; the file holds a "
+            f"{class_name!r} model. Rebuild it as keras.Sequential([...]) before saving."
+        )
+    body = config.get("config")
+    if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
+        raise ValueError(f"{where}: the Sequential config has no 'layers' list.")
+    _check_dtype(body.get("dtype"), f"{where}: Sequential", "dtype")
+    entries = list(body["layers"])
+    input_layer = None
+    if entries and isinstance(entries[0], dict) and entries[0].get("class_name") == "InputLayer":
+        input_layer = _input_layer(entries.pop(0), where)
+    layers = [_layer_from_entry(entry, index, where) for index, entry in enumerate(entries)]
+    model = Sequential(
+        ([input_layer] if input_layer else []) + layers,
+        trainable=bool(body.get("trainable", True)),
+        name=body.get("name"),
+    )
+    shape = body.get("build_input_shape") or (config.get("build_config") or {}).get("input_shape")
+    if not model.built and shape:
+        model.build(tuple(shape))
+    return model
+
+
+def _input_layer(entry: dict, where: str):
+    config = dict(entry.get("config") or {})
+    where = f"{where}: InputLayer '{config.get('name')}'"
+    _check_dtype(config.pop("dtype", None), where, "dtype")
+    for key, default in _INPUT_LAYER_DEFAULTS.items():
+        if config.pop(key, default) != default:
+            raise ValueError(f"{where}: {key}=True is not supported; convlens needs {key}=False.")
+    shape = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
+    if shape is None:
+        raise ValueError(f"{where}: the config has no 'batch_shape'.")
+    try:
+        return cl.InputLayer(batch_shape=tuple(shape), **config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _layer_from_entry(entry, index: int, where: str):
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: layer {index} must be a JSON object; received {entry!r}.")
+    class_name = entry.get("class_name")
+    config = dict(entry.get("config") or {})
+    name = config.get("name")
+    cls = LAYER_CLASSES.get(class_name)
+    custom = entry.get("registered_name") not in (None, class_name)
+    module = entry.get("module")
+    if cls is None or custom or module not in (None, "keras.layers"):
+        shown = entry.get("registered_name") if custom else class_name
+        raise ValueError(
+            f"{where}: layer {index} ('{name}') is a {shown!r} from module {module!r}, which "
+            f"convlens can't build. Supported layers: {', '.join(LAYER_CLASSES)}."
+        )
+    where = f"{where}: layer '{name}' ({class_name})"
+    for key, default in _KERAS_ONLY_KEYS.get(class_name, {}).items():
+        if key in config and config.pop(key) != default:
+            raise ValueError(
+                f"{where}: {key}={entry['config'][key]!r} is not supported by convlens; only "
+                f"{key}={default!r} is."
+            )
+    kwargs = {}
+    for key, value in config.items():
+        kwargs[key] = _argument(key, value, where)
+    try:
+        return cls(**{key: value for key, value in kwargs.items() if key != "dtype"})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _argument(key: str, value, where: str):
+    """One config value as the convlens constructor takes it, or a ValueError naming ``key``."""
+    if key == "dtype":
+        _check_dtype(value, where, key)
+    elif key.endswith(("_regularizer", "_constraint")) and value is not None:
+        raise ValueError(
+            f"{where}: {key}={_short(value)} is not supported by convlens; only {key}=None is."
+        )
+    elif key == "activation" and not (value is None or isinstance(value, str)):
+        raise ValueError(
+            f"{where}: activation={_short(value)} is a custom activation; convlens reads "
+            f"only the named ones: {', '.join(activation_ops.NAMES)}."
+        )
+    elif key.endswith("_initializer") and isinstance(value, dict):
+        return _initializer(value, where, key)
+    return _tuples(value)
+
+
+def _initializer(entry: dict, where: str, key: str):
+    config = dict(entry.get("config") or {})
+    for axis_key, default in _INITIALIZER_AXES.items():
+        if config.pop(axis_key, default) is not default:
+            raise ValueError(f"{where}: {key} sets {axis_key}, which convlens does not support.")
+    try:
+        if entry.get("registered_name") not in (None, entry.get("class_name")):
+            raise ValueError("it is a custom initializer")
+        return initializers.get({"class_name": entry.get("class_name"), "config": config})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {key}={_short(entry)} is not supported: {error}") from None
+
+
+def _check_dtype(value, where: str, key: str) -> None:
+    name = value
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        name = (value.get("config") or {}).get("name")
+    if name not in (None, "float32"):
+        raise ValueError(
+            f"{where}: {key}={_short(value)} is not supported; convlens computes in float32 only."
+        )
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list)) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _compile(model, config, path: str) -> None:
+    if not config:
+        return
+    if not isinstance(config, dict):
+        raise ValueError(f"{path!r}: compile_config must be a JSON object; received {config!r}.")
+    where = f"{path!r}: compile_config"
+    try:
+        optimizer = optimizers.get(config.get("optimizer") or "rmsprop")
+        loss = _loss(config.get("loss"))
+        names = [_metric(entry) for entry in config.get("metrics") or []]
+        model.compile(optimizer=optimizer, loss=loss, metrics=names)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{where} can't be represented in convlens: {error} Load with compile=False to "
+            "skip the optimizer, loss and metrics."
+        ) from None
+
+
+def _loss(entry):
+    if not isinstance(entry, dict):
+        return entry
+    cls = type(losses.get(entry.get("class_name")))
+    config = dict(entry.get("config") or {})
+    accepted = inspect.signature(cls).parameters
+    ignored = {"reduction": "sum_over_batch_size", "ignore_class": None, "dtype": None,
+               "axis": -1}
+    for key in [key for key in config if key not in accepted]:
+        if key not in ignored or config.pop(key) != ignored[key]:
+            raise ValueError(f"loss {entry.get('class_name')} setting {key!r} is not supported.")
+    return cls(**config)
+
+
+def _metric(entry):
+    if isinstance(entry, dict):
+        entry = entry.get("class_name")
+    if not isinstance(entry, str):
+        raise ValueError(f"metric {entry!r} is not supported (one list of names only).")
+    metrics.get(entry)
+    return entry
