@@ -186,8 +186,11 @@ def test_trace_bad_input_messages_name_the_valid_ranges():
         trace(model, 1, (0, 0, 0), np.zeros((28, 28, 1)))
     with pytest.raises(ValueError, match="expects"):
         trace(model, 1, (0, 0, 0), np.zeros((1, 27, 28, 1)))
-    with pytest.raises(ValueError, match="Flatten"):
-        trace(model, 3, (0,), x)
+    flat = trace(model, 3, (5,), x)  # Flatten: a copy of one input value
+    assert flat.kind == "copy" and flat.matches and flat.source == (0, 0, 5)
+    transposed = Sequential([Input((4, 4, 2)), Conv2DTranspose(3, 3, name="up")])
+    with pytest.raises(ValueError, match="'up' is a Conv2DTranspose"):
+        trace(transposed, "up", (0, 0, 0), np.zeros((1, 4, 4, 2), np.float32))
     with pytest.raises(ValueError, match="No layer named"):
         trace(model, "missing", (0, 0, 0), x)
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from convlens.explain import explain_model, layer_cost, receptive_fields, trace
 from convlens.layers import (
+    Activation,
     AveragePooling2D,
     BatchNormalization,
     Conv1D,
@@ -24,9 +25,14 @@ from convlens.layers import (
     Conv3D,
     Dense,
     DepthwiseConv2D,
+    Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Input,
     MaxPooling2D,
+    ReLU,
+    Reshape,
     SeparableConv2D,
     ZeroPadding2D,
 )
@@ -205,20 +211,58 @@ def test_receptive_field_equals_brute_force(model):
                     assert (coords.min(), coords.max()) == (math.ceil(lo), math.floor(hi))
 
 
+@st.composite
+def traceable_model(draw):
+    """A random conv stack with value-by-value layers between and a random head."""
+    model = draw(random_model(dense=False))
+    layers = [Input(model.input_shape[1:])]
+    for layer in model.layers:
+        layers.append(layer)
+        extra = draw(st.sampled_from([None, None, "batchnorm", "relu", "tanh", "zeropad",
+                                      "dropout"]))
+        if extra == "batchnorm":
+            norm = BatchNormalization(center=draw(st.booleans()), scale=draw(st.booleans()))
+            layers.append(norm)
+        elif extra in ("relu", "tanh"):
+            layers.append(ReLU(negative_slope=0.1, max_value=2.0) if extra == "relu"
+                          else Activation("tanh"))
+        elif extra == "zeropad":
+            layers.append(ZeroPadding2D(draw(st.integers(0, 1))))
+        elif extra == "dropout":
+            layers.append(Dropout(0.5))
+    head = draw(st.sampled_from(["flatten", "global", "reshape", "none"]))
+    if head == "global":
+        layers.append(draw(st.sampled_from([GlobalAveragePooling2D, GlobalMaxPooling2D]))(
+            keepdims=draw(st.booleans())))
+    elif head == "reshape":
+        layers.append(Reshape((-1,)))
+    if head != "none":
+        layers += [Flatten(), Dense(draw(st.integers(1, 5))),
+                   Activation(draw(st.sampled_from(["softmax", "sigmoid", "linear"])))]
+    built = Sequential(layers)
+    for layer in built.layers:
+        if isinstance(layer, BatchNormalization):  # statistics other than the initial 0 and 1
+            rng = np.random.default_rng(draw(st.integers(0, 100)))
+            layer.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32)
+                               if "variance" in w.name or w.name == "gamma"
+                               else rng.standard_normal(w.shape).astype(np.float32)
+                               for w in layer.weights])
+    return built
+
+
 @SETTINGS
-@given(random_model(), st.data())
+@given(traceable_model(), st.data())
 def test_traces_equal_the_forward_pass(model, data):
-    traceable = [i for i, layer in enumerate(model.layers) if not isinstance(layer, Flatten)]
-    position = data.draw(st.sampled_from(traceable))
-    layer = model.layers[position]
-    index = tuple(data.draw(st.integers(0, n - 1)) for n in layer.output_shape[1:])
     rng = np.random.default_rng(data.draw(st.integers(0, 100)))
     x = rng.standard_normal((1, *model.input_shape[1:])).astype(np.float32)
-    result = trace(model, position, index, x)
-    assert result.matches, (result.value, result.forward_value)
-    if result.kind in ("conv", "depthwise"):
-        assert np.isclose(result.partial_sums.sum() + (result.bias or 0),
-                          result.pre_activation)
+    for position, layer in enumerate(model.layers):  # every layer kind the models contain
+        index = tuple(data.draw(st.integers(0, n - 1)) for n in layer.output_shape[1:])
+        result = trace(model, position, index, x)
+        assert result.matches, (layer.name, result.value, result.forward_value)
+        assert f"{result.forward_value:.7g}" in str(result)
+        if result.kind in ("conv", "depthwise"):
+            assert np.isclose(result.partial_sums.sum() + (result.bias or 0),
+                              result.pre_activation)
 
 
 @SETTINGS

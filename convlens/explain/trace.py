@@ -7,7 +7,9 @@ window * kernel slice, then the bias, then the activation. ``Trace.matches`` say
 whether that equals the real forward pass (``|diff| <= 1e-5 * max(1, |value|)``).
 
 Supported: Conv1D/2D/3D (strides, padding, dilation, groups), DepthwiseConv2D, Dense,
-MaxPooling and AveragePooling (1D/2D/3D).
+MaxPooling and AveragePooling (1D/2D/3D); and, one input value at a time, Flatten, Reshape,
+ZeroPadding2D, Dropout (inference), Activation, ReLU, BatchNormalization (inference) and
+global pooling.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from convlens.explain.receptive_field import axis_names
 from convlens.explain.render import Block, Renderable, Section, Table
 from convlens.shapes import format_shape, padding_amounts
 
-SUPPORTED = "Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Dense, MaxPooling*, AveragePooling*"
+SUPPORTED = ("Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Dense, MaxPooling*, AveragePooling*, "
+             "Flatten, Reshape, ZeroPadding2D, Dropout, Activation, ReLU, BatchNormalization, "
+             "Global*Pooling*")
+SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool")
 MAX_GRID_CHANNELS = 4
 MAX_TABLE_ROWS = 32
 
@@ -32,7 +37,7 @@ class Trace(Renderable):
     layer_index: int
     layer_name: str
     layer_class: str
-    kind: str  # "conv", "depthwise", "dense", "max_pool", "average_pool"
+    kind: str  # "conv", "depthwise", "dense", "max_pool", "average_pool", or SIMPLE_KINDS
     index: tuple
     axis_names: tuple
     output_shape: tuple
@@ -51,6 +56,8 @@ class Trace(Renderable):
     activation: str = "linear"
     winner: dict | None = None  # max pooling: {"tap": ..., "position": ...}
     count: int | None = None  # average pooling: real cells averaged
+    source: tuple | None = None  # SIMPLE_KINDS: the input position read (None: zero padding)
+    formula: str = ""  # SIMPLE_KINDS: the computation written out with its numbers
 
     @property
     def abs_diff(self) -> float:
@@ -67,6 +74,16 @@ class Trace(Renderable):
                 f"{self.layer_index} '{self.layer_name}' ({self.layer_class})")
 
     def _window_lines(self) -> list[str]:
+        if self.kind == "global_pool":
+            return [f"all {self.window.size:,} positions of input channel "
+                    f"{self.input_channels[0]}"]
+        if self.kind in SIMPLE_KINDS:
+            if self.source is None:
+                return ["none: this output position is zero padding"]
+            what = "values along the last axis at" if self.window.size > 1 else "value at"
+            return [f"the input {what} position {self.source} (no batch axis): "
+                    + ", ".join(f"{v:.7g}" for v in self.window[:MAX_TABLE_ROWS])
+                    + (" ..." if self.window.size > MAX_TABLE_ROWS else "")]
         if self.kind == "dense":
             return [f"the whole input vector: {self.window.size:,} values"]
         lines = []
@@ -139,7 +156,9 @@ class Trace(Renderable):
 
     def _result_lines(self) -> list[str]:
         lines = []
-        if self.kind in ("conv", "depthwise", "dense"):
+        if self.kind in SIMPLE_KINDS:
+            lines.append(self.formula)
+        elif self.kind in ("conv", "depthwise", "dense"):
             total = float(np.sum(self.partial_sums, dtype=np.float64))
             what = "products" if self.kind == "dense" else "per-channel sums"
             lines.append(f"sum of the {len(self.partial_sums):,} {what} = {total:.7g}")
@@ -166,9 +185,11 @@ class Trace(Renderable):
         return lines
 
     def sections(self) -> list[Section]:
+        simple = self.kind in SIMPLE_KINDS
         blocks = [Block("Where", [self._where(), f"input of this layer: {self.input_from}"]),
-                  Block("Input window", self._window_lines(),
-                        pre=[] if self.kind == "dense" else self._grids(self.window, "window"))]
+                  Block("Input" if simple else "Input window", self._window_lines(),
+                        pre=[] if self.kind == "dense" or simple
+                        else self._grids(self.window, "window"))]
         if self.kernel is not None:
             if self.kind == "dense":
                 blocks.append(Block("Kernel slice", [
@@ -218,7 +239,16 @@ def _output_axis_names(layer) -> tuple:
     if geometry is not None:
         names = axis_names(rank - 1)
         return (*names, "channel") if geometry.channels_last else ("channel", *names)
-    return (*(f"axis {i + 1}" for i in range(rank - 1)), "unit")
+    from convlens.layers import Dense
+
+    if isinstance(layer, Dense):
+        return (*(f"axis {i + 1}" for i in range(rank - 1)), "unit")
+    if rank == 1:
+        return ("position",)
+    names = axis_names(rank - 1)
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return ("channel", *names)
+    return (*names, "channel")
 
 
 def _check_index(layer, index, names) -> tuple:
@@ -342,6 +372,90 @@ def _trace_dense(layer, vector, unit):
                 bias=bias, pre_activation=pre, value=_activation_value(layer, zs, unit))
 
 
+def _simple_kind(layer) -> str | None:
+    from convlens.layers import (
+        Activation,
+        BatchNormalization,
+        Dropout,
+        Flatten,
+        ReLU,
+        Reshape,
+        ZeroPadding2D,
+    )
+    from convlens.layers.pooling import GlobalPooling
+
+    table = [((Flatten, Reshape, ZeroPadding2D, Dropout), "copy"),
+             ((Activation, ReLU), "elementwise"), (BatchNormalization, "batchnorm"),
+             (GlobalPooling, "global_pool")]
+    return next((kind for cls, kind in table if isinstance(layer, cls)), None)
+
+
+def _copied_from(layer, h, index):
+    """Input position (no batch axis) that a rearranging layer copies to ``index``, or None."""
+    sample_shape = h.shape[1:]
+    size = int(np.prod(sample_shape))
+    if size >= 2**24:  # float32 counts exactly up to 2**24
+        raise ValueError(f"trace: layer '{layer.name}' has {size:,} input values per sample; "
+                         "tracing a copy through it supports fewer than 16,777,216.")
+    # Number every input value 1..size, run the layer on the numbers: 0 means padding.
+    numbers = np.arange(1, size + 1, dtype=np.float32).reshape(h.shape)
+    where = int(layer.call(numbers)[(0, *index)])
+    return None if where == 0 else tuple(int(i) for i in np.unravel_index(where - 1,
+                                                                          sample_shape))
+
+
+def _trace_simple(layer, h, index):
+    from convlens.layers import ReLU
+
+    kind, sample = _simple_kind(layer), h[0].astype(np.float64)
+    if kind == "copy":
+        source = _copied_from(layer, h, index)
+        value = 0.0 if source is None else float(sample[source])
+        formula = ("zero padding: value = 0" if source is None else
+                   f"copied unchanged from input position {source}: value = {value:.7g}")
+        window = np.zeros(0) if source is None else np.array([value])
+        return dict(kind=kind, window=window, source=source, value=value, formula=formula)
+    if kind == "global_pool":
+        channels_last = layer.geometry.channels_last
+        channel = index[-1] if channels_last else index[0]
+        plane = layer.geometry.to_last(h)[0][..., channel].astype(np.float64)
+        value = float(plane.max() if layer.mode == "max" else plane.mean())
+        word = "maximum" if layer.mode == "max" else "mean"
+        return dict(kind=kind, window=plane, input_channels=[channel], value=value,
+                    formula=f"{word} of the {plane.size:,} values of input channel {channel} "
+                            f"= {value:.7g}")
+    x = float(sample[index])
+    if kind == "batchnorm":
+        axis = layer.axis if layer.axis < 0 else layer.axis - 1  # index has no batch axis
+        channel = index[axis]
+        mean = float(layer.moving_mean.value[channel])
+        variance = float(layer.moving_variance.value[channel])
+        gamma = float(layer.gamma.value[channel]) if layer.scale else 1.0
+        beta = float(layer.beta.value[channel]) if layer.center else 0.0
+        value = gamma * (x - mean) / np.sqrt(variance + layer.epsilon) + beta
+        formula = (f"channel {channel} at inference: {gamma:.7g} * ({x:.7g} - {mean:.7g}) / "
+                   f"sqrt({variance:.7g} + {layer.epsilon:g}) + {beta:.7g} = {value:.7g}")
+        return dict(kind=kind, window=np.array([x]), source=index, input_channels=[channel],
+                    value=float(value), formula=formula)
+    if isinstance(layer, ReLU):
+        value = x if x >= layer.threshold else layer.negative_slope * (x - layer.threshold)
+        if layer.max_value is not None:
+            value = min(value, layer.max_value)
+        value += 0.0  # no "-0" when the negative slope is 0
+        return dict(kind=kind, window=np.array([x]), source=index, value=float(value),
+                    activation="relu", formula=f"relu({x:.7g}) = {value:.7g}")
+    name = layer.activation.name
+    if name in ("softmax", "log_softmax"):
+        vector = sample[index[:-1]]
+        value = _activation_value(layer, vector, index[-1])
+        return dict(kind=kind, window=vector, source=index[:-1], value=value, activation=name,
+                    formula=f"{name} over the {vector.size} values of the last axis; entry "
+                            f"{index[-1]} = {value:.7g}")
+    value = _activation_value(layer, np.array([x]), 0)
+    return dict(kind=kind, window=np.array([x]), source=index, value=value, activation=name,
+                formula=f"{name}({x:.7g}) = {value:.7g}")
+
+
 def trace(model, layer, index, x) -> Trace:
     """Trace output ``index`` of ``layer`` (an index into ``model.layers`` or a name) for ``x``.
 
@@ -362,6 +476,8 @@ def trace(model, layer, index, x) -> Trace:
     kind = next((k for cls, k in kinds.items() if isinstance(target, cls)), None)
     if isinstance(target, Pooling):
         kind = "max_pool" if target.mode == "max" else "average_pool"
+    if kind is None and _simple_kind(target) is not None:
+        kind = "simple"
     if kind is None:
         raise ValueError(f"trace supports {SUPPORTED}; layer {position} '{target.name}' is a "
                          f"{type(target).__name__}. Trace a neighbouring layer instead.")
@@ -373,7 +489,10 @@ def trace(model, layer, index, x) -> Trace:
         h = earlier.call(h)
     forward = target.call(h)
     forward_value = float(forward[(0, *index)])
-    if kind == "dense":
+    if kind == "simple":
+        terms = _trace_simple(target, h, index)
+        kind = terms.pop("kind")
+    elif kind == "dense":
         terms = _trace_dense(target, h[0][index[:-1]], index[-1])
     else:
         sample = target.geometry.to_last(h)[0]  # (*spatial, C)
@@ -385,11 +504,11 @@ def trace(model, layer, index, x) -> Trace:
         terms = compute(target, sample, spatial_index, channel)
     source = ("the model input" if position == 0 else
               f"the output of layer {position - 1} '{model.layers[position - 1].name}'")
-    activation = getattr(getattr(target, "activation", None), "name", "linear")
+    terms.setdefault("activation",
+                     getattr(getattr(target, "activation", None), "name", "linear"))
     return Trace(
         layer_index=position, layer_name=target.name, layer_class=type(target).__name__,
         kind=kind, index=index, axis_names=names, output_shape=tuple(target.output_shape),
         input_shape=tuple(target.input_shape), input_from=f"{source}, shape "
-        f"{format_shape(h.shape)}", forward_value=forward_value, activation=activation,
-        **terms,
+        f"{format_shape(h.shape)}", forward_value=forward_value, **terms,
     )
