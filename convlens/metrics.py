@@ -111,6 +111,26 @@ def mean_absolute_error(y_true, y_pred) -> np.ndarray:
     return _per_sample(np.mean(np.abs(diff), axis=-1, dtype=np.float32))
 
 
+def _crossentropy_metric(loss_name: str) -> MetricFn:
+    """A loss named as a metric (``metrics=['sparse_categorical_crossentropy']``), as Keras
+    allows: the batch's mean loss, repeated once per sample so the running mean over
+    batches weights each batch by its size."""
+
+    def metric(y_true, y_pred) -> np.ndarray:
+        from convlens import losses
+
+        mean_loss, _ = losses.get(loss_name)(y_true, y_pred)
+        return np.full(len(y_pred), mean_loss, np.float32)
+
+    metric.__name__ = loss_name
+    return metric
+
+
+sparse_categorical_crossentropy = _crossentropy_metric("sparse_categorical_crossentropy")
+categorical_crossentropy = _crossentropy_metric("categorical_crossentropy")
+binary_crossentropy = _crossentropy_metric("binary_crossentropy")
+
+
 def accuracy(y_true, y_pred) -> np.ndarray:
     """Keras's ``'accuracy'``: binary, sparse categorical or categorical by the shapes."""
     return _accuracy_for(np.shape(y_true), np.shape(y_pred))(y_true, y_pred)
@@ -135,6 +155,9 @@ _FUNCTIONS: dict[str, MetricFn] = {
     "mean_squared_error": mean_squared_error,
     "mae": mean_absolute_error,
     "mean_absolute_error": mean_absolute_error,
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "binary_crossentropy": binary_crossentropy,
 }
 _CLASS_NAMES = {
     "Accuracy": "accuracy",
@@ -143,6 +166,9 @@ _CLASS_NAMES = {
     "BinaryAccuracy": "binary_accuracy",
     "MeanSquaredError": "mean_squared_error",
     "MeanAbsoluteError": "mean_absolute_error",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "BinaryCrossentropy": "binary_crossentropy",
 }
 NAMES = tuple(_FUNCTIONS)
 
@@ -203,11 +229,14 @@ __all__ = [
     "Mean",
     "accuracy",
     "binary_accuracy",
+    "binary_crossentropy",
     "categorical_accuracy",
+    "categorical_crossentropy",
     "direction",
     "get",
     "mean_absolute_error",
     "mean_squared_error",
     "resolve",
     "sparse_categorical_accuracy",
+    "sparse_categorical_crossentropy",
 ]

@@ -230,17 +230,17 @@ def deconv_padding_amounts(
     """Cropping (before, after) applied to the full transposed-convolution output.
 
     The full output of a transposed convolution has ``(length-1)*stride + span``
-    entries; Keras's output keeps ``deconv_output_length`` of them.
+    entries; Keras's output keeps ``deconv_output_length`` of them. For ``same`` the
+    crop is TensorFlow's: half of ``full - out`` before (rounded down), the rest after,
+    with or without ``output_padding`` (a negative "after" appends zeros).
+
+    >>> deconv_padding_amounts(2, 3, "same", 2, output_padding=1)
+    (0, 1)
     """
     span = effective_kernel_size(kernel, dilation)
     full = (length - 1) * stride + span
     out = deconv_output_length(length, kernel, padding, stride, dilation, output_padding)
-    if padding == "valid":
-        before = 0
-    elif output_padding is None:
-        before = max(full - out, 0) // 2
-    else:
-        before = span // 2
+    before = 0 if padding == "valid" else max(full - out, 0) // 2
     return before, full - out - before
 
 

@@ -160,6 +160,23 @@ def test_core_layers_match_keras(factory):
     ((cl.AveragePooling1D, 2), (None, 9, 4)),
     ((cl.Dense, 10), (None, 9216)),
     ((cl.Conv2D, 6, 3, {"data_format": "channels_first"}), (None, 3, 10, 12)),
+    ((cl.Conv1D, 4, 3, {"strides": 2, "padding": "same"}), (None, 9, 2)),
+    ((cl.Conv3D, 4, (1, 2, 3), {"data_format": "channels_first"}), (None, 2, 5, 6, 7)),
+    ((cl.DepthwiseConv2D, 3, {"depth_multiplier": 3, "strides": 2}), (None, 9, 8, 2)),
+    ((cl.SeparableConv2D, 8, 3, {"padding": "same", "strides": 2}), (None, 9, 8, 2)),
+    ((cl.Conv2DTranspose, 4, 3, {"strides": 3, "padding": "same", "output_padding": 2}),
+     (None, 5, 4, 2)),
+    ((cl.Conv2DTranspose, 4, 4, {"strides": 2, "data_format": "channels_first"}),
+     (None, 2, 5, 4)),
+    ((cl.MaxPooling2D, 2, None, "same", "channels_first"), (None, 3, 7, 5)),
+    ((cl.AveragePooling2D, (3, 2), (1, 2)), (None, 7, 7, 3)),
+    ((cl.MaxPooling1D, 3, 1, "same"), (None, 8, 2)),
+    ((cl.GlobalAveragePooling2D, {"keepdims": True}), (None, 5, 5, 3)),
+    ((cl.GlobalMaxPooling2D, {"data_format": "channels_first"}), (None, 3, 5, 4)),
+    ((cl.ZeroPadding2D, ((1, 2), (3, 0))), (None, 5, 5, 3)),
+    ((cl.Flatten,), (None, 24, 24, 64)),
+    ((cl.Reshape, (-1, 4)), (None, 6, 2)),
+    ((cl.BatchNormalization,), (None, 5, 5, 3)),
 ])
 def test_output_shape_table_matches_keras(spec, input_shape):
     cls, *args = spec

@@ -54,6 +54,13 @@ IMAGES = _batches(lambda n: (rng.normal(size=(n, 6, 6, 2)), rng.normal(size=(n, 
         ("mae", keras.metrics.MeanAbsoluteError, REGRESSION),
         ("mean_squared_error", keras.metrics.MeanSquaredError, IMAGES),
         ("mean_absolute_error", keras.metrics.MeanAbsoluteError, IMAGES),
+        ("sparse_categorical_crossentropy", keras.metrics.SparseCategoricalCrossentropy,
+         SPARSE),
+        ("SparseCategoricalCrossentropy", keras.metrics.SparseCategoricalCrossentropy,
+         SPARSE_COL),
+        ("categorical_crossentropy", keras.metrics.CategoricalCrossentropy, ONE_HOT),
+        ("binary_crossentropy", keras.metrics.BinaryCrossentropy, BINARY),
+        ("binary_crossentropy", keras.metrics.BinaryCrossentropy, MULTI),
     ],
 )
 def test_matches_keras(name, keras_metric, batches):
@@ -127,5 +134,6 @@ def test_direction():
     assert metrics.direction("acc") == "up"
     assert metrics.direction("val_loss") == "down"
     assert metrics.direction("mae") == "down"
+    assert metrics.direction("val_sparse_categorical_crossentropy") == "down"
     assert metrics.direction("my_score") is None
     assert metrics.direction("val_score", [("score", metrics.binary_accuracy)]) == "up"

@@ -199,7 +199,7 @@ def _mask_times(text):
 FIT_CASES = {
     "sparse softmax, SGD momentum": (3, "softmax", "sparse_categorical_crossentropy", "sparse",
                                      ("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
-                                     ["accuracy"]),
+                                     ["accuracy", "sparse_categorical_crossentropy"]),
     "categorical from_logits, nesterov": (3, None, ("CategoricalCrossentropy",
                                                     {"from_logits": True}), "onehot",
                                           ("SGD", {"momentum": 0.9, "nesterov": True}),
@@ -207,7 +207,8 @@ FIT_CASES = {
     "binary from_logits, RMSprop": (1, None, ("BinaryCrossentropy", {"from_logits": True}),
                                     "binary", ("RMSprop", {}), ["accuracy"]),
     "binary sigmoid, Adam": (1, "sigmoid", "binary_crossentropy", "binary",
-                             ("Adam", {"learning_rate": 0.01}), ["accuracy"]),
+                             ("Adam", {"learning_rate": 0.01}),
+                             ["accuracy", "binary_crossentropy"]),
     "mse, SGD": (2, None, "mean_squared_error", "regression", ("SGD", {}), ["mae"]),
 }
 

@@ -19,6 +19,7 @@ from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     check_conv_fits,
     conv_output_shape,
+    deconv_output_formula,
     deconv_output_length,
     deconv_padding_amounts,
     format_shape,
@@ -580,13 +581,21 @@ class Conv2DTranspose(Layer):
 
     def compute_output_shape(self, input_shape):
         self.geometry.check_rank(self, input_shape)
-        spatial = tuple(
-            deconv_output_length(n, k, self.padding, s, d, self._output_padding(axis))
-            for axis, (n, k, s, d) in enumerate(zip(self.geometry.spatial(input_shape),
-                                                    self.kernel_size, self.strides,
-                                                    self.dilation_rate))
-        )
-        return self.geometry.shape(input_shape[0], spatial, self.filters)
+        spatial = []
+        for axis, (n, k, s, d) in enumerate(zip(self.geometry.spatial(input_shape),
+                                                self.kernel_size, self.strides,
+                                                self.dilation_rate)):
+            args = (n, k, self.padding, s, d, self._output_padding(axis))
+            size = deconv_output_length(*args)
+            if size is not None and size < 1:
+                # Only 'same' with an explicit output_padding crops this much (e.g. 1 -> 0).
+                raise ValueError(
+                    f"Layer '{self.name}': along spatial axis {axis} the output would be empty: "
+                    f"output size = {deconv_output_formula(*args)}, which must be >= 1. Use "
+                    "a larger input, a larger output_padding or stride, or padding='valid'."
+                )
+            spatial.append(size)
+        return self.geometry.shape(input_shape[0], tuple(spatial), self.filters)
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
