@@ -143,7 +143,7 @@ def naive_macs_and_output(layer, x):
 
 
 @SETTINGS
-@given(random_model())
+@given(random_model(others=True))
 def test_shapes_params_and_macs_equal_the_model(model):
     exp = explain_model(model)
     x = np.random.default_rng(0).standard_normal((1, *model.input_shape[1:])).astype(np.float32)
@@ -151,6 +151,20 @@ def test_shapes_params_and_macs_equal_the_model(model):
         assert section.output_shape == layer.output_shape
         assert section.params == layer.count_params()
         assert f"{layer.count_params():,}" in str(section)
+        # The parameter count as a product of the weight shapes, evaluated.
+        if layer.weights:
+            left, right = section.params_formula.split(", of which")[0].rsplit(" = ", 1)
+            assert eval(left, {"__builtins__": {}}) == int(right.replace(",", ""))  # noqa: S307
+            assert int(right.replace(",", "")) == layer.count_params()
+        assert section.memory_bytes == 4 * math.prod(layer.output_shape[1:])
+        if isinstance(layer, BatchNormalization):
+            assert section.macs == math.prod(layer.output_shape[1:])  # one per value
+        elif section.macs:
+            left, right = section.macs_formula.rsplit(" = ", 1)
+            assert right == f"{section.macs:,}"
+            # The product before "=" with its words removed gives the same number.
+            factors = re.sub(r"[a-z]+", "", left.split(" = ")[0])
+            assert eval(factors, {"__builtins__": {}}) == section.macs  # noqa: S307
         spatial_steps = [s for s in section.shape_steps if s["axis"] in ("row", "col")]
         if spatial_steps:
             assert [s["output"] for s in spatial_steps] == list(layer.output_shape[1:3])
