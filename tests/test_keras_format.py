@@ -158,12 +158,38 @@ def test_we_load_a_file_real_keras_wrote(tmp_path):
     assert model.optimizer.momentum == 0.5 and model.loss.name == "mean_squared_error"
 
 
+def test_keras_model_without_input_compiled_with_objects(tmp_path):
+    reference = keras.Sequential([keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+    reference.build((None, 5, 5, 1))
+    reference.compile(optimizer=keras.optimizers.RMSprop(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy()])
+    reference.save(tmp_path / "theirs.keras")
+    model = load_model(tmp_path / "theirs.keras")
+    assert model.input_shape == (None, 5, 5, 1)
+    x = sample((5, 5, 1))
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0),
+                               atol=1e-5)
+    assert model.loss.from_logits and model.optimizer.learning_rate == pytest.approx(0.01)
+    assert [name for name, _ in model.metrics_list] == ["sparse_categorical_accuracy"]
+
+    save_model(model, tmp_path / "ours.keras")  # a from_logits loss is written as a dict
+    assert keras.saving.load_model(tmp_path / "ours.keras").loss.get_config()["from_logits"]
+
+
 def test_keras_settings_we_cannot_represent_name_the_layer_and_key(tmp_path):
     reference = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
         2, kernel_regularizer="l2", name="regularized")])
     reference.save(tmp_path / "reg.keras")
     with pytest.raises(ValueError, match=r"layer 'regularized' \(Dense\): kernel_regularizer="):
         load_model(tmp_path / "reg.keras")
+
+    reference = keras.Sequential([keras.Input((5, 5, 1)), keras.layers.SeparableConv2D(
+        2, 3, depthwise_regularizer="l1", name="sep")])
+    reference.save(tmp_path / "sep.keras")
+    with pytest.raises(ValueError, match=r"'sep' \(SeparableConv2D\): depthwise_regularizer="):
+        load_model(tmp_path / "sep.keras")
 
     reference = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t * 2)])
     reference.save(tmp_path / "lambda.keras")
@@ -211,6 +237,12 @@ def test_bad_files(saved, tmp_path):
 
     with pytest.raises(ValueError, match="layer 1 .*'my_package>MyConv'"):
         load_model(rewrite_config(path, tmp_path / "custom.keras", custom_layer))
+
+    def custom_model(config):
+        config["registered_name"] = "my_package>MySequential"
+
+    with pytest.raises(ValueError, match="Sequential models only.*'my_package>MySequential'"):
+        load_model(rewrite_config(path, tmp_path / "custom_model.keras", custom_model))
 
     def unknown_initializer(config):
         config["config"]["layers"][1]["config"]["kernel_initializer"]["class_name"] = "Orth"

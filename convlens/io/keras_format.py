@@ -304,6 +304,8 @@ def model_from_config(config: dict, where: str = "config"):
     from convlens.models import Sequential
 
     class_name = config.get("class_name")
+    if config.get("registered_name") not in (None, "Sequential"):
+        class_name = config["registered_name"]
     if class_name != "Sequential":
         raise ValueError(
             f"{where}: convlens loads Sequential models only; the file holds a "
@@ -362,9 +364,10 @@ def _layer_from_entry(entry, index: int, where: str):
         )
     where = f"{where}: layer '{name}' ({class_name})"
     for key, default in _KERAS_ONLY_KEYS.get(class_name, {}).items():
-        if key in config and config.pop(key) != default:
+        value = config.pop(key, default)
+        if value != default:
             raise ValueError(
-                f"{where}: {key}={entry['config'][key]!r} is not supported by convlens; only "
+                f"{where}: {key}={_short(value)} is not supported by convlens; only "
                 f"{key}={default!r} is."
             )
     kwargs = {}
@@ -461,8 +464,9 @@ def _loss(entry):
 
 
 def _metric(entry):
-    if isinstance(entry, dict):
-        entry = entry.get("class_name")
+    if isinstance(entry, dict):  # a Keras metric object: its name is what Keras logs
+        name = (entry.get("config") or {}).get("name")
+        entry = name if name in metrics.NAMES else entry.get("class_name")
     if not isinstance(entry, str):
         raise ValueError(f"metric {entry!r} is not supported (one list of names only).")
     metrics.get(entry)
