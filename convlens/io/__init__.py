@@ -1,1 +1,1 @@
-"""Files: Keras weight files (``.weights.h5``)."""
+"""Files: Keras weight files (``.weights.h5``) and whole-model files (``.keras``)."""
