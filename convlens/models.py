@@ -73,12 +73,14 @@ class Sequential:
         if rebuild:
             self._maybe_build()
 
-    def pop(self) -> Layer:
+    def pop(self, rebuild: bool = True) -> Layer:
+        """Remove and return the last layer (the model is rebuilt unless ``rebuild=False``)."""
         if not self._layers:
             raise ValueError(f"Sequential '{self.name}' has no layers to pop.")
         layer = self._layers.pop()
         self.built = False
-        self._maybe_build()
+        if rebuild:
+            self._maybe_build()
         return layer
 
     def _maybe_build(self) -> None:
@@ -172,21 +174,28 @@ class Sequential:
         """Set all weights in ``model.weights`` order; every shape is checked first."""
         weights = list(weights)
         variables = self.weights
+        if not self.built and weights:
+            raise ValueError(
+                f"Model '{self.name}' isn't built yet, so it has no weights to set; received "
+                f"{len(weights)} array(s). Build it first: model.build((None, ...)) or start it "
+                "with Input(...)."
+            )
         if len(weights) != len(variables):
             raise ValueError(
                 f"Model '{self.name}' has {len(variables)} weight arrays; received "
                 f"{len(weights)}. Expected, in order: "
                 + ", ".join(f"{v.path} {v.shape}" for v in variables)
             )
-        for variable, value in zip(variables, weights):
-            shape = np.shape(value)
-            if shape != variable.shape:
+        arrays = [as_float32(value, f"Weight '{variable.path}'")
+                  for variable, value in zip(variables, weights)]
+        for variable, array in zip(variables, arrays):
+            if array.shape != variable.shape:
                 raise ValueError(
                     f"Weight '{variable.path}' has shape {variable.shape}; received an array "
-                    f"of shape {shape}."
+                    f"of shape {array.shape}."
                 )
-        for variable, value in zip(variables, weights):
-            variable.assign(value)
+        for variable, array in zip(variables, arrays):
+            variable.assign(array)
 
     # ----- running -------------------------------------------------------------------------
     def check_input(self, x) -> np.ndarray:

@@ -27,37 +27,49 @@ PADDINGS_1D = ("valid", "same", "causal")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def normalize_tuple(value, n: int, name: str, allow_zero: bool = False) -> tuple[int, ...]:
+def _prefix(where: str | None) -> str:
+    """How a message names the layer it is about: ``"Conv2D 'conv2d': "``."""
+    return f"{where}: " if where else ""
+
+
+def normalize_tuple(
+    value, n: int, name: str, allow_zero: bool = False, where: str | None = None
+) -> tuple[int, ...]:
     """Turn an int or a sequence of ``n`` ints into a tuple of ``n`` positive ints.
+
+    ``where`` names the layer in the error message.
 
     >>> normalize_tuple(3, 2, "kernel_size")
     (3, 3)
     """
+    prefix = _prefix(where)
     if isinstance(value, bool) or value is None:
-        raise TypeError(f"`{name}` must be an int or a tuple of {n} ints; received: {value!r}.")
+        raise TypeError(
+            f"{prefix}`{name}` must be an int or a tuple of {n} ints; received: {value!r}."
+        )
     if isinstance(value, int) or _is_integer(value):
         values = (int(value),) * n
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != n:
             raise ValueError(
-                f"`{name}` must be an int or a tuple of {n} ints; received {value!r} "
+                f"{prefix}`{name}` must be an int or a tuple of {n} ints; received {value!r} "
                 f"with {len(value)} element(s)."
             )
         if not all(_is_integer(v) and not isinstance(v, bool) for v in value):
             raise TypeError(
-                f"`{name}` must contain only integers; received: {value!r}. "
+                f"{prefix}`{name}` must contain only integers; received: {value!r}. "
                 "Pass whole numbers such as 3 or (3, 3)."
             )
         values = tuple(int(v) for v in value)
     else:
         raise TypeError(
-            f"`{name}` must be an int or a tuple of {n} ints; received: {value!r} "
+            f"{prefix}`{name}` must be an int or a tuple of {n} ints; received: {value!r} "
             f"of type {type(value).__name__}."
         )
     lowest = 0 if allow_zero else 1
     if any(v < lowest for v in values):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` values must be {bound}; received: {value!r}.")
+        raise ValueError(f"{prefix}`{name}` values must be {bound}; received: {value!r}.")
     return values
 
 
@@ -72,7 +84,7 @@ def _is_integer(value) -> bool:
         return False
 
 
-def normalize_padding(value, allow_causal: bool = False) -> str:
+def normalize_padding(value, allow_causal: bool = False, where: str | None = None) -> str:
     """Lower-case and check a padding name.
 
     >>> normalize_padding("SAME")
@@ -81,18 +93,18 @@ def normalize_padding(value, allow_causal: bool = False) -> str:
     allowed = PADDINGS_1D if allow_causal else PADDINGS
     if not isinstance(value, str) or value.lower() not in allowed:
         raise ValueError(
-            f"`padding` must be one of {', '.join(repr(a) for a in allowed)}; "
+            f"{_prefix(where)}`padding` must be one of {', '.join(repr(a) for a in allowed)}; "
             f"received: padding={value!r}."
         )
     return value.lower()
 
 
-def normalize_data_format(value) -> str:
+def normalize_data_format(value, where: str | None = None) -> str:
     if value is None:
         return "channels_last"
     if not isinstance(value, str) or value.lower() not in DATA_FORMATS:
         raise ValueError(
-            "`data_format` must be 'channels_last' or 'channels_first'; "
+            f"{_prefix(where)}`data_format` must be 'channels_last' or 'channels_first'; "
             f"received: data_format={value!r}."
         )
     return value.lower()

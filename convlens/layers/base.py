@@ -8,6 +8,7 @@ NumPy arrays like a Keras layer, and after a ``training=True`` call can run
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 
@@ -52,6 +53,35 @@ def as_float32(x, where: str) -> np.ndarray:
             "Pass a NumPy array of numbers, e.g. np.asarray(x, dtype='float32')."
         )
     return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def resolve(getter, value, where: str):
+    """``getter(value)``, e.g. ``activations.get``, with the layer ``where`` named in its error."""
+    try:
+        return getter(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{where}: {error}") from None
+
+
+def _built_once(build):
+    """Wrap a layer's ``build`` as Keras does: record the shapes and mark the layer built.
+
+    A second call checks the shape instead of creating the weights again.
+    """
+
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        if self.built:
+            self.check_input_shape(input_shape)
+            return
+        build(self, input_shape)
+        self.built = True
+        self.input_shape = input_shape
+        self.output_shape = self.compute_output_shape(input_shape)
+
+    wrapper.records_shapes = True
+    return wrapper
 
 
 class Layer:
@@ -105,6 +135,17 @@ class Layer:
             input_shape = (input_shape,) if isinstance(input_shape, int) else input_shape
             self._batch_input_shape = (batch_size,) + tuple(input_shape)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "records_shapes", False):
+            cls.build = _built_once(build)
+
+    @property
+    def where(self) -> str:
+        """How error messages name this layer: ``Conv2D 'conv2d_1'``."""
+        return f"{type(self).__name__} '{self.name}'"
+
     # ----- weights -------------------------------------------------------------------------
     def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True):
         value = initializers.get(initializer)(tuple(shape))
@@ -146,6 +187,12 @@ class Layer:
     def set_weights(self, weights) -> None:
         """Replace every weight; checks the count and each shape before changing anything."""
         weights = list(weights)
+        if not self.built and weights:
+            raise ValueError(
+                f"Layer '{self.name}' isn't built yet, so it has no weights to set; received "
+                f"{len(weights)} array(s). Build it first: `layer.build(input_shape)` or call "
+                "it on data."
+            )
         if len(weights) != len(self._variables):
             names = ", ".join(f"{v.name} {v.shape}" for v in self._variables) or "none"
             raise ValueError(
@@ -154,7 +201,7 @@ class Layer:
             )
         arrays = []
         for variable, value in zip(self._variables, weights):
-            array = np.asarray(value, dtype=np.float32)
+            array = as_float32(value, f"Layer '{self.name}' weight '{variable.name}'")
             if array.shape != variable.shape:
                 raise ValueError(
                     f"Layer '{self.name}' weight '{variable.name}' has shape {variable.shape}; "
@@ -174,7 +221,7 @@ class Layer:
 
     # ----- building and calling ------------------------------------------------------------
     def build(self, input_shape) -> None:
-        self.built = True
+        """Create the weights for ``input_shape`` (batch axis first); subclasses override."""
 
     def compute_output_shape(self, input_shape) -> tuple:
         return tuple(input_shape)
@@ -182,12 +229,7 @@ class Layer:
     def build_from_shape(self, input_shape) -> tuple:
         """Build (once) for ``input_shape`` (batch axis first, may be None); return output shape."""
         input_shape = tuple(None if d is None else int(d) for d in input_shape)
-        if not self.built:
-            self.build(input_shape)
-            self.built = True
-            self.input_shape = input_shape
-        else:
-            self.check_input_shape(input_shape)
+        self.build(input_shape)
         self.output_shape = self.compute_output_shape(input_shape)
         return self.output_shape
 
@@ -274,6 +316,9 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+Layer.build = _built_once(Layer.build)
 
 
 def _batch_hint(received, expected) -> str:

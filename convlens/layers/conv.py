@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import activations, initializers
-from convlens.layers.base import Layer
+from convlens.layers.base import Layer, resolve
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     check_conv_fits,
@@ -48,6 +48,15 @@ def check_no_regularizers(layer: str, **arguments) -> None:
                 f"{layer}: `{key}` is not supported by convlens yet; received {key}={value!r}. "
                 "Pass None."
             )
+
+
+def check_strides_and_dilation(strides: tuple, dilation_rate: tuple, where: str) -> None:
+    """Keras rejects a stride and a dilation both above 1 (the same holds here)."""
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError(
+            f"{where}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+            f"Received: strides={strides} and dilation_rate={dilation_rate}."
+        )
 
 
 class ConvGeometry:
@@ -91,6 +100,12 @@ class ConvGeometry:
                 f"Layer '{layer.name}': the channel axis of the input must be known; received "
                 f"shape {format_shape(input_shape)}."
             )
+        if any(size is not None and size < 1 for size in input_shape[1:]):
+            raise ValueError(
+                f"Input of layer '{layer.name}' ({type(layer).__name__}) has an empty axis: "
+                f"received shape {format_shape(input_shape)}; every axis but the batch axis "
+                "must have size >= 1."
+            )
 
 
 class Conv(Layer):
@@ -124,7 +139,7 @@ class Conv(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        where = f"{type(self).__name__} '{self.name}'"
+        where = self.where
         self.filters = positive_int(filters, "filters", where)
         self.groups = positive_int(groups, "groups", where)
         if self.filters % self.groups:
@@ -132,22 +147,21 @@ class Conv(Layer):
                 f"{where}: the number of filters must be evenly divisible by the number of "
                 f"groups. Received: groups={self.groups}, filters={self.filters}."
             )
-        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size")
-        self.strides = normalize_tuple(strides, self.rank, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate")
-        self.padding = normalize_padding(padding, allow_causal=self.rank == 1)
-        self.data_format = normalize_data_format(data_format)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{where}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}."
-            )
+        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", where=where)
+        self.strides = normalize_tuple(strides, self.rank, "strides", where=where)
+        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", where=where)
+        self.padding = normalize_padding(padding, allow_causal=self.rank == 1, where=where)
+        self.data_format = normalize_data_format(data_format, where)
+        check_strides_and_dilation(self.strides, self.dilation_rate, where)
         if self.padding == "causal" and self.data_format != "channels_last":
-            raise ValueError(f"{where}: causal padding needs data_format='channels_last'.")
-        self.activation = activations.get(activation)
+            raise ValueError(
+                f"{where}: padding='causal' needs data_format='channels_last'; received "
+                f"data_format={self.data_format!r}."
+            )
+        self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
         check_no_regularizers(
             where,
             kernel_regularizer=kernel_regularizer,
@@ -290,22 +304,18 @@ class DepthwiseConv2D(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        where = f"{type(self).__name__} '{self.name}'"
+        where = self.where
         self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", where)
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
-        self.strides = normalize_tuple(strides, 2, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
-        self.padding = normalize_padding(padding)
-        self.data_format = normalize_data_format(data_format)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{where}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}."
-            )
-        self.activation = activations.get(activation)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
+        self.strides = normalize_tuple(strides, 2, "strides", where=where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
+        self.padding = normalize_padding(padding, where=where)
+        self.data_format = normalize_data_format(data_format, where)
+        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
-        self.depthwise_initializer = initializers.get(depthwise_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.depthwise_initializer = resolve(initializers.get, depthwise_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
         check_no_regularizers(
             where,
             depthwise_regularizer=depthwise_regularizer,
@@ -421,7 +431,7 @@ class SeparableConv2D(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        where = f"{type(self).__name__} '{self.name}'"
+        where = self.where
         self.filters = positive_int(filters, "filters", where)
         check_no_regularizers(
             where,
@@ -434,16 +444,23 @@ class SeparableConv2D(Layer):
             bias_constraint=bias_constraint,
         )
         # The two stages are real layers, named after this one and never auto-numbered.
-        self.depthwise = DepthwiseConv2D(
-            kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
-            use_bias=False, depthwise_initializer=depthwise_initializer,
-            name=f"{self.name}/depthwise",
-        )
-        self.pointwise = Conv2D(
-            filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
-            kernel_initializer=pointwise_initializer, bias_initializer=bias_initializer,
-            name=f"{self.name}/pointwise",
-        )
+        stages = {"DepthwiseConv2D": f"{self.name}/depthwise", "Conv2D": f"{self.name}/pointwise"}
+        try:
+            self.depthwise = DepthwiseConv2D(
+                kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
+                use_bias=False, depthwise_initializer=depthwise_initializer,
+                name=stages["DepthwiseConv2D"],
+            )
+            self.pointwise = Conv2D(
+                filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
+                kernel_initializer=pointwise_initializer, bias_initializer=bias_initializer,
+                name=stages["Conv2D"],
+            )
+        except (ValueError, TypeError) as error:
+            message = str(error)
+            for cls_name, stage in stages.items():  # name this layer, not an inner stage
+                message = message.replace(f"{cls_name} '{stage}'", where)
+            raise type(error)(message) from None
         self.kernel_size = self.depthwise.kernel_size
         self.strides = self.depthwise.strides
         self.padding = self.depthwise.padding
@@ -529,31 +546,29 @@ class Conv2DTranspose(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        where = f"{type(self).__name__} '{self.name}'"
+        where = self.where
         self.filters = positive_int(filters, "filters", where)
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
-        self.strides = normalize_tuple(strides, 2, "strides")
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
-        self.padding = normalize_padding(padding)
-        self.data_format = normalize_data_format(data_format)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
+        self.strides = normalize_tuple(strides, 2, "strides", where=where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
+        self.padding = normalize_padding(padding, where=where)
+        self.data_format = normalize_data_format(data_format, where)
         self.output_padding = None
         if output_padding is not None:
-            self.output_padding = normalize_tuple(output_padding, 2, "output_padding", True)
+            self.output_padding = normalize_tuple(
+                output_padding, 2, "output_padding", True, where=where
+            )
             for pad, stride in zip(self.output_padding, self.strides):
                 if pad >= stride:
                     raise ValueError(
                         f"{where}: each `output_padding` must be smaller than the stride; "
                         f"received output_padding={output_padding}, strides={self.strides}."
                     )
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{where}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}."
-            )
-        self.activation = activations.get(activation)
+        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
         check_no_regularizers(
             where,
             kernel_regularizer=kernel_regularizer,

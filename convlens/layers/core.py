@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from convlens import activations, initializers
-from convlens.layers.base import Layer
+from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers, positive_int
 from convlens.shapes import format_shape, normalize_data_format
 from convlens.utils import rng
@@ -94,12 +94,12 @@ class Dense(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        where = f"Dense '{self.name}'"
+        where = self.where
         self.units = positive_int(units, "units", where)
-        self.activation = activations.get(activation)
+        self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
         check_no_regularizers(
             where,
             kernel_regularizer=kernel_regularizer,
@@ -167,7 +167,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = normalize_data_format(data_format)
+        self.data_format = normalize_data_format(data_format, self.where)
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
@@ -200,8 +200,8 @@ class Reshape(Layer):
             isinstance(d, (int, np.integer)) and (d > 0 or d == -1) for d in target_shape
         ) or list(target_shape).count(-1) > 1:
             raise ValueError(
-                "Reshape: `target_shape` must be a tuple of positive ints with at most one -1; "
-                f"received: {target_shape!r}."
+                f"{self.where}: `target_shape` must be a tuple of positive ints with at most "
+                f"one -1; received: target_shape={target_shape!r}."
             )
         self.target_shape = tuple(int(d) for d in target_shape)
 
@@ -236,7 +236,7 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation = resolve(activations.get, activation, self.where)
 
     def call(self, x, training=False):
         return self.activate(x, training)
@@ -254,13 +254,16 @@ class ReLU(Layer):
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
         if max_value is not None and max_value < 0:
-            raise ValueError(f"ReLU: `max_value` must be >= 0; received max_value={max_value}.")
+            raise ValueError(
+                f"{self.where}: `max_value` must be >= 0; received max_value={max_value}."
+            )
         if negative_slope is None or negative_slope < 0:
             raise ValueError(
-                f"ReLU: `negative_slope` must be >= 0; received negative_slope={negative_slope}."
+                f"{self.where}: `negative_slope` must be >= 0; received "
+                f"negative_slope={negative_slope}."
             )
         if threshold is None:
-            raise ValueError("ReLU: `threshold` must be a number; received None.")
+            raise ValueError(f"{self.where}: `threshold` must be a number; received None.")
         self.max_value = None if max_value is None else float(max_value)
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
@@ -292,8 +295,8 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ValueError(
-                f"Invalid value received for argument `rate`. Expected a float value between "
-                f"0 and 1. Received: rate={rate!r}."
+                f"{self.where}: invalid value received for argument `rate`. Expected a float "
+                f"value between 0 and 1. Received: rate={rate!r}."
             )
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
@@ -326,8 +329,8 @@ class ZeroPadding2D(Layer):
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = normalize_data_format(data_format)
-        self.padding = _normalize_pad_pairs(padding)
+        self.data_format = normalize_data_format(data_format, self.where)
+        self.padding = _normalize_pad_pairs(padding, self.where)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 4:
@@ -362,11 +365,11 @@ class ZeroPadding2D(Layer):
         return {**super().get_config(), "padding": self.padding, "data_format": self.data_format}
 
 
-def _normalize_pad_pairs(padding) -> tuple:
+def _normalize_pad_pairs(padding, where: str) -> tuple:
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(
-                "ZeroPadding2D: `padding` must be an int, a tuple of 2 ints, or a tuple of 2 "
+                f"{where}: `padding` must be an int, a tuple of 2 ints, or a tuple of 2 "
                 f"tuples of 2 ints, all >= 0; received padding={padding!r}."
             )
         return int(value)

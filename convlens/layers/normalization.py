@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import initializers
-from convlens.layers.base import Layer
+from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers
 from convlens.shapes import format_shape
 
@@ -38,15 +38,17 @@ class BatchNormalization(Layer):
     ):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"BatchNormalization: `axis` must be an int; received axis={axis!r}.")
+            raise TypeError(f"{self.where}: `axis` must be an int; received axis={axis!r}.")
         if not 0 <= momentum <= 1:
             raise ValueError(
-                f"BatchNormalization: `momentum` must be in [0, 1]; received {momentum!r}."
+                f"{self.where}: `momentum` must be in [0, 1]; received momentum={momentum!r}."
             )
         if epsilon <= 0:
-            raise ValueError(f"BatchNormalization: `epsilon` must be > 0; received {epsilon!r}.")
+            raise ValueError(
+                f"{self.where}: `epsilon` must be > 0; received epsilon={epsilon!r}."
+            )
         check_no_regularizers(
-            f"BatchNormalization '{self.name}'",
+            self.where,
             beta_regularizer=beta_regularizer,
             gamma_regularizer=gamma_regularizer,
             beta_constraint=beta_constraint,
@@ -57,10 +59,13 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        where = self.where
+        self.beta_initializer = resolve(initializers.get, beta_initializer, where)
+        self.gamma_initializer = resolve(initializers.get, gamma_initializer, where)
+        self.moving_mean_initializer = resolve(initializers.get, moving_mean_initializer, where)
+        self.moving_variance_initializer = resolve(
+            initializers.get, moving_variance_initializer, where
+        )
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape):

@@ -27,12 +27,13 @@ class Pooling(Layer):
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size")
+        where = self.where
+        self.pool_size = normalize_tuple(pool_size, self.rank, "pool_size", where=where)
         self.strides = normalize_tuple(
-            self.pool_size if strides is None else strides, self.rank, "strides"
+            self.pool_size if strides is None else strides, self.rank, "strides", where=where
         )
-        self.padding = normalize_padding(padding)
-        self.data_format = normalize_data_format(data_format)
+        self.padding = normalize_padding(padding, where=where)
+        self.data_format = normalize_data_format(data_format, where)
         self.geometry = ConvGeometry(self.rank, self.data_format)
 
     def compute_output_shape(self, input_shape):
@@ -105,7 +106,7 @@ class GlobalPooling(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = normalize_data_format(data_format)
+        self.data_format = normalize_data_format(data_format, self.where)
         self.keepdims = bool(keepdims)
         self.geometry = ConvGeometry(self.rank, self.data_format)
 
