@@ -424,16 +424,24 @@ class ModelCheckpoint(MonitorCallback):
             )
 
     def on_train_begin(self, logs=None):
-        # A convlens Sequential saves only Keras weights files (model.save takes just
-        # '.weights.h5'); say so before the first epoch is spent rather than after it.
+        # A model that cannot write this kind of file (a ValueError from save/save_weights)
+        # should say so before the first epoch is spent, not after it: try once, aside.
+        import tempfile
+
         from convlens.models import Sequential
 
-        if isinstance(self.model, Sequential) and not self.filepath.endswith(".weights.h5"):
-            raise ValueError(
-                "ModelCheckpoint: convlens writes weights files, not whole-model '.keras'/'.h5' "
-                f"files yet; received filepath={self.filepath!r}. Use e.g. "
-                "ModelCheckpoint('model.weights.h5', save_weights_only=True)."
-            )
+        if not isinstance(self.model, Sequential):
+            return
+        name = "probe.weights.h5" if self.filepath.endswith(".weights.h5") else (
+            "probe" + os.path.splitext(self.filepath)[1])
+        save = self.model.save_weights if self.save_weights_only else self.model.save
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                save(os.path.join(folder, name))
+            except ValueError as error:
+                raise ValueError(
+                    f"ModelCheckpoint cannot write filepath={self.filepath!r}: {error}"
+                ) from None
 
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
