@@ -189,6 +189,39 @@ def test_batchnorm_training_moves_statistics():
     assert len(model.non_trainable_weights) == 2
 
 
+def test_frozen_batchnorm_fine_tunes_as_keras():
+    """trainable=False: Keras normalises with the moving statistics inside fit, keeps them and
+    gamma/beta fixed, and passes gradients through to the layers before it."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((24, 6, 6, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    results = []
+    for layers, model_class in ((cl, Sequential), (keras.layers, keras.Sequential)):
+        model = model_class([layers.Input((6, 6, 2)), layers.Conv2D(3, 3, use_bias=False),
+                             layers.BatchNormalization(), layers.Flatten(),
+                             layers.Dense(3, activation="softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        else:  # statistics far from (0, 1), so normalising with them is visible
+            weights = model.get_weights()
+            weights[1:5] = [rng.uniform(0.5, 2, 3), rng.normal(0, 1, 3), rng.normal(0, 1, 3),
+                            rng.uniform(0.5, 3, 3)]
+            model.set_weights([w.astype(np.float32) for w in weights])
+        model.layers[1].trainable = False
+        initial = model.get_weights()
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        results.append((initial, model.get_weights(), history.history["loss"]))
+    (initial, ours, our_loss), (_, theirs, their_loss) = results
+    np.testing.assert_allclose(our_loss, their_loss, rtol=1e-5)
+    for got, want in zip(ours, theirs):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(ours[1:5], initial[1:5]):  # the frozen layer did not move
+        np.testing.assert_array_equal(got, want)
+    assert not np.allclose(ours[0], initial[0])  # the conv before it learned
+
+
 def _mask_times(text):
     """Keras and convlens differ only in how long each step took."""
     import re

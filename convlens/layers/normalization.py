@@ -105,7 +105,10 @@ class BatchNormalization(Layer):
 
     def call(self, x, training=False):
         axes = tuple(a for a in range(x.ndim) if a != self.axis % x.ndim)
-        if training:
+        # As Keras: a frozen layer (trainable=False) normalises with its moving statistics
+        # even inside fit, the usual fine-tuning setup, and leaves them unchanged.
+        batch_statistics = training and self.trainable
+        if batch_statistics:
             mean = x.mean(axis=axes)
             variance = x.var(axis=axes)
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
@@ -118,11 +121,11 @@ class BatchNormalization(Layer):
         y = x_hat * self._broadcast(self.gamma.value, x.ndim) if self.scale else x_hat
         if self.center:
             y = y + self._broadcast(self.beta.value, x.ndim)
-        self._cache = (x_hat, inv_std, axes, training) if training else None
+        self._cache = (x_hat, inv_std, axes, batch_statistics) if training else None
         return y.astype(np.float32, copy=False)
 
     def backward(self, grad_output):
-        x_hat, inv_std, axes, _ = self.require_cache()
+        x_hat, inv_std, axes, batch_statistics = self.require_cache()
         ndim = grad_output.ndim
         if self.center:
             self.beta.grad = grad_output.sum(axis=axes)
@@ -131,6 +134,8 @@ class BatchNormalization(Layer):
             grad_x_hat = grad_output * self._broadcast(self.gamma.value, ndim)
         else:
             grad_x_hat = grad_output
+        if not batch_statistics:  # fixed mean and variance: a per-channel affine map
+            return (grad_x_hat * self._broadcast(inv_std, ndim)).astype(np.float32, copy=False)
         count = grad_output.size // grad_output.shape[self.axis]
         mean_grad = self._broadcast(grad_x_hat.sum(axis=axes) / count, ndim)
         mean_grad_xhat = self._broadcast((grad_x_hat * x_hat).sum(axis=axes) / count, ndim)
