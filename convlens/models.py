@@ -311,3 +311,16 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name}, built={self.built}>"
+
+
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
+    """Read a Keras 3 ``.keras`` file (written by Keras or by convlens) into a Sequential.
+
+    The file's JSON config is parsed as data, never executed; layers come from an allow-list
+    of convlens classes, and what convlens cannot represent is a ``ValueError`` naming it.
+    """
+    from convlens.io import keras_format
+
+    return keras_format.load_model(
+        filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
+    )

@@ -127,11 +127,25 @@ def test_bad_spec_in_a_subprocess():
     assert "Traceback" not in result.stderr
 
 
-def test_saved_model_files_are_not_readable_yet(tmp_path, capsys):
-    saved = tmp_path / "model.keras"
-    saved.write_bytes(b"PK\x03\x04")
-    assert main(["summary", str(saved)]) == 2
-    assert "cannot read saved model files" in capsys.readouterr().err
+def test_keras_model_files_are_read(tmp_path, capsys):
+    model = parse_spec(SMALL)
+    model.save(tmp_path / "model.keras")
+    capsys.readouterr()
+    model.summary()
+    expected = capsys.readouterr().out
+    assert main(["summary", str(tmp_path / "model.keras")]) == 0
+    assert capsys.readouterr().out == expected  # same names, shapes and counts
+    assert main(["explain", str(tmp_path / "model.keras"), "--layer", "1", "--trace", "2,3,1"]) == 0
+    assert "Trace of" in capsys.readouterr().out
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04")
+    legacy = tmp_path / "old.h5"
+    legacy.write_bytes(b"\x89HDF")
+    for path, words in ((broken, "zip"), (legacy, "legacy"),
+                        (tmp_path / "m.weights.h5", "weights file")):
+        assert main(["summary", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err
 
 
 def test_python_file_runs_only_when_named(tmp_path, capsys):
@@ -202,10 +216,10 @@ def _tiny_mnist(folder: Path, train: int = 96, test: int = 40) -> None:
         _write_idx(folder, f"{prefix}-labels-idx1-ubyte", labels)
 
 
-def test_train_mnist_on_tiny_idx_files(tmp_path, capsys):
-    pytest.importorskip("h5py")
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_train_mnist_on_tiny_idx_files(tmp_path, capsys, suffix):
     _tiny_mnist(tmp_path)
-    out = tmp_path / "tiny.weights.h5"
+    out = tmp_path / f"tiny{suffix}"
     argv = [
         "train",
         "mnist",
@@ -226,13 +240,20 @@ def test_train_mnist_on_tiny_idx_files(tmp_path, capsys):
     assert 0.0 <= float(line.split(": ")[1]) <= 1.0
     assert out.is_file() and out.stat().st_size > 100_000  # 1.2M float32 weights
     assert str(out) in printed
+    if suffix == ".keras":
+        from convlens.models import load_model
+
+        model = load_model(out)
+        assert model.count_params() == 1_199_882
+        assert model.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0).shape == (2, 10)
 
 
 def test_train_rejects_bad_options(tmp_path, capsys):
     assert main(["train", "mnist", "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
     assert main(["train", "mnist", "--out", "weights.npz"]) == 2
-    assert ".weights.h5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ".weights.h5" in err and ".keras" in err
     assert main(["train", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train-images" in err

@@ -293,3 +293,16 @@ def test_writes_are_atomic(saved, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["ours.keras"]
     monkeypatch.undo()
     assert keras_format.load_model(path).count_params() == model.count_params()
+
+
+def test_model_save_and_load_model_as_in_keras(tmp_path):
+    import convlens
+
+    model = randomize(many_kinds(), seed=3)
+    model.save(tmp_path / "m.keras")
+    for loader in (convlens.load_model, convlens.models.load_model, convlens.saving.load_model):
+        loaded = loader(tmp_path / "m.keras")
+        np.testing.assert_array_equal(loaded.predict(sample(), verbose=0),
+                                      model.predict(sample(), verbose=0))
+    with pytest.raises(ValueError, match=r"model.save\('model.keras'\)"):
+        model.save(tmp_path / "m.h5")

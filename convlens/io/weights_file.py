@@ -130,11 +130,18 @@ def _sources(model, groups):
 
 
 def save_model(model, filepath, overwrite: bool = True) -> None:
+    """``model.save``: a whole-model ``.keras`` file, or only the weights for ``.weights.h5``."""
     path = os.fspath(filepath)
     if path.endswith(SUFFIX):
         save_weights(model, path, overwrite)
         return
+    if path.endswith(".keras"):
+        from convlens.io import keras_format  # it imports this module
+
+        keras_format.save_model(model, path, overwrite)
+        return
     raise ValueError(
-        f"convlens saves weights in Keras's '{SUFFIX}' format; whole-model files (.keras) are "
-        f"not written yet. Received filepath={path!r}: use model.save_weights('model{SUFFIX}')."
+        "convlens saves whole models as Keras 3 '.keras' files and weights as "
+        f"'{SUFFIX}' files; received filepath={path!r}. Use model.save('model.keras') or "
+        f"model.save_weights('model{SUFFIX}')."
     )
