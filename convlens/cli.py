@@ -159,27 +159,11 @@ def _demo(args) -> int:
         os.makedirs(args.out_dir, exist_ok=True)
         if html is None:
             html = os.path.join(args.out_dir, DEFAULT_HTML)
-    path = run_demo(html or DEFAULT_HTML)
+    path = run_demo(html or DEFAULT_HTML, pictures_dir=args.out_dir)
     if args.out_dir:
-        _write_demo_pictures(args.out_dir)
+        print(f"convlens: wrote the pictures (SVG, PNG) to {os.path.abspath(args.out_dir)}")
     print(f"convlens: wrote the HTML report to {path}")
     return 0
-
-
-def _write_demo_pictures(folder: str) -> None:
-    from convlens.demo import model_a, model_b
-    from convlens.explain.report import sample_input
-    from convlens.fileio import atomic_write
-    from convlens.viz import conv_layer_svg, feature_maps_png, kernel_grid_png
-
-    for label, model in (("a", model_a()), ("b", model_b())):
-        x = sample_input(model)
-        for index, layer in enumerate(model.layers):
-            stem = os.path.join(folder, f"model_{label}_layer{index}")
-            atomic_write(stem + ".svg", conv_layer_svg(layer))
-            kernel_grid_png(layer, stem + "_kernels.png")
-            feature_maps_png(model, index, x, stem + "_features.png")
-    print(f"convlens: wrote the pictures (SVG, PNG) to {os.path.abspath(folder)}")
 
 
 def mnist_model():

@@ -63,12 +63,16 @@ def weight_shape_lines(model: Sequential) -> list[str]:
 
 
 def run_demo(
-    html_path: str | os.PathLike | None = DEFAULT_HTML, out: Callable[[str], object] = print
+    html_path: str | os.PathLike | None = DEFAULT_HTML,
+    out: Callable[[str], object] = print,
+    pictures_dir: str | os.PathLike | None = None,
 ) -> str | None:
     """Print the seed's two models and their explanations; write the HTML report.
 
     ``out`` receives each block of text; ``model.summary()`` itself prints to stdout as
-    Keras's does. Returns the absolute path of the report, or None if ``html_path`` is None.
+    Keras's does. With ``pictures_dir``, each layer's SVG and PNG pictures go there too,
+    drawn from the same models (so their layer names match the summaries). Returns the
+    absolute path of the report, or None if ``html_path`` is None.
     """
     from convlens.explain import explain_model
 
@@ -84,6 +88,9 @@ def run_demo(
         out("")
         out(str(explain_model(model, contrast=True)))
         out("")
+    if pictures_dir is not None:
+        for label, (_, model) in zip("ab", models):
+            write_pictures(model, pictures_dir, f"model_{label}")
     if html_path is None:
         return None
     from convlens.explain.report import write_report
@@ -95,3 +102,18 @@ def run_demo(
         headings=[heading for heading, _ in models],
     )
     return os.path.abspath(path)
+
+
+def write_pictures(model: Sequential, folder: str | os.PathLike, prefix: str) -> None:
+    """``<prefix>_layer<i>.svg``, ``_kernels.png`` and ``_features.png`` for each layer."""
+    from convlens.explain.report import sample_input
+    from convlens.fileio import atomic_write
+    from convlens.viz import conv_layer_svg, feature_maps_png, kernel_grid_png
+
+    os.makedirs(folder, exist_ok=True)
+    x = sample_input(model)
+    for index, layer in enumerate(model.layers):
+        stem = os.path.join(folder, f"{prefix}_layer{index}")
+        atomic_write(stem + ".svg", conv_layer_svg(layer))
+        kernel_grid_png(layer, stem + "_kernels.png")
+        feature_maps_png(model, index, x, stem + "_features.png")

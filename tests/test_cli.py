@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -191,9 +192,12 @@ def test_demo_out_dir_writes_pictures(tmp_path, capsys):
     folder = tmp_path / "out"
     assert main(["demo", "--out-dir", str(folder)]) == 0
     assert (folder / "convlens-demo.html").is_file()
-    assert (folder / "model_a_layer1.svg").is_file()
     assert (folder / "model_b_layer0_kernels.png").stat().st_size > 1000
-    assert str(folder) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(folder) in out
+    # The pictures show the very layers the summaries list, under the same names.
+    second = re.search(r"│ (\w+) \(Conv2D\) +│ \(None, 24, 24, 64\)", out).group(1)
+    assert f">{second} " in (folder / "model_a_layer1.svg").read_text()
 
 
 # ----- training ---------------------------------------------------------------------------------
