@@ -29,6 +29,7 @@ from convlens.layers import (
     Flatten,
     GlobalAveragePooling2D,
     Input,
+    Layer,
     MaxPooling2D,
     ReLU,
     Reshape,
@@ -170,6 +171,13 @@ def test_html_fragment_parses_and_markdown_has_the_numbers():
     assert data["layers"][1]["params"] == 18496
 
 
+class Doubler(Layer):
+    """A user's own layer: trace cannot know what it computes."""
+
+    def call(self, x, training=False):
+        return 2 * x
+
+
 def test_trace_bad_input_messages_name_the_valid_ranges():
     model = seed_model()
     x = np.zeros((1, 28, 28, 1), np.float32)
@@ -188,9 +196,9 @@ def test_trace_bad_input_messages_name_the_valid_ranges():
         trace(model, 1, (0, 0, 0), np.zeros((1, 27, 28, 1)))
     flat = trace(model, 3, (5,), x)  # Flatten: a copy of one input value
     assert flat.kind == "copy" and flat.matches and flat.source == (0, 0, 5)
-    transposed = Sequential([Input((4, 4, 2)), Conv2DTranspose(3, 3, name="up")])
-    with pytest.raises(ValueError, match="'up' is a Conv2DTranspose"):
-        trace(transposed, "up", (0, 0, 0), np.zeros((1, 4, 4, 2), np.float32))
+    custom = Sequential([Input((4, 4, 2)), Doubler(name="twice")])
+    with pytest.raises(ValueError, match="'twice' is a Doubler. Trace a neighbouring"):
+        trace(custom, "twice", (0, 0, 0), np.zeros((1, 4, 4, 2), np.float32))
     with pytest.raises(ValueError, match="No layer named"):
         trace(model, "missing", (0, 0, 0), x)
 

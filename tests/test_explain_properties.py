@@ -76,14 +76,17 @@ def other_spatial_layer(draw, channels):
     padding = draw(st.sampled_from(["valid", "same"]))
     strides = draw(st.integers(1, 2))
     dilation = 1 if strides > 1 else draw(st.integers(1, 2))
+    common = dict(strides=strides, padding=padding, dilation_rate=dilation,
+                  activation=draw(st.sampled_from([None, "relu", "tanh"])),
+                  use_bias=draw(st.booleans()))
     if kind == "separable":
-        return SeparableConv2D(draw(st.integers(1, 3)), kernel, strides=strides, padding=padding,
-                               dilation_rate=dilation, depth_multiplier=draw(st.integers(1, 2)))
+        return SeparableConv2D(draw(st.integers(1, 3)), kernel,
+                               depth_multiplier=draw(st.integers(1, 2)), **common)
     output_padding = None
     if strides > 1 and draw(st.booleans()):
         output_padding = draw(st.integers(0, strides - 1))
-    return Conv2DTranspose(draw(st.integers(1, 3)), kernel, strides=strides, padding=padding,
-                           dilation_rate=dilation, output_padding=output_padding)
+    return Conv2DTranspose(draw(st.integers(1, 3)), kernel, output_padding=output_padding,
+                           **common)
 
 
 @st.composite
@@ -227,8 +230,9 @@ def test_receptive_field_equals_brute_force(model):
 
 @st.composite
 def traceable_model(draw):
-    """A random conv stack with value-by-value layers between and a random head."""
-    model = draw(random_model(dense=False))
+    """A random conv stack (transposed and separable too), value-by-value layers between it
+    and a random head."""
+    model = draw(random_model(dense=False, others=True))
     layers = [Input(model.input_shape[1:])]
     for layer in model.layers:
         layers.append(layer)
@@ -274,7 +278,7 @@ def test_traces_equal_the_forward_pass(model, data):
         result = trace(model, position, index, x)
         assert result.matches, (layer.name, result.value, result.forward_value)
         assert f"{result.forward_value:.7g}" in str(result)
-        if result.kind in ("conv", "depthwise"):
+        if result.kind in ("conv", "depthwise", "separable", "transpose"):
             assert np.isclose(result.partial_sums.sum() + (result.bias or 0),
                               result.pre_activation)
 
@@ -302,6 +306,85 @@ def test_traces_of_1d_and_3d_and_channels_first(cls, kernel, padding, stride, se
         result = trace(first, position, index, x)
         assert result.matches and result.axis_names[0] == "channel"
     assert layer_cost(first.layers[0]).macs > 0
+
+
+@st.composite
+def separable_or_transpose(draw):
+    """One SeparableConv2D or Conv2DTranspose with random arguments, data format and input."""
+    data_format = draw(st.sampled_from(["channels_last", "channels_first"]))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if max(strides) > 1 else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    common = dict(strides=strides, padding=draw(st.sampled_from(["valid", "same"])),
+                  dilation_rate=dilation, data_format=data_format,
+                  activation=draw(st.sampled_from([None, "relu", "softmax"])),
+                  use_bias=draw(st.booleans()))
+    if draw(st.booleans()):
+        layer = SeparableConv2D(draw(st.integers(1, 4)), kernel,
+                                depth_multiplier=draw(st.integers(1, 3)), **common)
+    else:
+        output_padding = None
+        if draw(st.booleans()):
+            output_padding = tuple(draw(st.integers(0, s - 1)) for s in strides)
+        layer = Conv2DTranspose(draw(st.integers(1, 4)), kernel, output_padding=output_padding,
+                                **common)
+    spatial = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    channels = draw(st.integers(1, 3))
+    shape = (channels, *spatial) if data_format == "channels_first" else (*spatial, channels)
+    try:
+        layer.build_from_shape((None, *shape))
+    except ValueError:
+        assume(False)
+    model = Sequential([Input(shape), layer])
+    rng = np.random.default_rng(draw(st.integers(0, 1000)))
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in layer.weights])
+    return model, rng.standard_normal((1, *shape)).astype(np.float32)
+
+
+def _reaching_inputs(layer, output_position) -> set:
+    """Brute force: input positions whose one-hot input reaches ``output_position`` through a
+    copy of ``layer`` with a kernel of ones and no bias (channels_last, spatial only)."""
+    config = {**layer.get_config(), "name": "ones_copy", "use_bias": False, "activation": None,
+              "data_format": "channels_last"}
+    ones = Conv2DTranspose.from_config(config)
+    *spatial, channels = layer.geometry.to_last(np.zeros((1, *layer.input_shape[1:]))).shape[1:]
+    ones.build_from_shape((None, *spatial, channels))
+    ones.set_weights([np.ones(ones.kernel.shape, np.float32)])
+    positions = list(itertools.product(*(range(n) for n in spatial)))
+    x = np.zeros((len(positions), *spatial, channels), np.float32)
+    for p, position in enumerate(positions):
+        x[(p, *position)] = 1
+    reached = ones.call(x)[(slice(None), *output_position, 0)] > 0
+    return {position for position, hit in zip(positions, reached) if hit}
+
+
+@SETTINGS
+@given(separable_or_transpose(), st.data())
+def test_traces_of_separable_and_transpose_equal_the_forward_pass(model_and_x, data):
+    model, x = model_and_x
+    layer = model.layers[0]
+    index = tuple(data.draw(st.integers(0, n - 1)) for n in layer.output_shape[1:])
+    result = trace(model, 0, index, x)
+    assert result.matches, (layer.get_config(), index, result.value, result.forward_value)
+    assert np.isclose(result.partial_sums.sum() + (result.bias or 0), result.pre_activation)
+    text = str(result)
+    assert f"{result.forward_value:.7g}" in text and "matches: yes" in text
+    first = layer.data_format == "channels_first"
+    spatial_index, channel = (index[1:], index[0]) if first else (index[:-1], index[-1])
+    if isinstance(layer, SeparableConv2D):
+        # The depthwise stage, per input channel, is the layer's own depthwise output there.
+        middle = layer.depthwise.geometry.to_last(layer.depthwise.call(x))[(0, *spatial_index)]
+        np.testing.assert_allclose(result.depthwise_values.reshape(-1), middle, rtol=1e-4,
+                                   atol=1e-4)
+        assert result.pointwise_weights.reshape(-1).tolist() == (
+            layer.pointwise.kernel.value[0, 0, :, channel].tolist())
+    else:
+        found = {c["position"] for c in result.contributors}
+        assert len(found) == len(result.contributors)  # each position once, with its one tap
+        assert found == _reaching_inputs(layer, spatial_index)
+        for contributor in result.contributors:
+            assert f"{contributor['position']}" in text or len(result.contributors) * len(
+                result.input_channels) > 32  # the table shows the first 32 products
 
 
 def _evaluate(formula: str) -> tuple[int, int]:

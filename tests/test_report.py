@@ -123,3 +123,12 @@ def test_helpers():
     np.testing.assert_array_equal(x, sample_input(model))
     with pytest.raises(ValueError, match="inputs for"):
         report_html([model, model], x=[x])
+
+
+def test_the_traced_value_of_a_transposed_or_separable_last_conv():
+    for spec in ("input 6x6x2 | conv2d 3 3 | deconv 2 3 strides=2 | flatten | dense 2",
+                 "input 6x6x2 | conv2d 3 3 | separable 4 3 relu | flatten | dense 2"):
+        model = parse_spec(spec)
+        assert last_conv_index(model) == 1
+        page = report_html(model, title="up")
+        assert f"Trace of {model.layers[1].name}" in page and 'class="ok"' in page

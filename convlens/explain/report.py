@@ -69,15 +69,10 @@ def _is_conv(layer) -> bool:
     return isinstance(layer, (Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D))
 
 
-def _traceable_conv(layer) -> bool:
-    from convlens.layers import Conv, DepthwiseConv2D
-
-    return isinstance(layer, (Conv, DepthwiseConv2D))
-
-
 def last_conv_index(model) -> int | None:
-    """Index in ``model.layers`` of the last layer ``trace`` can follow (Conv*/Depthwise)."""
-    indices = [i for i, layer in enumerate(model.layers) if _traceable_conv(layer)]
+    """Index in ``model.layers`` of the last convolution (Conv*, Depthwise, Separable,
+    Transpose): the layer the report and the CLI trace by default."""
+    indices = [i for i, layer in enumerate(model.layers) if _is_conv(layer)]
     return indices[-1] if indices else None
 
 

@@ -1,0 +1,117 @@
+"""Traces of layers that compute one output value from one input value (or one channel).
+
+Flatten, Reshape, ZeroPadding2D and Dropout (inference) copy a value; Activation and ReLU
+apply a function to it; BatchNormalization (inference) scales and shifts it by its
+channel's statistics; global pooling takes the maximum or mean of one channel's map.
+Each trace names the input position read and writes the computation with its numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool")
+MAX_VALUES_SHOWN = 32
+
+
+def activation_value(layer, vector: np.ndarray, position: int) -> float:
+    """The layer's activation on the pre-activations of one position (all channels)."""
+    z = vector.astype(np.float32)[None, :]
+    return float(np.asarray(layer.activation(z))[0, position])
+
+
+def simple_kind(layer) -> str | None:
+    from convlens.layers import (
+        Activation,
+        BatchNormalization,
+        Dropout,
+        Flatten,
+        ReLU,
+        Reshape,
+        ZeroPadding2D,
+    )
+    from convlens.layers.pooling import GlobalPooling
+
+    table = [((Flatten, Reshape, ZeroPadding2D, Dropout), "copy"),
+             ((Activation, ReLU), "elementwise"), (BatchNormalization, "batchnorm"),
+             (GlobalPooling, "global_pool")]
+    return next((kind for cls, kind in table if isinstance(layer, cls)), None)
+
+
+def input_lines(t) -> list[str]:
+    """What a value-by-value trace read from its input."""
+    if t.kind == "global_pool":
+        return [f"all {t.window.size:,} positions of input channel {t.input_channels[0]}"]
+    if t.source is None:
+        return ["none: this output position is zero padding"]
+    what = "values along the last axis at" if t.window.size > 1 else "value at"
+    return [f"the input {what} position {t.source} (no batch axis): "
+            + ", ".join(f"{v:.7g}" for v in t.window[:MAX_VALUES_SHOWN])
+            + (" ..." if t.window.size > MAX_VALUES_SHOWN else "")]
+
+
+def _copied_from(layer, h, index):
+    """Input position (no batch axis) that a rearranging layer copies to ``index``, or None."""
+    sample_shape = h.shape[1:]
+    size = int(np.prod(sample_shape))
+    if size >= 2**24:  # float32 counts exactly up to 2**24
+        raise ValueError(f"trace: layer '{layer.name}' has {size:,} input values per sample; "
+                         "tracing a copy through it supports fewer than 16,777,216.")
+    # Number every input value 1..size, run the layer on the numbers: 0 means padding.
+    numbers = np.arange(1, size + 1, dtype=np.float32).reshape(h.shape)
+    where = int(layer.call(numbers)[(0, *index)])
+    return None if where == 0 else tuple(int(i) for i in np.unravel_index(where - 1,
+                                                                          sample_shape))
+
+
+def trace_simple(layer, h, index) -> dict:
+    """The terms of a value-by-value trace of output ``index`` given the layer's input ``h``."""
+    from convlens.layers import ReLU
+
+    kind, sample = simple_kind(layer), h[0].astype(np.float64)
+    if kind == "copy":
+        source = _copied_from(layer, h, index)
+        value = 0.0 if source is None else float(sample[source])
+        formula = ("zero padding: value = 0" if source is None else
+                   f"copied unchanged from input position {source}: value = {value:.7g}")
+        window = np.zeros(0) if source is None else np.array([value])
+        return dict(kind=kind, window=window, source=source, value=value, formula=formula)
+    if kind == "global_pool":
+        channels_last = layer.geometry.channels_last
+        channel = index[-1] if channels_last else index[0]
+        plane = layer.geometry.to_last(h)[0][..., channel].astype(np.float64)
+        value = float(plane.max() if layer.mode == "max" else plane.mean())
+        word = "maximum" if layer.mode == "max" else "mean"
+        return dict(kind=kind, window=plane, input_channels=[channel], value=value,
+                    formula=f"{word} of the {plane.size:,} values of input channel {channel} "
+                            f"= {value:.7g}")
+    x = float(sample[index])
+    if kind == "batchnorm":
+        axis = layer.axis if layer.axis < 0 else layer.axis - 1  # index has no batch axis
+        channel = index[axis]
+        mean = float(layer.moving_mean.value[channel])
+        variance = float(layer.moving_variance.value[channel])
+        gamma = float(layer.gamma.value[channel]) if layer.scale else 1.0
+        beta = float(layer.beta.value[channel]) if layer.center else 0.0
+        value = gamma * (x - mean) / np.sqrt(variance + layer.epsilon) + beta
+        formula = (f"channel {channel} at inference: {gamma:.7g} * ({x:.7g} - {mean:.7g}) / "
+                   f"sqrt({variance:.7g} + {layer.epsilon:g}) + {beta:.7g} = {value:.7g}")
+        return dict(kind=kind, window=np.array([x]), source=index, input_channels=[channel],
+                    value=float(value), formula=formula)
+    if isinstance(layer, ReLU):
+        value = x if x >= layer.threshold else layer.negative_slope * (x - layer.threshold)
+        if layer.max_value is not None:
+            value = min(value, layer.max_value)
+        value += 0.0  # no "-0" when the negative slope is 0
+        return dict(kind=kind, window=np.array([x]), source=index, value=float(value),
+                    activation="relu", formula=f"relu({x:.7g}) = {value:.7g}")
+    name = layer.activation.name
+    if name in ("softmax", "log_softmax"):
+        vector = sample[index[:-1]]
+        value = activation_value(layer, vector, index[-1])
+        return dict(kind=kind, window=vector, source=index[:-1], value=value, activation=name,
+                    formula=f"{name} over the {vector.size} values of the last axis; entry "
+                            f"{index[-1]} = {value:.7g}")
+    value = activation_value(layer, np.array([x]), 0)
+    return dict(kind=kind, window=np.array([x]), source=index, value=value, activation=name,
+                formula=f"{name}({x:.7g}) = {value:.7g}")
