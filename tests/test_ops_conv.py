@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from convlens import shapes
 from convlens.ops import conv
+from convlens.ops.conv_geometry import Geometry
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -155,6 +156,32 @@ def test_depthwise_matches_torch(rank, multiplier, chunk):
     _close(ours[0], reference[0])
     for mine, theirs in zip(ours[1:], reference[1:], strict=True):
         _close(mine, theirs, rtol=1e-4, scale=1e-4)
+
+
+@pytest.mark.parametrize(
+    "c_in, groups, name",
+    [(1, 1, "SINGLE_CHANNEL_CHUNK_BYTES"), (4, 4, "DEPTHWISE_CHUNK_BYTES"), (4, 2, "CHUNK_BYTES")],
+)
+def test_chunk_sizes_set_on_ops_conv_reach_every_path(monkeypatch, c_in, groups, name):
+    """The paths live in their own modules: sizes set on ``convlens.ops.conv`` must reach them."""
+    budgets = []
+    chunks = Geometry.chunks
+
+    def recording_chunks(self, bytes_per_pixel, budget):
+        budgets.append(budget)
+        return chunks(self, bytes_per_pixel, budget)
+
+    monkeypatch.setattr(Geometry, "chunks", recording_chunks)
+    sizes = {"CHUNK_BYTES": 1001, "SINGLE_CHANNEL_CHUNK_BYTES": 1002, "DEPTHWISE_CHUNK_BYTES": 1003}
+    for constant, size in sizes.items():
+        monkeypatch.setattr(conv, constant, size)
+    x = np.ones((2, 6, 6, c_in), np.float32)
+    kernel = np.ones((3, 3, c_in // groups, 4), np.float32)
+    y, cache = conv.conv_forward(
+        x, kernel, np.zeros(4, np.float32), (1, 1), ((1, 1), (1, 1)), (1, 1), groups
+    )
+    conv.conv_backward(np.ones_like(y), cache)
+    assert budgets == [sizes[name]] * 3  # forward, grad_kernel, grad_input
 
 
 @st.composite

@@ -1,0 +1,115 @@
+"""The general convolution path: im2col + GEMM on cache-sized chunks of the batch.
+
+A read-only strided view of the padded input, ``(G, N, *out, *k, Cg)``, holds every input
+window without copying; one chunk at a time is copied into a contiguous patch matrix
+``(G, M, K*Cg)`` and multiplied through BLAS (one batched matmul over the groups). ``budget`` is
+the chunk size in bytes, :data:`convlens.ops.conv.CHUNK_BYTES` when called from there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlens.ops.conv_geometry import Geometry, as_rows, kernel_taps, reuse_buffer
+
+
+def gemm_forward(
+    xp: np.ndarray, kernel: np.ndarray, geo: Geometry, bias, budget: int
+) -> np.ndarray:
+    """``y = im2col(xp) @ kernel + bias``; ``(N, *out, C_out)``.
+
+    The bias is added chunk by chunk while the chunk is still in cache.
+    """
+    y = np.empty(geo.out_shape, xp.dtype)
+    windows = geo.windows(xp)
+    w = geo.grouped_kernel(kernel)  # (G, K*Cg, Cog)
+    depth = geo.taps * geo.cg
+    scratch = tmp = None
+    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize, budget):
+        src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
+        scratch = reuse_buffer(scratch, src.size, xp.dtype)
+        patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
+        np.copyto(patches, src)
+        patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+        y_rows = as_rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
+        if geo.groups == 1:
+            np.matmul(patches[0], w[0], out=y_rows)
+            if bias is not None:
+                y_rows += bias
+            continue
+        if tmp is None or tmp.shape[1] != patches.shape[1]:
+            tmp = np.empty((geo.groups, patches.shape[1], geo.cog), xp.dtype)
+        np.matmul(patches, w, out=tmp)  # (G, M, Cog)
+        # (M, C_out) seen as (M, G, Cog) <- (G, M, Cog).transpose
+        y_groups = y_rows.reshape(-1, geo.groups, geo.cog)
+        if bias is None:
+            np.copyto(y_groups, tmp.transpose(1, 0, 2))
+        else:
+            np.add(tmp.transpose(1, 0, 2), bias.reshape(geo.groups, geo.cog), out=y_groups)
+    return y
+
+
+def gemm_grad_kernel(
+    xp: np.ndarray, grad_y: np.ndarray, geo: Geometry, with_bias: bool, budget: int
+):
+    """``grad_kernel = im2col(xp)^T @ grad_y``, shaped like the kernel ``(*k, Cg, C_out)``.
+
+    Returns ``(grad_kernel, grad_bias)``. With ``with_bias`` it also sums ``grad_y`` over
+    pixels while each chunk is in cache; otherwise ``grad_bias`` is None.
+    """
+    dtype = xp.dtype
+    windows = geo.windows(xp)
+    depth = geo.taps * geo.cg
+    grad_w = np.zeros((geo.groups, depth, geo.cog), dtype)  # (G, K*Cg, Cog)
+    part = np.empty_like(grad_w)
+    grad_b = np.zeros(geo.c_out, dtype) if with_bias else None
+    scratch = ones = None
+    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize, budget):
+        src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
+        scratch = reuse_buffer(scratch, src.size, dtype)
+        patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
+        np.copyto(patches, src)
+        patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+        g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+        if with_bias:
+            if ones is None or ones.size != g_rows.shape[0]:
+                ones = np.ones(g_rows.shape[0], dtype)
+            grad_b += ones @ g_rows
+        g_rows = g_rows.reshape(-1, geo.groups, geo.cog).transpose(1, 0, 2)  # (G, M, Cog)
+        np.matmul(patches.transpose(0, 2, 1), g_rows, out=part)  # (G, K*Cg, Cog)
+        grad_w += part
+    grad_w = grad_w.reshape(geo.groups, geo.taps, geo.cg, geo.cog)
+    # (G, K, Cg, Cog) -> (K, Cg, G, Cog) -> (*k, Cg, C_out)
+    grad_w = np.ascontiguousarray(grad_w.transpose(1, 2, 0, 3))
+    return grad_w.reshape(*geo.k, geo.cg, geo.c_out), grad_b
+
+
+def gemm_grad_input(
+    grad_y: np.ndarray, kernel: np.ndarray, geo: Geometry, budget: int
+) -> np.ndarray:
+    """col2im of ``grad_y @ kernel^T``: the gradient w.r.t. the padded input."""
+    dtype = grad_y.dtype
+    grad_xp = np.zeros((geo.batch, *geo.padded, geo.c_in), dtype)
+    w = geo.grouped_kernel(kernel).reshape(geo.groups, geo.taps, geo.cg, geo.cog)  # (G, K, Cg, Cog)
+    w = w.transpose(0, 1, 3, 2)  # (G, K, Cog, Cg)
+    scratch = None
+    for batch, first, stop in geo.chunks(
+        (geo.taps * geo.c_in + geo.c_out) * dtype.itemsize, budget
+    ):
+        g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+        m = g_rows.shape[0]
+        g_groups = g_rows.reshape(m, geo.groups, 1, geo.cog).transpose(1, 2, 0, 3)
+        # g_groups: (G, 1, M, Cog); one gradient slab per tap, contiguous for the scatter
+        scratch = reuse_buffer(scratch, geo.groups * geo.taps * m * geo.cg, dtype)
+        cols = scratch[: geo.groups * geo.taps * m * geo.cg]
+        cols = cols.reshape(geo.groups, geo.taps, m, geo.cg)  # (G, K, M, Cg)
+        np.matmul(g_groups, w, out=cols)  # (G, K, M, Cg)
+        cols = cols.reshape(
+            geo.groups, geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:], geo.cg
+        )  # (G, K, b, *out_chunk, Cg)
+        cols = np.moveaxis(cols, 0, -2)  # (K, b, *out_chunk, G, Cg)
+        for i, tap in enumerate(kernel_taps(geo.k)):
+            target = grad_xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out, C_in)
+            target = target.reshape(*target.shape[:-1], geo.groups, geo.cg)  # (b, *out, G, Cg)
+            target += cols[i]
+    return grad_xp
