@@ -1,0 +1,129 @@
+"""Derivations of the layers that do not slide a window: Dense, Flatten, Reshape,
+Activation, ReLU, Dropout, BatchNormalization and ZeroPadding2D.
+
+Each ``_explain_*(layer, exp)`` fills a ``LayerExplanation``'s ``shape_steps``, ``mechanism``
+and ``weights`` from the layer's own numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from convlens.explain import cost as cost_module
+from convlens.explain.wording import _activation_line, _count, _prod, _weights
+from convlens.shapes import format_shape
+
+if TYPE_CHECKING:
+    from convlens.explain.derivation import LayerExplanation
+
+
+def _explain_dense(layer, exp: LayerExplanation) -> None:
+    in_features, units = layer.input_shape[-1], layer.units
+    exp.shape_steps = [{"axis": "last axis", "input": in_features, "output": units,
+                        "formula": f"{in_features} inputs -> {_count(units, 'unit')}"}]
+    each = "The unit" if units == 1 else f"Each of the {units} units"
+    lines = [
+        f"{each} computes the sum over all {in_features:,} inputs of input * weight"
+        + (", plus its bias" if layer.use_bias else "")
+        + f": its weights are one kernel column `({in_features},)`."
+    ]
+    if len(layer.input_shape) > 2:
+        lines.append(f"The input has rank {len(layer.input_shape)}: the same kernel is applied "
+                     f"at each of the {_prod(layer.input_shape[1:-1])} positions separately "
+                     "(like a 1x1 convolution).")
+    else:
+        lines.append("Every output depends on every input value: the receptive field becomes "
+                     "the whole input.")
+    exp.mechanism = lines + _activation_line(layer)
+    exp.weights = _weights(layer, {"kernel": f"{_count(in_features, 'input')} x "
+                                             f"{_count(units, 'unit')}: column u holds unit "
+                                             "u's weights",
+                                   "bias": "one number per unit"})
+
+
+def _explain_flatten(layer, exp: LayerExplanation) -> None:
+    rest = layer.input_shape[1:]
+    values = layer.output_shape[-1]
+    formula = f"{_prod(rest)} = {values:,}" if values is not None else "unknown"
+    exp.shape_steps = [{"axis": "all", "input": tuple(rest), "output": values,
+                        "formula": formula}]
+    exp.mechanism = [
+        f"Lays the {formula} values of one sample out in one row; nothing is computed "
+        "(last axis fastest, channels_last order).",
+        "The spatial arrangement is gone: a following Dense layer sees every value, so the "
+        "receptive field becomes the whole input.",
+    ]
+
+
+def _explain_reshape(layer, exp: LayerExplanation) -> None:
+    exp.shape_steps = [{"axis": "all", "input": tuple(layer.input_shape[1:]),
+                        "output": tuple(layer.output_shape[1:]),
+                        "formula": f"{_prod(layer.input_shape[1:])} = "
+                                   f"{_prod(layer.output_shape[1:])}"}]
+    exp.mechanism = [
+        f"The same {cost_module.output_values(layer.output_shape) or '?'} values, rearranged "
+        f"into `{format_shape(layer.output_shape[1:])}` (row-major order); nothing is "
+        "computed. The receptive field is treated as the whole input afterwards."
+    ]
+
+
+def _explain_elementwise(layer, exp: LayerExplanation) -> None:
+    from convlens.layers import ReLU
+
+    if isinstance(layer, ReLU):
+        parts = [f"x if x >= {layer.threshold:g}"]
+        parts.append(f"else {layer.negative_slope:g}*(x - {layer.threshold:g})")
+        cap = "" if layer.max_value is None else f", capped at {layer.max_value:g}"
+        what = f"ReLU: {' '.join(parts)}{cap}"
+    else:
+        what = f"the activation {layer.activation.name}"
+    exp.mechanism = [f"Applies {what} to each value separately; the shape does not change. "
+                     "No weights."]
+    if getattr(getattr(layer, "activation", None), "name", "") in ("softmax", "log_softmax"):
+        exp.mechanism.append("Softmax is taken over the last axis: each value depends on every "
+                             "value along that axis.")
+
+
+def _explain_dropout(layer, exp: LayerExplanation) -> None:
+    rate = layer.rate
+    scale = 1 / (1 - rate) if rate < 1 else float("inf")
+    exp.mechanism = [
+        f"Training: each value is set to 0 with probability {rate:g} and the others are "
+        f"multiplied by 1/(1 - {rate:g}) = {scale:.4g}, so the expected sum is unchanged.",
+        "Inference (predict, evaluate): values pass through unchanged. No weights.",
+    ]
+
+
+def _explain_batchnorm(layer, exp: LayerExplanation) -> None:
+    axis = layer.axis
+    channels = layer.input_shape[axis]
+    gamma = "gamma[c] * " if layer.scale else ""
+    beta = " + beta[c]" if layer.center else ""
+    exp.mechanism = [
+        f"Per channel c of the {channels} channels (axis {axis}), at inference: "
+        f"`y = {gamma}(x - moving_mean[c]) / sqrt(moving_variance[c] + {layer.epsilon:g})"
+        f"{beta}`.",
+        "In training the batch's own mean and (biased) variance are used instead, and the "
+        f"stored statistics move: `moving = moving*{layer.momentum:g} + batch*"
+        f"{1 - layer.momentum:.4g}`.",
+        "gamma and beta are learned by gradient descent; moving_mean and moving_variance are "
+        "not trainable (they are averages, not gradients).",
+    ]
+    exp.weights = _weights(layer, {
+        "gamma": "scale per channel", "beta": "shift per channel",
+        "moving_mean": "running mean per channel", "moving_variance": "running variance",
+    })
+
+
+def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
+    channels_last = layer.data_format == "channels_last"
+    axes = (1, 2) if channels_last else (2, 3)
+    for name, axis, (before, after) in zip(("row", "col"), axes, layer.padding):
+        n, out = layer.input_shape[axis], layer.output_shape[axis]
+        exp.shape_steps.append({"axis": name, "input": n, "output": out,
+                                "formula": f"{n} + {before} + {after} = {out}"})
+    exp.mechanism = [
+        f"Adds zeros around each map: rows {layer.padding[0]} and cols {layer.padding[1]} "
+        "(before, after); the input values are unchanged. No weights."
+    ]
+
