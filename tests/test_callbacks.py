@@ -248,3 +248,56 @@ def test_lambda_callback():
     )
     run_epochs(callback, FakeModel(), [{"loss": 1.0}, {"loss": 0.5}])
     assert seen == [(0, 1.0), (1, 0.5), "end"]
+
+
+def _callback_naming_logs_otherwise(base):
+    """Epoch and begin/end hooks whose logs argument has another name: Keras passes those
+    logs positionally (only batch hooks get ``logs=``), so such a callback runs in Keras."""
+
+    class Recorder(base):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def on_train_begin(self, log=None):
+            self.calls.append(("train_begin", log))
+
+        def on_epoch_begin(self, epoch, log=None):
+            self.calls.append(("epoch_begin", epoch, log))
+
+        def on_epoch_end(self, epoch, epoch_logs):
+            self.calls.append(("epoch_end", epoch, epoch_logs))
+
+        def on_train_end(self, log):
+            self.calls.append(("train_end", log))
+
+        def on_test_begin(self, log=None):
+            self.calls.append(("test_begin", log))
+
+        def on_test_end(self, log=None):
+            self.calls.append(("test_end", log))
+
+        def on_predict_begin(self, log=None):
+            self.calls.append(("predict_begin", log))
+
+        def on_predict_end(self, log=None):
+            self.calls.append(("predict_end", log))
+
+    return Recorder()
+
+
+def test_epoch_and_begin_end_hooks_get_logs_positionally_like_keras():
+    recorded = []
+    for module in (keras.callbacks, callbacks):
+        recorder = _callback_naming_logs_otherwise(module.Callback)
+        callback_list = module.CallbackList([recorder])
+        callback_list.on_train_begin()
+        callback_list.on_epoch_begin(0)
+        callback_list.on_epoch_end(0, {"loss": 0.5})
+        callback_list.on_train_end({"loss": 0.5})
+        callback_list.on_test_begin()
+        callback_list.on_test_end({"loss": 0.25})
+        callback_list.on_predict_begin()
+        callback_list.on_predict_end()
+        recorded.append(recorder.calls)
+    assert recorded[1] == recorded[0]

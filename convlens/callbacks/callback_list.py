@@ -100,8 +100,14 @@ class CallbackList(Callback):
 
     def _call(self, hook: str, *args, logs=None) -> None:
         logs = _pythonify(logs)
+        # As Keras: batch hooks get ``logs=``, epoch and begin/end hooks get logs positionally,
+        # so a callback written for Keras may give that argument another name there.
+        by_keyword = "batch" in hook
         for callback in self.callbacks:
-            getattr(callback, hook)(*args, logs=logs)
+            if by_keyword:
+                getattr(callback, hook)(*args, logs=logs)
+            else:
+                getattr(callback, hook)(*args, logs)
 
     def on_batch_begin(self, batch, logs=None):
         self._call("on_batch_begin", batch, logs=logs)
