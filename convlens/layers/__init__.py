@@ -5,14 +5,12 @@ from convlens.layers.conv import (
     Conv,
     Conv1D,
     Conv2D,
-    Conv2DTranspose,
     Conv3D,
     Convolution1D,
     Convolution2D,
     Convolution3D,
-    DepthwiseConv2D,
-    SeparableConv2D,
 )
+from convlens.layers.conv_transpose import Conv2DTranspose
 from convlens.layers.core import (
     Activation,
     Dense,
@@ -25,6 +23,7 @@ from convlens.layers.core import (
     Reshape,
     ZeroPadding2D,
 )
+from convlens.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from convlens.layers.normalization import BatchNormalization
 from convlens.layers.pooling import (
     AveragePooling1D,

@@ -1,0 +1,162 @@
+"""``Conv2DTranspose``: the gradient of a ``Conv2D`` with respect to its input, as a layer.
+
+Each input pixel scatters one ``(kh, kw, filters)`` block, the kernel weighted by its ``C_in``
+values, into the output at ``stride`` steps; overlapping blocks add up. The maths is
+``convlens.ops.conv.conv_transpose_forward``.
+"""
+
+from __future__ import annotations
+
+from convlens import activations, initializers
+from convlens.layers.base import Layer, resolve
+from convlens.layers.conv import (
+    ConvGeometry,
+    check_no_regularizers,
+    check_strides_and_dilation,
+    positive_int,
+)
+from convlens.ops import conv as conv_ops
+from convlens.shapes import (
+    deconv_output_formula,
+    deconv_output_length,
+    deconv_padding_amounts,
+    normalize_data_format,
+    normalize_padding,
+    normalize_tuple,
+)
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2D convolution: the gradient of a Conv2D wrt its input, as a layer.
+
+    Kernel ``(kh, kw, filters, C_in)``. Output size per axis is
+    ``convlens.shapes.deconv_output_length`` (``in * stride`` for ``same``).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        where = self.where
+        self.filters = positive_int(filters, "filters", where)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
+        self.strides = normalize_tuple(strides, 2, "strides", where=where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
+        self.padding = normalize_padding(padding, where=where)
+        self.data_format = normalize_data_format(data_format, where)
+        self.output_padding = None
+        if output_padding is not None:
+            self.output_padding = normalize_tuple(
+                output_padding, 2, "output_padding", True, where=where
+            )
+            for pad, stride in zip(self.output_padding, self.strides):
+                if pad >= stride:
+                    raise ValueError(
+                        f"{where}: each `output_padding` must be smaller than the stride; "
+                        f"received output_padding={output_padding}, strides={self.strides}."
+                    )
+        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        self.activation = resolve(activations.get, activation, where)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
+        check_no_regularizers(
+            where,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
+        self.geometry = ConvGeometry(2, self.data_format)
+        self.kernel = None
+        self.bias = None
+        self.needs_input_grad = True
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        channels = self.geometry.channels(input_shape)
+        shape = (*self.kernel_size, self.filters, channels)
+        self.kernel = self.add_weight("kernel", shape, self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self._fixed_axes = {self.geometry.channel_axis: channels}
+
+    def _output_padding(self, axis):
+        return None if self.output_padding is None else self.output_padding[axis]
+
+    def compute_output_shape(self, input_shape):
+        self.geometry.check_rank(self, input_shape)
+        spatial = []
+        for axis, (n, k, s, d) in enumerate(zip(self.geometry.spatial(input_shape),
+                                                self.kernel_size, self.strides,
+                                                self.dilation_rate)):
+            args = (n, k, self.padding, s, d, self._output_padding(axis))
+            size = deconv_output_length(*args)
+            if size is not None and size < 1:
+                # Only 'same' with an explicit output_padding crops this much (e.g. 1 -> 0).
+                raise ValueError(
+                    f"Layer '{self.name}': along spatial axis {axis} the output would be empty: "
+                    f"output size = {deconv_output_formula(*args)}, which must be >= 1. Use "
+                    "a larger input, a larger output_padding or stride, or padding='valid'."
+                )
+            spatial.append(size)
+        return self.geometry.shape(input_shape[0], tuple(spatial), self.filters)
+
+    def call(self, x, training=False):
+        x = self.geometry.to_last(x)
+        crop = tuple(
+            deconv_padding_amounts(n, k, self.padding, s, d, self._output_padding(axis))
+            for axis, (n, k, s, d) in enumerate(zip(x.shape[1:-1], self.kernel_size,
+                                                    self.strides, self.dilation_rate))
+        )
+        bias = self.bias.value if self.use_bias else None
+        z, cache = conv_ops.conv_transpose_forward(
+            x, self.kernel.value, bias, self.strides, crop, self.dilation_rate
+        )
+        y = self.activate(z, training)
+        self._cache = cache if training else None
+        return self.geometry.from_last(y)
+
+    def backward(self, grad_output):
+        grad = self.activation_grad(self.geometry.to_last(grad_output))
+        grad_x, grad_kernel, grad_bias = conv_ops.conv_transpose_backward(
+            grad, self.require_cache(), need_input_grad=self.needs_input_grad
+        )
+        self.kernel.grad = grad_kernel
+        if self.use_bias:
+            self.bias.grad = grad_bias
+        return None if grad_x is None else self.geometry.from_last(grad_x)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "output_padding": self.output_padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }

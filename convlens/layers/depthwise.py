@@ -1,0 +1,272 @@
+"""Depthwise convolution layers: ``DepthwiseConv2D`` and ``SeparableConv2D``.
+
+A depthwise convolution keeps the input channels apart: each one goes through its own
+``depth_multiplier`` filters and nothing is summed across channels (``groups == C_in`` in
+``convlens.ops.conv``). ``SeparableConv2D`` follows it with a 1x1 ``Conv2D`` that mixes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlens import activations, initializers
+from convlens.layers.base import Layer, resolve
+from convlens.layers.conv import (
+    Conv2D,
+    ConvGeometry,
+    check_no_regularizers,
+    check_strides_and_dilation,
+    positive_int,
+)
+from convlens.ops import conv as conv_ops
+from convlens.shapes import (
+    check_conv_fits,
+    conv_output_shape,
+    normalize_data_format,
+    normalize_padding,
+    normalize_tuple,
+    padding_amounts,
+)
+
+
+class DepthwiseConv2D(Layer):
+    """Each input channel convolved with its own ``depth_multiplier`` 2D filters, no sum.
+
+    Kernel ``(kh, kw, C_in, depth_multiplier)``; output channel ``c * depth_multiplier + m``
+    is input channel ``c`` through filter ``m``. Output: ``C_in * depth_multiplier`` maps.
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        depth_multiplier=1,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        where = self.where
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", where)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
+        self.strides = normalize_tuple(strides, 2, "strides", where=where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
+        self.padding = normalize_padding(padding, where=where)
+        self.data_format = normalize_data_format(data_format, where)
+        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        self.activation = resolve(activations.get, activation, where)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = resolve(initializers.get, depthwise_initializer, where)
+        self.bias_initializer = resolve(initializers.get, bias_initializer, where)
+        check_no_regularizers(
+            where,
+            depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            bias_constraint=bias_constraint,
+        )
+        self.geometry = ConvGeometry(2, self.data_format)
+        self.kernel = None
+        self.bias = None
+        self.needs_input_grad = True
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        channels = self.geometry.channels(input_shape)
+        shape = (*self.kernel_size, channels, self.depth_multiplier)
+        self.kernel = self.add_weight("kernel", shape, self.depthwise_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight(
+                "bias", (channels * self.depth_multiplier,), self.bias_initializer
+            )
+        self._fixed_axes = {self.geometry.channel_axis: channels}
+
+    def compute_output_shape(self, input_shape):
+        self.geometry.check_rank(self, input_shape)
+        spatial = self.geometry.spatial(input_shape)
+        args = (self.kernel_size, self.padding, self.strides, self.dilation_rate)
+        check_conv_fits(self.name, spatial, *args)
+        channels = self.geometry.channels(input_shape) * self.depth_multiplier
+        return self.geometry.shape(input_shape[0], conv_output_shape(spatial, *args), channels)
+
+    def grouped_kernel(self) -> np.ndarray:
+        kh, kw, channels, multiplier = self.kernel.shape
+        # (kh, kw, C_in, m) -> (kh, kw, 1, C_in*m): output channel c*m + j, one group per channel
+        return self.kernel.value.reshape(kh, kw, 1, channels * multiplier)
+
+    def call(self, x, training=False):
+        x = self.geometry.to_last(x)
+        pads = tuple(
+            padding_amounts(n, k, self.padding, s, d)
+            for n, k, s, d in zip(x.shape[1:-1], self.kernel_size, self.strides,
+                                  self.dilation_rate)
+        )
+        bias = self.bias.value if self.use_bias else None
+        z, cache = conv_ops.conv_forward(
+            x, self.grouped_kernel(), bias, self.strides, pads, self.dilation_rate,
+            groups=x.shape[-1],
+        )
+        y = self.activate(z, training)
+        self._cache = cache if training else None
+        return self.geometry.from_last(y)
+
+    def backward(self, grad_output):
+        grad = self.activation_grad(self.geometry.to_last(grad_output))
+        grad_x, grad_kernel, grad_bias = conv_ops.conv_backward(
+            grad, self.require_cache(), need_input_grad=self.needs_input_grad
+        )
+        self.kernel.grad = grad_kernel.reshape(self.kernel.shape)
+        if self.use_bias:
+            self.bias.grad = grad_bias
+        return None if grad_x is None else self.geometry.from_last(grad_x)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "depth_multiplier": self.depth_multiplier,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "depthwise_regularizer": None,
+            "bias_regularizer": None,
+            "activity_regularizer": None,
+            "depthwise_constraint": None,
+            "bias_constraint": None,
+        }
+
+
+class SeparableConv2D(Layer):
+    """A depthwise 2D convolution followed by a 1x1 pointwise convolution (one layer).
+
+    Weights: ``depthwise_kernel (kh, kw, C_in, m)``, ``pointwise_kernel (1, 1, C_in*m, filters)``
+    and ``bias (filters,)``.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        depth_multiplier=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        pointwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        pointwise_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        where = self.where
+        self.filters = positive_int(filters, "filters", where)
+        check_no_regularizers(
+            where,
+            depthwise_regularizer=depthwise_regularizer,
+            pointwise_regularizer=pointwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            pointwise_constraint=pointwise_constraint,
+            bias_constraint=bias_constraint,
+        )
+        # The two stages are real layers, named after this one and never auto-numbered.
+        stages = {"DepthwiseConv2D": f"{self.name}/depthwise", "Conv2D": f"{self.name}/pointwise"}
+        try:
+            self.depthwise = DepthwiseConv2D(
+                kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
+                use_bias=False, depthwise_initializer=depthwise_initializer,
+                name=stages["DepthwiseConv2D"],
+            )
+            self.pointwise = Conv2D(
+                filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
+                kernel_initializer=pointwise_initializer, bias_initializer=bias_initializer,
+                name=stages["Conv2D"],
+            )
+        except (ValueError, TypeError) as error:
+            message = str(error)
+            for cls_name, stage in stages.items():  # name this layer, not an inner stage
+                message = message.replace(f"{cls_name} '{stage}'", where)
+            raise type(error)(message) from None
+        self.kernel_size = self.depthwise.kernel_size
+        self.strides = self.depthwise.strides
+        self.padding = self.depthwise.padding
+        self.dilation_rate = self.depthwise.dilation_rate
+        self.depth_multiplier = self.depthwise.depth_multiplier
+        self.data_format = self.depthwise.data_format
+        self.activation = self.pointwise.activation
+        self.use_bias = self.pointwise.use_bias
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self.depthwise.needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self.depthwise.needs_input_grad = value
+
+    def build(self, input_shape):
+        middle = self.depthwise.build_from_shape(input_shape)
+        self.pointwise.build_from_shape(middle)
+        self.depthwise.kernel.name = "depthwise_kernel"
+        self.pointwise.kernel.name = "pointwise_kernel"
+        self._variables = [self.depthwise.kernel, self.pointwise.kernel]
+        if self.use_bias:
+            self._variables.append(self.pointwise.bias)
+        for variable in self._variables:
+            variable.path = f"{self.name}/{variable.name}"
+        self._fixed_axes = dict(self.depthwise._fixed_axes)
+
+    def compute_output_shape(self, input_shape):
+        middle = self.depthwise.compute_output_shape(input_shape)
+        return self.pointwise.compute_output_shape(middle)
+
+    def call(self, x, training=False):
+        return self.pointwise.call(self.depthwise.call(x, training), training)
+
+    def backward(self, grad_output):
+        return self.depthwise.backward(self.pointwise.backward(grad_output))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "depth_multiplier": self.depth_multiplier,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "depthwise_initializer": initializers.serialize(self.depthwise.depthwise_initializer),
+            "pointwise_initializer": initializers.serialize(self.pointwise.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.pointwise.bias_initializer),
+        }
