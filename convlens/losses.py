@@ -1,7 +1,8 @@
 """Losses by Keras name: each returns the mean loss and its gradient wrt the predictions.
 
 The maths is in ``convlens.ops.losses``; this module resolves names and checks targets
-before training starts.
+before training starts. ``loss(y_true, y_pred, sample_weight)`` reduces as Keras 3's
+default ``"sum_over_batch_size"``: ``sum(w * per_sample_loss) / N``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ class Loss:
     """A loss function with Keras's name and options."""
 
     fusable_with_softmax = False
+    #: Whether targets are classes, so that ``fit(class_weight=...)`` means something.
+    classification = True
 
     def __init__(self, name: str, from_logits: bool = False, **options):
         self.name = name
         self.from_logits = bool(from_logits)
         self.options = options
 
-    def __call__(self, y_true, y_pred) -> tuple[float, np.ndarray]:
+    def __call__(self, y_true, y_pred, sample_weight=None) -> tuple[float, np.ndarray]:
+        return self._kernel(y_true, y_pred, sample_weight, "sum_over_batch_size")
+
+    def per_sample(self, y_true, y_pred) -> np.ndarray:
+        """One float32 loss per sample, shape ``(N,)`` (positions of a sample averaged)."""
+        values, _ = self._kernel(y_true, y_pred, None, "none")
+        values = np.asarray(values, np.float32)
+        return values.reshape(len(values), -1).mean(axis=1) if values.ndim > 1 else values
+
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
         raise NotImplementedError
 
     def check_targets(self, y, output_shape) -> None:
@@ -57,11 +69,13 @@ class SparseCategoricalCrossentropy(Loss):
             )
         ops.check_sparse_labels(y, output_shape[-1])
 
-    def __call__(self, y_true, y_pred):
-        return ops.sparse_categorical_crossentropy(_squeeze(y_true), y_pred, self.from_logits)
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
+        return ops.sparse_categorical_crossentropy(_squeeze(y_true), y_pred, self.from_logits,
+                                                   sample_weight, reduction)
 
-    def from_logits_fused(self, y_true, logits):
-        return ops.softmax_crossentropy_from_logits(_squeeze(y_true), logits, sparse=True)
+    def from_logits_fused(self, y_true, logits, sample_weight=None):
+        return ops.softmax_crossentropy_from_logits(_squeeze(y_true), logits, sparse=True,
+                                                    sample_weight=sample_weight)
 
 
 class CategoricalCrossentropy(Loss):
@@ -72,15 +86,15 @@ class CategoricalCrossentropy(Loss):
         super().__init__(name, from_logits, label_smoothing=float(label_smoothing))
         self.fusable_with_softmax = not self.from_logits and not label_smoothing
 
-    def __call__(self, y_true, y_pred):
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
         return ops.categorical_crossentropy(
             np.asarray(y_true, np.float32), y_pred, self.from_logits,
-            self.options["label_smoothing"],
+            self.options["label_smoothing"], sample_weight, reduction,
         )
 
-    def from_logits_fused(self, y_true, logits):
+    def from_logits_fused(self, y_true, logits, sample_weight=None):
         return ops.softmax_crossentropy_from_logits(
-            np.asarray(y_true, np.float32), logits, sparse=False
+            np.asarray(y_true, np.float32), logits, sparse=False, sample_weight=sample_weight
         )
 
 
@@ -88,24 +102,31 @@ class BinaryCrossentropy(Loss):
     def __init__(self, from_logits=False, name="binary_crossentropy"):
         super().__init__(name, from_logits)
 
-    def __call__(self, y_true, y_pred):
-        return ops.binary_crossentropy(np.asarray(y_true, np.float32), y_pred, self.from_logits)
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
+        return ops.binary_crossentropy(np.asarray(y_true, np.float32), y_pred, self.from_logits,
+                                       sample_weight=sample_weight, reduction=reduction)
 
 
 class MeanSquaredError(Loss):
+    classification = False
+
     def __init__(self, name="mean_squared_error"):
         super().__init__(name)
 
-    def __call__(self, y_true, y_pred):
-        return ops.mean_squared_error(np.asarray(y_true, np.float32), y_pred)
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
+        return ops.mean_squared_error(np.asarray(y_true, np.float32), y_pred, sample_weight,
+                                      reduction)
 
 
 class MeanAbsoluteError(Loss):
+    classification = False
+
     def __init__(self, name="mean_absolute_error"):
         super().__init__(name)
 
-    def __call__(self, y_true, y_pred):
-        return ops.mean_absolute_error(np.asarray(y_true, np.float32), y_pred)
+    def _kernel(self, y_true, y_pred, sample_weight, reduction):
+        return ops.mean_absolute_error(np.asarray(y_true, np.float32), y_pred, sample_weight,
+                                       reduction)
 
 
 def _squeeze(y):

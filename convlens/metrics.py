@@ -113,14 +113,12 @@ def mean_absolute_error(y_true, y_pred) -> np.ndarray:
 
 def _crossentropy_metric(loss_name: str) -> MetricFn:
     """A loss named as a metric (``metrics=['sparse_categorical_crossentropy']``), as Keras
-    allows: the batch's mean loss, repeated once per sample so the running mean over
-    batches weights each batch by its size."""
+    allows: each sample's loss, so a weighted mean weights every sample by its own weight."""
 
     def metric(y_true, y_pred) -> np.ndarray:
         from convlens import losses
 
-        mean_loss, _ = losses.get(loss_name)(y_true, y_pred)
-        return np.full(len(y_pred), mean_loss, np.float32)
+        return losses.get(loss_name).per_sample(y_true, y_pred)
 
     metric.__name__ = loss_name
     return metric
@@ -208,10 +206,12 @@ def resolve(
 
 
 def direction(name: str, metrics_list=None) -> str | None:
-    """``'up'`` if larger is better for the logged metric ``name`` (``val_`` ignored),
+    """``'up'`` if larger is better for the logged metric ``name`` (``val_``/``weighted_`` ignored),
     ``'down'`` if smaller is, None if unknown. ``metrics_list`` is the model's
     ``[(display_name, fn), ...]`` for names chosen by the user."""
     name = name.removeprefix("val_")
+    if all(display_name != name for display_name, _ in metrics_list or []):
+        name = name.removeprefix("weighted_")  # a weighted_metrics entry sharing a plain name
     if name == "loss":
         return "down"
     for display_name, fn in metrics_list or []:

@@ -137,3 +137,28 @@ def test_direction():
     assert metrics.direction("val_sparse_categorical_crossentropy") == "down"
     assert metrics.direction("my_score") is None
     assert metrics.direction("val_score", [("score", metrics.binary_accuracy)]) == "up"
+    assert metrics.direction("val_weighted_accuracy", [("accuracy", metrics.accuracy)]) == "up"
+    assert metrics.direction("weighted_mae") == "down"
+
+
+@pytest.mark.parametrize("name, keras_metric", [
+    ("sparse_categorical_crossentropy", keras.metrics.SparseCategoricalCrossentropy),
+    ("categorical_crossentropy", keras.metrics.CategoricalCrossentropy),
+    ("binary_crossentropy", keras.metrics.BinaryCrossentropy),
+    ("accuracy", keras.metrics.SparseCategoricalAccuracy),
+])
+def test_weighted_mean_of_per_sample_values_matches_keras(name, keras_metric):
+    """weighted_metrics: each sample's own value times its weight, over the sum of weights --
+    so a crossentropy metric must give one loss per sample, not the batch mean."""
+    probs = rng.uniform(0.05, 1, (9, 3)).astype(np.float32)
+    probs /= probs.sum(1, keepdims=True)
+    labels = rng.integers(0, 3, 9)
+    y_true = {"categorical_crossentropy": np.eye(3, dtype=np.float32)[labels],
+              "binary_crossentropy": rng.integers(0, 2, (9, 3)).astype(np.float32)}.get(
+        name, labels)
+    weights = rng.uniform(0, 2, 9).astype(np.float32)
+    ours = metrics.Mean()
+    ours.update_state(metrics.get(name)(y_true, probs), weights)
+    reference = keras_metric()
+    reference.update_state(y_true, probs, sample_weight=weights)
+    assert ours.result() == pytest.approx(float(reference.result()), rel=1e-5)

@@ -248,3 +248,70 @@ def test_finite_differences_float64(name, fn, x):
         grad = grad * 0.9  # the lambda scales its input
     numeric = _numeric_grad(lambda v: fn(v)[0], x)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------- sample weights
+
+
+def _weighted_cases():
+    """(name, ours(sample_weight), keras loss, y_true, y_pred); N = 6 samples of 4 units."""
+    rng = np.random.default_rng(5)
+    probs = _probabilities(rng, (6, 4))
+    logits = (rng.standard_normal((6, 4)) * 3).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    onehot = np.eye(4, dtype=np.float32)[labels]
+    binary = rng.integers(0, 2, (6, 4)).astype(np.float32)
+    targets = rng.standard_normal((6, 4)).astype(np.float32)
+    k = keras.losses
+    return [
+        ("sparse probs", lambda w: L.sparse_categorical_crossentropy(labels, probs, False, w),
+         k.SparseCategoricalCrossentropy(), labels, probs),
+        ("sparse logits", lambda w: L.sparse_categorical_crossentropy(labels, logits, True, w),
+         k.SparseCategoricalCrossentropy(from_logits=True), labels, logits),
+        ("fused sparse", lambda w: L.softmax_crossentropy_from_logits(labels, logits, True,
+                                                                      sample_weight=w),
+         k.SparseCategoricalCrossentropy(from_logits=True), labels, logits),
+        ("cce probs", lambda w: L.categorical_crossentropy(onehot, probs, False, 0.1, w),
+         k.CategoricalCrossentropy(label_smoothing=0.1), onehot, probs),
+        ("fused one-hot", lambda w: L.softmax_crossentropy_from_logits(onehot, logits, False,
+                                                                       sample_weight=w),
+         k.CategoricalCrossentropy(from_logits=True), onehot, logits),
+        ("bce probs", lambda w: L.binary_crossentropy(binary, probs, False, 0.0, w),
+         k.BinaryCrossentropy(), binary, probs),
+        ("bce logits", lambda w: L.binary_crossentropy(binary, logits, True, 0.0, w),
+         k.BinaryCrossentropy(from_logits=True), binary, logits),
+        ("mse", lambda w: L.mean_squared_error(targets, logits, w), k.MeanSquaredError(),
+         targets, logits),
+        ("mae", lambda w: L.mean_absolute_error(targets, logits, w), k.MeanAbsoluteError(),
+         targets, logits),
+    ]
+
+
+@pytest.mark.parametrize("name, ours, loss, y_true, y_pred", _weighted_cases(),
+                         ids=[c[0] for c in _weighted_cases()])
+def test_sample_weight_matches_keras(name, ours, loss, y_true, y_pred):
+    """Keras's sum_over_batch_size with weights: sum(w * loss) / N (not / sum(w)); each
+    sample's gradient scaled by its weight; reduction='none' gives the weighted losses."""
+    weights = np.array([0.0, 1.0, 2.5, 0.5, 1.0, 4.0], np.float32)
+    pred = torch.from_numpy(y_pred.copy()).requires_grad_()
+    value = loss(torch.from_numpy(y_true), pred, sample_weight=torch.from_numpy(weights))
+    value.backward()
+    _check(ours(weights), (value.item(), pred.grad.numpy()), y_pred)
+    assert not np.allclose(ours(weights)[0], ours(None)[0])  # the weights mattered
+    per_sample_loss = type(loss)(**{**loss.get_config(), "reduction": "none"})
+    per_sample = keras.ops.convert_to_numpy(per_sample_loss(y_true, y_pred))
+    np.testing.assert_allclose(ours(weights)[0], float(np.sum(per_sample * weights) / 6),
+                               rtol=1e-5)
+
+
+def test_reduction_none_returns_weighted_per_sample_losses():
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+    values, grad = L.sparse_categorical_crossentropy(np.array([0, 0, 1]), logits, True,
+                                                     np.array([1.0, 2.0, 0.0]), "none")
+    want = -np.log(np.exp(logits[[0, 1, 2], [0, 0, 1]]) / np.exp(logits).sum(1))
+    np.testing.assert_allclose(values, want * [1, 2, 0], rtol=1e-6)
+    assert grad.shape == logits.shape and not grad[2].any()  # weight 0: no gradient
+    with pytest.raises(ValueError, match=r"one weight per sample, shape \(3,\)"):
+        L.mean_squared_error(logits, logits, np.ones(2))
+    with pytest.raises(ValueError, match="reduction"):
+        L.mean_squared_error(logits, logits, reduction="sum")

@@ -6,6 +6,14 @@ MSE, MAE and binary crossentropy the per-sample loss is itself the mean over the
 the result is the mean over all elements). ``grad_pred`` is ``d loss / d y_pred``, same shape
 and float dtype as ``y_pred``.
 
+**Sample weights** (``sample_weight``, one non-negative number per sample, shape ``(N,)``)
+follow Keras's ``reduce_weighted_values``: every per-sample loss is multiplied by its weight
+and the sum is divided by the *number* of per-sample losses, not by the sum of the weights
+(``sum(w * loss) / N``); the gradient of each sample is scaled by its weight. For outputs
+with more than one leading axis, ``(N, ..., classes)``, every position of a sample takes that
+sample's weight. ``reduction="none"`` returns the weighted per-sample losses (Keras's
+``call`` output, shape ``y_pred.shape[:-1]``) and the gradient of their sum.
+
 Probabilities (``from_logits=False``) are treated exactly as Keras does on its torch backend:
 categorical outputs are first divided by their sum over the class axis, then clipped to
 ``[1e-7, 1 - 1e-7]`` before the log; the gradient is zero where the clip is active.
@@ -151,8 +159,36 @@ def _sparse_targets(y_true, y_pred: np.ndarray) -> np.ndarray:
     return check_sparse_labels(labels, y_pred.shape[-1])
 
 
-def _mean_of(per_sample: np.ndarray) -> float:
-    return float(np.mean(per_sample, dtype=np.float64))
+def _weights_for(sample_weight, values: np.ndarray):
+    """``sample_weight`` as ``(N, 1, ...)`` to broadcast over ``values`` ``(N, ...)``."""
+    weights = np.asarray(sample_weight, dtype=values.dtype)
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]  # (N, 1) -> (N,), as Keras squeezes it
+    if weights.ndim != 1 or len(weights) != len(values):
+        raise ValueError(
+            f"sample_weight must have one weight per sample, shape ({len(values)},); "
+            f"received shape {weights.shape}."
+        )
+    return weights.reshape((-1,) + (1,) * (values.ndim - 1))
+
+
+def _reduce(values, grad, sample_weight=None, reduction: str = "sum_over_batch_size"):
+    """Keras's ``reduce_weighted_values``: ``values`` are the per-sample losses (N, ...),
+    ``grad`` is ``d sum(values) / d y_pred``; both are weighted, then divided by
+    ``values.size`` for ``sum_over_batch_size``."""
+    if reduction not in ("sum_over_batch_size", "none"):
+        raise ValueError(
+            f"`reduction` must be 'sum_over_batch_size' or 'none'; received {reduction!r}."
+        )
+    if sample_weight is not None:
+        weights = _weights_for(sample_weight, values)
+        values = values * weights
+        grad *= weights.reshape((-1,) + (1,) * (grad.ndim - 1))
+    if reduction == "none":
+        return values, grad
+    count = max(values.size, 1)
+    grad *= grad.dtype.type(1.0 / count)
+    return float(np.sum(values, dtype=np.float64) / count), grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,11 +196,13 @@ def _mean_of(per_sample: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def softmax_crossentropy_from_logits(y_true, logits, sparse: bool, label_smoothing: float = 0.0):
-    """Crossentropy of ``softmax(logits)``: ``(loss, (softmax * sum(t) - t) / M)``.
+def softmax_crossentropy_from_logits(y_true, logits, sparse: bool, label_smoothing: float = 0.0,
+                                     sample_weight=None, reduction="sum_over_batch_size"):
+    """Crossentropy of ``softmax(logits)``: ``(loss, w (softmax * sum(t) - t) / M)``.
 
     ``sparse=True``: ``y_true`` holds class indices of shape ``logits.shape[:-1]``; otherwise
-    one-hot (or soft) targets of ``logits``' shape. ``M`` is the number of prediction rows.
+    one-hot (or soft) targets of ``logits``' shape. ``M`` is the number of prediction rows,
+    ``w`` each row's sample weight (1 without ``sample_weight``).
     """
     logits = _prediction(logits)
     classes = logits.shape[-1]
@@ -187,8 +225,8 @@ def softmax_crossentropy_from_logits(y_true, logits, sparse: bool, label_smoothi
         per_row = -(targets * log_probs).sum(axis=-1)
         grad *= targets.sum(axis=-1, keepdims=True)
         grad -= targets
-    grad /= m
-    return _mean_of(per_row), grad.reshape(logits.shape)
+    return _reduce(per_row.reshape(logits.shape[:-1]), grad.reshape(logits.shape), sample_weight,
+                   reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,11 +242,13 @@ def _normalised(y_pred: np.ndarray):
     return total, q, np.clip(q, lo, hi), (q >= lo) & (q <= hi)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False):
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False,
+                                    sample_weight=None, reduction="sum_over_batch_size"):
     """Class indices ``(N, ...)`` against probabilities or logits ``(N, ..., classes)``."""
     y_pred = _prediction(y_pred)
     if from_logits:
-        return softmax_crossentropy_from_logits(y_true, y_pred, sparse=True)
+        return softmax_crossentropy_from_logits(y_true, y_pred, True, 0.0, sample_weight,
+                                                reduction)
     classes = y_pred.shape[-1]
     labels = _sparse_targets(y_true, y_pred).reshape(-1)  # (M,)
     rows = y_pred.reshape(-1, classes)  # (M, C)
@@ -220,12 +260,14 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False):
     grad = np.empty_like(rows)  # (M, C)
     grad[...] = (-grad_q_target * q[picked, labels])[:, None]
     grad[picked, labels] += grad_q_target
-    grad /= total * rows.shape[0]
-    return _mean_of(per_row), grad.reshape(y_pred.shape)
+    grad /= total
+    return _reduce(per_row.reshape(y_pred.shape[:-1]), grad.reshape(y_pred.shape), sample_weight,
+                   reduction)
 
 
 def categorical_crossentropy(
-    y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0
+    y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0,
+    sample_weight=None, reduction="sum_over_batch_size",
 ):
     """One-hot (or soft) targets against probabilities or logits, both ``(N, ..., classes)``.
 
@@ -233,7 +275,8 @@ def categorical_crossentropy(
     """
     y_pred = _prediction(y_pred)
     if from_logits:
-        return softmax_crossentropy_from_logits(y_true, y_pred, False, label_smoothing)
+        return softmax_crossentropy_from_logits(y_true, y_pred, False, label_smoothing,
+                                                sample_weight, reduction)
     classes = y_pred.shape[-1]
     targets = _same_rank(y_true, y_pred, "categorical_crossentropy").reshape(-1, classes)
     targets = _smooth(targets, label_smoothing, classes)  # (M, C)
@@ -242,11 +285,21 @@ def categorical_crossentropy(
     per_row = -(targets * np.log(q_clipped)).sum(axis=-1)
     grad_q = -targets * passes / q_clipped  # (M, C), zero where clipped
     # through q = p / S: dL/dp_j = (dL/dq_j - sum_c dL/dq_c q_c) / S
-    grad = (grad_q - (grad_q * q).sum(axis=-1, keepdims=True)) / (total * rows.shape[0])
-    return _mean_of(per_row), grad.reshape(y_pred.shape)
+    grad = (grad_q - (grad_q * q).sum(axis=-1, keepdims=True)) / total
+    return _reduce(per_row.reshape(y_pred.shape[:-1]), grad.reshape(y_pred.shape), sample_weight,
+                   reduction)
 
 
-def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0):
+def _last_axis_mean(per_element: np.ndarray, grad: np.ndarray, sample_weight, reduction):
+    """Elementwise losses: Keras's per-sample loss is the mean over the last axis."""
+    if per_element.ndim > 1:
+        grad *= grad.dtype.type(1.0 / per_element.shape[-1])
+        per_element = per_element.mean(axis=-1)
+    return _reduce(per_element, grad, sample_weight, reduction)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0,
+                        sample_weight=None, reduction="sum_over_batch_size"):
     """Independent 0/1 targets per output unit; the mean over all elements.
 
     ``label_smoothing`` replaces ``t`` with ``t * (1 - s) + s / 2``, as Keras does.
@@ -258,14 +311,15 @@ def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothi
         per_element = np.maximum(y_pred, 0) - y_pred * targets + np.log1p(np.exp(-np.abs(y_pred)))
         exp_neg = np.exp(-np.abs(y_pred))
         sigmoid = np.where(y_pred >= 0, 1 / (1 + exp_neg), exp_neg / (1 + exp_neg))
-        grad = (sigmoid - targets) / y_pred.size
+        grad = sigmoid - targets
     else:
         lo, hi = _clip_bounds(y_pred.dtype)
         p = np.clip(y_pred, lo, hi)
         per_element = -(targets * np.log(p) + (1 - targets) * np.log1p(-p))
         passes = (y_pred >= lo) & (y_pred <= hi)
-        grad = (p - targets) / (p * (1 - p)) * passes / y_pred.size
-    return _mean_of(per_element), grad.astype(y_pred.dtype, copy=False)
+        grad = (p - targets) / (p * (1 - p)) * passes
+    return _last_axis_mean(per_element, grad.astype(y_pred.dtype, copy=False), sample_weight,
+                           reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,18 +327,17 @@ def binary_crossentropy(y_true, y_pred, from_logits: bool = False, label_smoothi
 # --------------------------------------------------------------------------------------------
 
 
-def mean_squared_error(y_true, y_pred):
+def mean_squared_error(y_true, y_pred, sample_weight=None, reduction="sum_over_batch_size"):
     """``mean((y_pred - y_true)^2)``; gradient ``2 (y_pred - y_true) / size``."""
     y_pred = _prediction(y_pred)
     diff = y_pred - _same_rank(y_true, y_pred, "mean_squared_error")
-    loss = _mean_of(np.square(diff))
-    diff *= y_pred.dtype.type(2.0 / y_pred.size)
-    return loss, diff
+    squared = np.square(diff)
+    diff *= y_pred.dtype.type(2.0)
+    return _last_axis_mean(squared, diff, sample_weight, reduction)
 
 
-def mean_absolute_error(y_true, y_pred):
+def mean_absolute_error(y_true, y_pred, sample_weight=None, reduction="sum_over_batch_size"):
     """``mean(|y_pred - y_true|)``; gradient ``sign(y_pred - y_true) / size`` (0 where equal)."""
     y_pred = _prediction(y_pred)
     diff = y_pred - _same_rank(y_true, y_pred, "mean_absolute_error")
-    loss = _mean_of(np.abs(diff))
-    return loss, np.sign(diff) * y_pred.dtype.type(1.0 / y_pred.size)
+    return _last_axis_mean(np.abs(diff), np.sign(diff), sample_weight, reduction)
