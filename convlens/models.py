@@ -234,11 +234,12 @@ class Sequential:
     def __call__(self, x, training: bool = False) -> np.ndarray:
         return self.forward(self.check_input(x), training=training)
 
-    def predict(self, x, batch_size: int | None = 32, verbose="auto", steps=None,
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None,
                 callbacks=None) -> np.ndarray:
         from convlens import training
 
-        return training.predict(self, x, batch_size=batch_size, verbose=verbose)
+        return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                callbacks=callbacks)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None, columns=None) -> None:
@@ -256,27 +257,30 @@ class Sequential:
 
     # ----- training ------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
-                **kwargs) -> None:
+                weighted_metrics=None, **kwargs) -> None:
         from convlens import training
 
-        training.compile_model(self, optimizer, loss, metrics, **kwargs)
+        training.compile_model(self, optimizer, loss, metrics, loss_weights=loss_weights,
+                               weighted_metrics=weighted_metrics, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            **kwargs):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, **kwargs):
         from convlens import training
 
         return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                             callbacks=callbacks, validation_split=validation_split,
                             validation_data=validation_data, shuffle=shuffle,
+                            class_weight=class_weight, sample_weight=sample_weight,
                             initial_epoch=initial_epoch, **kwargs)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
-                 callbacks=None, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
         from convlens import training
 
         return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                                 return_dict=return_dict, callbacks=callbacks, **kwargs)
+                                 sample_weight=sample_weight, steps=steps, callbacks=callbacks,
+                                 return_dict=return_dict, **kwargs)
 
     # ----- files ---------------------------------------------------------------------------
     def save_weights(self, filepath, overwrite: bool = True) -> None:

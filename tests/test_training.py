@@ -276,6 +276,26 @@ FIT_CASES = {
                              ("Adam", {"learning_rate": 0.01}),
                              ["accuracy", "binary_crossentropy"]),
     "mse, SGD": (2, None, "mean_squared_error", "regression", ("SGD", {}), ["mae"]),
+    # Weighted training: the 7th entry holds fit's sample_weight/class_weight and compile's
+    # weighted_metrics/loss_weights. Validation takes the last quarter of the sample weights;
+    # class weights apply to the training samples only.
+    "sparse softmax, sample_weight": (3, "softmax", "sparse_categorical_crossentropy", "sparse",
+                                      ("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
+                                      ["accuracy"],
+                                      {"sample_weight": True, "weighted_metrics": [
+                                          "accuracy", "sparse_categorical_crossentropy"]}),
+    "sparse softmax, class_weight": (3, "softmax", "sparse_categorical_crossentropy", "sparse",
+                                     ("Adam", {"learning_rate": 0.01}), ["accuracy"],
+                                     {"class_weight": {0: 0.25, 2: 3.0},
+                                      "weighted_metrics": ["sparse_categorical_accuracy"]}),
+    "one-hot softmax, class_weight, loss_weights": (
+        3, "softmax", "categorical_crossentropy", "onehot", ("SGD", {"learning_rate": 0.1}),
+        ["categorical_accuracy"],
+        {"class_weight": {1: 4.0, 2: 0.5}, "loss_weights": 0.5,
+         "weighted_metrics": ["categorical_crossentropy"]}),
+    "binary sigmoid, class_weight": (1, "sigmoid", "binary_crossentropy", "binary",
+                                     ("RMSprop", {}), ["accuracy"],
+                                     {"class_weight": {1: 2.5}, "weighted_metrics": ["accuracy"]}),
 }
 
 
@@ -285,13 +305,23 @@ def test_fit_equals_real_keras_fit(capsys, case):
     history, same weights -- BatchNormalization's moving statistics (momentum 0.99)
     included -- through fit with validation_split, then evaluate and predict."""
     keras = pytest.importorskip("keras")
-    units, activation, loss, targets, (optimizer, options), metric_names = FIT_CASES[case]
+    units, activation, loss, targets, (optimizer, options), metric_names, *weighting = (
+        FIT_CASES[case])
+    weighting = weighting[0] if weighting else {}
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 6, 6, 2)).astype(np.float32)
     labels = rng.integers(0, 3, 40)
     y = {"sparse": labels, "onehot": np.eye(3, dtype=np.float32)[labels],
          "binary": (labels > 0).astype(np.float32)[:, None],
          "regression": rng.standard_normal((40, 2)).astype(np.float32)}[targets]
+    weights = rng.uniform(0, 3, 40).astype(np.float32)
+    weights[::7] = 0  # a zero weight removes a sample from the loss and weighted metrics
+    compile_extra = {k: weighting[k] for k in ("weighted_metrics", "loss_weights")
+                     if k in weighting}
+    fit_extra = {"class_weight": weighting["class_weight"]} if "class_weight" in weighting else {}
+    evaluate_extra = {}
+    if weighting.get("sample_weight"):
+        fit_extra["sample_weight"] = evaluate_extra["sample_weight"] = weights
     import convlens.losses
     import convlens.optimizers
 
@@ -310,11 +340,11 @@ def test_fit_equals_real_keras_fit(capsys, case):
         initial = model.get_weights()
         model.compile(optimizer=getattr(optimizers, optimizer)(**options),
                       loss=loss if isinstance(loss, str) else getattr(losses, loss[0])(**loss[1]),
-                      metrics=metric_names)
+                      metrics=metric_names, **compile_extra)
         capsys.readouterr()
         history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, validation_split=0.25,
-                            verbose=2)
-        evaluated = model.evaluate(x, y, batch_size=16, verbose=2)
+                            verbose=2, **fit_extra)
+        evaluated = model.evaluate(x, y, batch_size=16, verbose=2, **evaluate_extra)
         predicted = model.predict(x[:5], verbose=0)
         results.append(dict(initial=initial, text=_mask_times(capsys.readouterr().out),
                             history=history.history, params=history.params, epoch=history.epoch,
@@ -408,3 +438,206 @@ def test_bad_validation_data_is_refused_before_training(capsys):
         with pytest.raises(ValueError, match=message):
             model.fit(x, y, epochs=1, verbose=1, validation_data=validation_data)
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------ weights: bad input
+def _compiled(loss="sparse_categorical_crossentropy"):
+    model = small_model()
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+    return model
+
+
+WEIGHT_ERRORS = {
+    "sample_weight wrong length": (ValueError, r"sample_weight.*x with 20 and sample_weight "
+                                   r"with 19", {"sample_weight": np.ones(19)}),
+    "sample_weight negative": (ValueError, r">= 0; 1 are not: -0\.5 at position 4",
+                               {"sample_weight": np.r_[np.ones(4), -0.5, np.ones(15)]}),
+    "sample_weight nan": (ValueError, r"finite numbers >= 0.*nan at position 0",
+                          {"sample_weight": np.r_[np.nan, np.ones(19)]}),
+    "sample_weight not numbers": (TypeError, "must hold numbers.*dtype <U1",
+                                  {"sample_weight": np.array(["a"] * 20)}),
+    "sample_weight 2D": (ValueError, r"1D array.*shape \(20,\); received shape \(20, 2\)",
+                         {"sample_weight": np.ones((20, 2))}),
+    "class_weight with sample_weight": (ValueError, "either `sample_weight` or `class_weight`",
+                                        {"sample_weight": np.ones(20), "class_weight": {0: 2}}),
+    "class_weight key outside the classes": (ValueError, r"0 to 2 .*3 classes.*key 3",
+                                             {"class_weight": {0: 1.0, 3: 2.0}}),
+    "class_weight key not an int": (ValueError, "received key 'cat'", {"class_weight": {"cat": 2}}),
+    "class_weight negative": (ValueError, r"class_weight\[1\]` must be finite and >= 0",
+                              {"class_weight": {1: -2.0}}),
+    "class_weight not a dict": (TypeError, "must be a dict.*list", {"class_weight": [1.0, 2.0]}),
+    "val_sample_weight wrong length": (ValueError, "val_sample_weight with 5",
+                                       {"validation_data": (np.zeros((20, 8, 8, 1)),
+                                                            np.zeros(20), np.ones(5))}),
+    "validation_freq zero": (ValueError, "validation_freq", {"validation_freq": 0}),
+    "steps_per_epoch": (ValueError, "steps_per_epoch=2", {"steps_per_epoch": 2}),
+    "unknown argument": (TypeError, r"unexpected keyword arguments: \['sample_weights'\]",
+                         {"sample_weights": np.ones(20)}),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_ERRORS), ids=list(WEIGHT_ERRORS))
+def test_bad_weights_and_arguments_are_refused_before_training(capsys, case):
+    error, message, arguments = WEIGHT_ERRORS[case]
+    x, y = blobs(20)
+    model = _compiled()
+    before = model.get_weights()
+    with pytest.raises(error, match=message):
+        model.fit(x, y, epochs=1, verbose=1, **arguments)
+    assert capsys.readouterr().out == ""
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_weight_on_a_regression_loss_is_refused():
+    x, _ = blobs(20)
+    model = _compiled("mse")
+    with pytest.raises(ValueError, match="'mean_squared_error' is a regression loss"):
+        model.fit(x, np.zeros((20, 3)), class_weight={0: 2.0}, verbose=0)
+
+
+def test_evaluate_refuses_bad_weights_and_steps():
+    x, y = blobs(20)
+    model = _compiled()
+    with pytest.raises(ValueError, match="evaluate.*sample_weight with 3"):
+        model.evaluate(x, y, sample_weight=np.ones(3), verbose=0)
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        model.evaluate(x, y, steps=0, verbose=0)
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        model.predict(x, steps=1.5, verbose=0)
+    with pytest.raises(TypeError, match="unexpected keyword arguments: \\['sample_weights'\\]"):
+        model.evaluate(x, y, sample_weights=np.ones(20), verbose=0)
+
+
+COMPILE_ERRORS = {
+    "loss_weights two numbers": (ValueError, "one output and one loss",
+                                 {"loss_weights": [0.5, 0.5]}),
+    "loss_weights text": (TypeError, "`loss_weights` must be a number", {"loss_weights": "a"}),
+    "loss_weights negative": (ValueError, "finite number >= 0", {"loss_weights": -1.0}),
+    "metrics as a string": (ValueError, r"metrics=\['accuracy'\]", {"metrics": "accuracy"}),
+    "steps_per_execution": (ValueError, "steps_per_execution=4", {"steps_per_execution": 4}),
+    "unknown argument": (TypeError, r"\['weighted_metric'\]", {"weighted_metric": ["acc"]}),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPILE_ERRORS), ids=list(COMPILE_ERRORS))
+def test_compile_refuses_what_it_cannot_do(case):
+    error, message, arguments = COMPILE_ERRORS[case]
+    with pytest.raises(error, match=message):
+        small_model().compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                              **arguments)
+
+
+# ------------------------------------------------------------------ weights: semantics
+def test_evaluate_with_weights_steps_and_loss_weights_equals_keras():
+    """evaluate(sample_weight, steps) with loss_weights=[0.5]: loss sum(w*l)/n per batch,
+    scaled by the loss weight; plain metrics unweighted, weighted_metrics weighted means."""
+    keras = pytest.importorskip("keras")
+    x, y = blobs(30)
+    weights = np.linspace(0, 2, 30).astype(np.float32)
+    results = []
+    for layers, model_class in ((cl, Sequential), (keras.layers, keras.Sequential)):
+        model = model_class([layers.Input((8, 8, 1)), layers.Flatten(),
+                             layers.Dense(3, activation="softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      loss_weights=[0.5], metrics=["acc"],
+                      weighted_metrics=["acc", "sparse_categorical_crossentropy"])
+        results.append((model.get_weights(), [
+            model.evaluate(x, y, sample_weight=weights, batch_size=8, steps=3, verbose=0),
+            model.evaluate(x, y, sample_weight=weights, batch_size=8, verbose=0,
+                           return_dict=True)]))
+    (_, (ours, our_dict)), (_, (theirs, their_dict)) = results
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert list(our_dict) == list(their_dict)
+    np.testing.assert_allclose(list(our_dict.values()), list(their_dict.values()), rtol=1e-5)
+
+
+def test_loss_weights_forms_scale_the_loss():
+    x, y = blobs(24)
+    model = small_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    plain = model.evaluate(x, y, verbose=0)
+    for loss_weights in (0.5, [0.5], (0.5,), {"dense": 0.5}, 0):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      loss_weights=loss_weights)
+        scale = 0.5 if loss_weights else 0.0
+        np.testing.assert_allclose(model.evaluate(x, y, verbose=0), scale * plain, rtol=1e-6)
+
+
+def test_sample_weight_scales_each_samples_gradient():
+    """One SGD step: each sample's gradient is scaled by its weight and divided by the batch
+    size N (not by sum(w)), through the fused softmax path and through the generic one."""
+    from convlens.losses import SparseCategoricalCrossentropy
+
+    x, y = blobs(8)
+    weights = np.array([2, 0, 1, 1, 3, 1, 0, 1], np.float32)
+    runs = []
+    for fused in (True, False):
+        model = Sequential([cl.Input((8, 8, 1)), cl.Flatten(),
+                            cl.Dense(3, activation="softmax" if fused else None)])
+        model.set_weights([np.full((64, 3), 0.01, np.float32), np.zeros(3, np.float32)])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy" if fused else
+                      SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, sample_weight=weights, batch_size=8, epochs=1, verbose=0)
+        runs.append(model.get_weights())
+    # the same step by hand: dL/dlogits = w (softmax - onehot) / N
+    logits = x.reshape(8, 64) @ np.full((64, 3), 0.01, np.float32)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad = (p - np.eye(3)[y]) * weights[:, None] / 8
+    want_kernel = 0.01 - 0.01 * x.reshape(8, 64).T @ grad
+    for weights_after in runs:
+        np.testing.assert_allclose(weights_after[0], want_kernel, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(weights_after[1], -0.01 * grad.sum(0), rtol=1e-5, atol=1e-7)
+
+
+def test_validation_data_weights_freq_and_batch_size():
+    """validation_data=(x, y, w) validates with w; validation_freq=2 validates on epochs 2
+    and 4 only; class_weight leaves validation unweighted."""
+    x, y = blobs(40)
+    weights = np.linspace(0, 1, 40).astype(np.float32)
+    model = small_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    seen = []
+
+    class Spy(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if "val_loss" in logs:
+                seen.append((epoch, logs["val_loss"], self.model.evaluate(
+                    x[:10], y[:10], sample_weight=weights[:10], verbose=0)))
+
+    history = model.fit(x[10:], y[10:], epochs=4, verbose=0, validation_freq=2,
+                        validation_data=(x[:10], y[:10], weights[:10]),
+                        validation_batch_size=3, class_weight={0: 5.0}, callbacks=[Spy()])
+    assert [epoch for epoch, _, _ in seen] == [1, 3]
+    assert len(history.history["val_loss"]) == 2 and len(history.history["loss"]) == 4
+    for _, logged, direct in seen:
+        assert logged == pytest.approx(direct, rel=1e-6)
+
+
+def test_evaluate_and_predict_steps_and_callbacks():
+    x, y = blobs(20)
+    model = _compiled()
+    calls = []
+
+    class Spy(callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            calls.append(("test", batch, sorted(logs)))
+
+        def on_test_end(self, logs=None):
+            calls.append(("test end", sorted(logs)))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            calls.append(("predict", batch, logs["outputs"].shape))
+
+    loss, accuracy = model.evaluate(x, y, batch_size=6, steps=2, verbose=0, callbacks=[Spy()])
+    p = model.predict(x[:12], verbose=0)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(12), y[:12]])), rel=1e-5)
+    assert model.predict(x, batch_size=6, steps=2, verbose=0, callbacks=[Spy()]).shape == (12, 3)
+    assert calls == [("test", 0, ["accuracy", "loss"]), ("test", 1, ["accuracy", "loss"]),
+                     ("test end", ["accuracy", "loss"]), ("predict", 0, (6, 3)),
+                     ("predict", 1, (6, 3))]
+    with pytest.warns(UserWarning, match="steps=9 but the 20 samples make only 4 batches"):
+        assert model.predict(x, batch_size=6, steps=9, verbose=0).shape == (20, 3)
