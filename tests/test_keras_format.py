@@ -306,3 +306,23 @@ def test_model_save_and_load_model_as_in_keras(tmp_path):
                                       model.predict(sample(), verbose=0))
     with pytest.raises(ValueError, match=r"model.save\('model.keras'\)"):
         model.save(tmp_path / "m.h5")
+
+
+def test_loss_weights_and_weighted_metrics_survive_a_file_both_ways(tmp_path):
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).random((6, 3)).astype(np.float32)
+    y, w = np.array([0, 1, 0, 1, 1, 0]), np.array([1, 0, 2, 1, 1, 0.5])
+    ours = Sequential([cl.Input((3,)), cl.Dense(2, activation="softmax")])
+    ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy", loss_weights=0.5,
+                 metrics=["accuracy"], weighted_metrics=["accuracy"])
+    ours.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    theirs.save(tmp_path / "theirs.keras")
+    expected = ours.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    assert set(expected) == {"accuracy", "weighted_accuracy", "loss"}
+    for reloaded in (load_model(tmp_path / "ours.keras"), load_model(tmp_path / "theirs.keras"),
+                     theirs):
+        got = reloaded.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[key], value, rtol=1e-5)

@@ -217,8 +217,14 @@ def _compile_config(model) -> dict:
     else:
         loss_entry = {"module": "keras.losses", "class_name": type(loss).__name__,
                       "config": loss.get_config(), "registered_name": None}
-    names = []
-    for name, _ in getattr(model, "metrics_list", []):
+    names = [name for name, _ in getattr(model, "metrics_list", [])]
+    # A weighted metric whose name clashes with a plain one is logged as weighted_<name>;
+    # the file holds the name it was compiled with.
+    weighted = [
+        name[len("weighted_"):] if name.startswith("weighted_") and name[9:] in names else name
+        for name, _ in getattr(model, "weighted_metrics_list", [])
+    ]
+    for name in names + weighted:
         try:
             metrics.get(name)
         except ValueError:
@@ -226,13 +232,12 @@ def _compile_config(model) -> dict:
                 f"Model '{model.name}' is compiled with the custom metric {name!r}, which a "
                 f".keras file can't hold; use one of: {', '.join(metrics.NAMES)}."
             ) from None
-        names.append(name)
     return {
         "optimizer": optimizers.serialize(model.optimizer),
         "loss": loss_entry,
-        "loss_weights": None,
+        "loss_weights": getattr(model, "loss_weight", None),
         "metrics": names or None,
-        "weighted_metrics": None,
+        "weighted_metrics": weighted or None,
         "run_eagerly": False,
         "steps_per_execution": 1,
         "jit_compile": False,
@@ -441,7 +446,9 @@ def _compile(model, config, path: str) -> None:
         optimizer = optimizers.get(config.get("optimizer") or "rmsprop")
         loss = _loss(config.get("loss"))
         names = [_metric(entry) for entry in config.get("metrics") or []]
-        model.compile(optimizer=optimizer, loss=loss, metrics=names)
+        weighted = [_metric(entry) for entry in config.get("weighted_metrics") or []]
+        model.compile(optimizer=optimizer, loss=loss, metrics=names,
+                      loss_weights=config.get("loss_weights"), weighted_metrics=weighted or None)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{where} can't be represented in convlens: {error} Load with compile=False to "
