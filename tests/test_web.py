@@ -1,0 +1,381 @@
+"""The web page: the ASGI app called directly (hand-written scope/receive/send) for every
+route, the page's static files checked without a browser, and `convlens serve` for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+
+from convlens.cli import main
+from convlens.explain.report import sample_input
+from convlens.layers.base import _name_counts
+from convlens.spec import format_spec, parse_spec
+from convlens.utils import set_random_seed
+from convlens.web import MAX_BODY_BYTES, STATIC_DIR, create_app
+
+SEED_SPEC = "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu"
+
+
+def call(method: str, path: str, body: bytes = b"", query: str = "", headers=None,
+         chunks=None, app=None):
+    """One request through the ASGI app; returns (status, headers dict, body bytes)."""
+    app = app or create_app()
+    messages = list(chunks) if chunks is not None else [body]
+    incoming = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(messages) - 1}
+        for i, chunk in enumerate(messages)
+    ]
+    sent = []
+
+    async def receive():
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": method, "path": path, "query_string": query.encode(),
+        "headers": headers if headers is not None else
+        [(b"content-length", str(len(body)).encode())] if body else [],
+    }
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    body_out = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body_out
+
+
+def post_json(data, app=None):
+    status, headers, body = call("POST", "/api/explain", json.dumps(data).encode(), app=app)
+    assert headers["content-type"].startswith("application/json")
+    return status, json.loads(body)
+
+
+def seeded_model(spec: str, seed: int = 0):
+    """The model the API documents: weights drawn after set_random_seed(seed), layer names
+    counted from zero as in a fresh session."""
+    _name_counts.clear()
+    set_random_seed(seed)
+    return parse_spec(spec)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+            if name == "id":
+                self.ids.add(value)
+
+
+def parsed_index() -> _Links:
+    status, headers, body = call("GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    parser = _Links()
+    parser.feed(body.decode("utf-8"))
+    return parser
+
+
+# ----- the page and its files -----------------------------------------------------------------
+
+
+def test_index_is_served_and_loads_only_local_files():
+    page = parsed_index()
+    assert page.urls, "the page should load its script and style"
+    for url in page.urls:
+        assert not re.match(r"^(https?:)?//", url), url
+        assert url.startswith("/static/"), url
+        status, _, body = call("GET", url)
+        assert status == 200 and body, url
+    assert {"/static/app.js", "/static/style.css"} <= set(page.urls)
+
+
+def test_static_files_have_content_types_and_no_external_urls():
+    for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css")]:
+        status, headers, body = call("GET", f"/static/{name}")
+        assert status == 200 and headers["content-type"].startswith(kind)
+        assert body == (STATIC_DIR / name).read_bytes()
+        assert b"http://" not in body and b"https://" not in body and b"@import" not in body
+    _, headers, _ = call("GET", "/")
+    assert "default-src 'self'" in headers["content-security-policy"]
+
+
+def test_element_ids_used_by_app_js_exist_in_index_html():
+    script = (STATIC_DIR / "app.js").read_text()
+    used = set(re.findall(r"""\$\(\s*["']([\w-]+)["']\s*\)""", script))
+    assert {"spec", "summary", "layers", "trace-layer", "trace-index", "spec-error"} <= used
+    missing = used - parsed_index().ids
+    assert not missing, f"app.js uses ids that index.html lacks: {sorted(missing)}"
+    # The JSON keys app.js reads are keys the API returns.
+    _, data = post_json({"spec": SEED_SPEC})
+    for key in re.findall(r"data\.(\w+)", script):
+        assert key in data or key in ("error", "examples", "grammar", "initial"), key
+
+
+def test_examples_come_from_the_library_and_all_parse():
+    status, _, body = call("GET", "/api/examples")
+    data = json.loads(body)
+    assert status == 200 and data["initial"] == SEED_SPEC
+    from convlens.demo import model_a, model_b
+
+    specs = [example["spec"] for example in data["examples"]]
+    assert format_spec(model_a()) in specs and format_spec(model_b()) in specs
+    for spec in specs:
+        status, answer = post_json({"spec": spec})
+        assert status == 200 and answer["trace_error"] is None, (spec, answer)
+    _, _, body = call("GET", "/api/examples", app=create_app("input 8x8x2 | conv2d 4 3"))
+    assert json.loads(body)["initial"] == "input 8x8x2 | conv2d 4 3"
+
+
+# ----- /api/explain ---------------------------------------------------------------------------
+
+
+def test_explain_the_seed_returns_the_models_own_numbers():
+    status, data = post_json({"spec": SEED_SPEC})
+    assert status == 200
+    model = seeded_model(SEED_SPEC)
+    second = model.layers[1]
+    layer = data["layers"][1]
+    assert layer["params"] == second.count_params() == 18_496
+    assert layer["output_shape"] == list(second.output_shape[1:]) == [24, 24, 64]
+    assert f"{second.count_params():,}" in layer["html"]
+    assert data["total_params"] == model.count_params()
+    # The summary is the library's own summary text for this spec.
+    chunks = []
+    model.summary(print_fn=lambda text, *a, **k: chunks.append(text))
+    assert data["summary"] == "".join(chunks)
+    assert "conv2d_1 (Conv2D)" in data["summary"]  # names counted from a fresh session
+    # The conv picture and the misconception, both computed from the layer.
+    assert layer["svg"].lstrip().startswith("<svg") and "3 x 3 x 32" in layer["svg"]
+    contrast = layer["contrast"]
+    assert contrast["separate_output_shape"][1:] == [24, 24, 32 * 64]
+    assert contrast["separate_kernel_weights"] == int(np.prod(second.kernel.shape))
+    assert "DepthwiseConv2D" in layer["html"]
+
+
+def test_trace_value_equals_the_forward_pass_for_the_same_seed():
+    for seed, index in [(0, None), (3, [5, 7, 3])]:
+        body = {"spec": SEED_SPEC, "seed": seed, "layer": 1}
+        if index is not None:
+            body["index"] = index
+        status, data = post_json(body)
+        assert status == 200 and data["trace_error"] is None
+        trace = data["trace"]
+        model = seeded_model(SEED_SPEC, seed)
+        x = sample_input(model, seed=seed)
+        forward = model.predict(x, verbose=0)[0]
+        expected_index = tuple(index) if index else (12, 12, 0)
+        assert tuple(trace["index"]) == expected_index
+        assert trace["axis_names"] == ["row", "col", "channel"]
+        assert abs(trace["value"] - float(forward[expected_index])) <= 1e-5
+        assert trace["matches"] is True
+        assert f"{trace['value']:.7g}" in trace["html"]
+
+
+def test_get_explain_with_a_query_matches_post():
+    query = urlencode({"spec": SEED_SPEC, "layer": "conv2d_1", "index": "5,7,3", "seed": "2"})
+    status, _, body = call("GET", "/api/explain", query=query)
+    _, posted = post_json({"spec": SEED_SPEC, "layer": 1, "index": [5, 7, 3], "seed": 2})
+    assert status == 200 and json.loads(body)["trace"]["value"] == posted["trace"]["value"]
+
+
+def test_the_api_leaves_the_process_random_state_alone():
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    post_json({"spec": SEED_SPEC, "seed": 9})
+    assert np.random.random() == before
+
+
+def test_malformed_spec_is_a_400_naming_the_column():
+    spec = "input 28x28x1 | conv2x 32 3"
+    status, data = post_json({"spec": spec})
+    assert status == 400
+    error = data["error"]
+    assert error["column"] == spec.index("conv2x") + 1
+    assert error["token"] == "conv2x"
+    assert f"column {error['column']}" in error["message"]
+    assert "Traceback" not in json.dumps(data)
+
+
+def test_other_bad_requests_are_400_json():
+    cases = [
+        {"spec": ""},
+        {"spec": "conv2d 32 3"},  # no input shape
+        {"spec": "input 2x2x1 | conv2d 4 5"},  # kernel larger than the input
+        {"spec": SEED_SPEC, "seed": "x"},
+        {"spec": "model.py"},
+        {"spec": "../../etc/passwd"},
+        {"spec": "x" * 5000},
+        ["not", "an", "object"],
+    ]
+    for case in cases:
+        status, data = post_json(case)
+        assert status == 400, case
+        assert data["error"]["message"], case
+    status, _, body = call("POST", "/api/explain", b"{not json")
+    assert status == 400 and "not JSON" in json.loads(body)["error"]["message"]
+
+
+def test_a_bad_trace_keeps_the_explanation_and_names_the_valid_range():
+    status, data = post_json({"spec": SEED_SPEC, "layer": 1, "index": [30, 0, 0]})
+    assert status == 200 and data["trace"] is None
+    assert "[0, 23]" in data["trace_error"]
+    assert data["layers"][1]["params"] == 18_496
+
+
+def test_py_paths_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran.txt"
+    script = tmp_path / "model.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    status, data = post_json({"spec": str(script)})
+    assert status == 400 and "never a file" in data["error"]["message"]
+    assert not marker.exists()
+    assert main(["serve", str(script)]) == 2
+    assert not marker.exists()
+
+
+# ----- refusals -------------------------------------------------------------------------------
+
+
+def test_path_traversal_and_hidden_files_in_static_are_404():
+    for path in ["/static/../app.py", "/static/..%2fapp.py", "/static/%2e%2e/app.py",
+                 "/static/../../../etc/passwd", "/static/.hidden", "/static/",
+                 "/static/sub/app.js", "/static//etc/passwd", "/static/app.js/"]:
+        status, headers, _ = call("GET", path)
+        assert status == 404, path
+        assert headers["content-type"].startswith("application/json")
+
+
+def test_oversized_bodies_are_413():
+    big = json.dumps({"spec": SEED_SPEC, "pad": "x" * MAX_BODY_BYTES}).encode()
+    status, _, body = call("POST", "/api/explain", big)
+    assert status == 413 and "larger" in json.loads(body)["error"]["message"]
+    # Streamed without a Content-Length: counted as it arrives.
+    chunks = [b"x" * 8192] * (MAX_BODY_BYTES // 8192 + 2)
+    status, _, _ = call("POST", "/api/explain", chunks=chunks, headers=[])
+    assert status == 413
+    status, _, _ = call("GET", "/api/explain", query="spec=" + "x" * (MAX_BODY_BYTES + 1))
+    assert status == 413
+
+
+def test_unknown_routes_are_404_and_writes_are_refused():
+    for path in ["/nope", "/api", "/api/explain/x", "/index.htm"]:
+        assert call("GET", path)[0] == 404, path
+    assert call("PUT", "/api/explain", b"{}")[0] == 405
+    assert call("POST", "/", b"x")[0] == 405
+    assert call("DELETE", "/static/app.js")[0] == 404
+
+
+def test_lifespan_events_are_answered():
+    app, sent = create_app(), []
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive():
+        return events.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# ----- the command ----------------------------------------------------------------------------
+
+
+def test_serve_refuses_a_malformed_spec_in_one_line(capsys):
+    assert main(["serve", "input 28x28x1 | conv2x 3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "column 17" in err and "Traceback" not in err
+
+
+def test_serve_without_uvicorn_says_how_to_install_it(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now raises ImportError
+    assert main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'convlens[web]'" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_convlens_serve_answers_over_http():
+    port = _free_port()
+    spec = "input 10x10x2 | conv2d 4 3 relu"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "convlens.cli", "serve", "--port", str(port), spec],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 6
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=2) as response:
+                    page = response.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.communicate()[1].decode()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+        assert 'src="/static/app.js"' in page
+        with urllib.request.urlopen(base + "/api/examples", timeout=5) as response:
+            assert json.loads(response.read())["initial"] == spec
+        request = urllib.request.Request(
+            base + "/api/explain", data=json.dumps({"spec": spec}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            data = json.loads(response.read())
+        assert data["layers"][0]["params"] == 3 * 3 * 2 * 4 + 4
+        assert data["trace"]["matches"] is True
+        bad = urllib.request.Request(base + "/api/explain", data=b'{"spec": "input 4x4 | x"}',
+                                     method="POST")
+        try:
+            urllib.request.urlopen(bad, timeout=5)
+            raise AssertionError("a malformed spec should be refused")
+        except urllib.error.HTTPError as error:
+            assert error.code == 400 and json.loads(error.read())["error"]["column"] == 13
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+        server.stderr.close()
+
+
+def test_every_static_file_is_packaged():
+    # pyproject ships web/static/* (one level): the page must not need files in sub-folders.
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "web/static/*" in config["tool"]["setuptools"]["package-data"]["convlens"]
+    entries = list(STATIC_DIR.iterdir())
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in entries}
+    assert all(p.is_file() for p in entries)
