@@ -298,6 +298,14 @@ class Sequential:
 
         weights_file.save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs) -> None:
+        """As Keras 3's ``model.export``; convlens writes ``format="onnx"`` only."""
+        from convlens.io import onnx_export
+
+        onnx_export.export(self, filepath, format=format, verbose=verbose,
+                           input_signature=input_signature, **kwargs)
+
     # ----- explanations --------------------------------------------------------------------
     def explain(self, **kwargs):
         from convlens.explain import explain_model

@@ -1,6 +1,10 @@
 """Files and other frameworks: Keras weight files (``.weights.h5``), whole-model files
-(``.keras``) and PyTorch import (``from_torch``, which imports ``torch`` only when it runs)."""
+(``.keras``), PyTorch import (``from_torch``) and ONNX export (``export_onnx``).
 
+``torch`` and ``onnx`` are imported only when those functions run.
+"""
+
+from convlens.io.onnx_export import export_onnx
 from convlens.io.torch_import import from_torch
 
-__all__ = ["from_torch"]
+__all__ = ["export_onnx", "from_torch"]

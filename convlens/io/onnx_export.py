@@ -1,0 +1,495 @@
+"""convlens -> ONNX: ``export_onnx(model, filepath)`` writes a Sequential as an ONNX graph.
+
+The graph takes and returns exactly what ``model.predict`` does (same layout, float32, any
+batch size: the batch axis is the symbolic dimension ``batch``). ONNX convolution and pooling
+operators work channels first (``(N, C, H, W)``); for a ``channels_last`` layer the exporter
+transposes NHWC -> NCHW before the operator and does not transpose back until a layer needs the
+channels-last order again (``Dense``, ``Flatten``, ``Reshape``, the graph output), so a stack
+of convolutions, activations and pooling costs one ``Transpose`` at each end. Layers that work
+per value (activations, ``Dropout``) run in whichever layout the tensor is in; ``softmax`` and
+``BatchNormalization`` pick the axis that holds the channels.
+
+How each layer is written:
+
+* ``Conv1D/2D/3D``, ``DepthwiseConv2D`` (``group = C_in``), ``SeparableConv2D`` (depthwise then
+  1x1): ``Conv`` with kernel ``(*k, in // g, out)`` -> ``(out, in // g, *k)`` and explicit
+  ``pads`` from :func:`convlens.shapes.padding_amounts` (``same`` puts the odd zero at the end,
+  ``causal`` pads ``span - 1`` at the start);
+* ``Conv2DTranspose``: ``ConvTranspose``, kernel ``(kh, kw, out, in)`` -> ``(in, out, kh, kw)``,
+  the crop of :func:`convlens.shapes.deconv_padding_amounts` as ``pads`` (appended zeros as
+  ``output_padding``);
+* ``Dense``: ``Gemm`` (2-D input) or ``MatMul`` + ``Add``;
+* pooling: ``MaxPool`` / ``AveragePool`` (``count_include_pad=0``: Keras divides by the real
+  cells) / ``GlobalAveragePool`` / ``GlobalMaxPool``;
+* ``BatchNormalization``: the ``BatchNormalization`` operator on its moving statistics;
+* ``Flatten``, ``Reshape``, ``ZeroPadding2D`` (``Pad``), ``ReLU`` and every named activation
+  (``gelu`` as ``0.5 x (1 + erf(x / sqrt 2))``, ``silu`` as ``x sigmoid(x)``, ...);
+  ``Dropout`` is the identity at inference.
+
+Anything else -- a layer type or a custom activation function -- is a ``ValueError`` naming the
+layer. ``onnx`` is an optional dependency (``pip install convlens[onnx]``), imported only here;
+the file is checked with ``onnx.checker`` and written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from convlens.fileio import atomic_write
+from convlens.ops.activations import SELU_ALPHA, SELU_SCALE
+from convlens.shapes import deconv_padding_amounts, padding_amounts
+
+__all__ = ["export_onnx", "export", "DEFAULT_OPSET"]
+
+#: The opset written by default: recent enough for every operator here, read by all current
+#: runtimes. Any opset from 13 (single-axis Softmax, Pad/Clip with tensor inputs) works.
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "Exporting to ONNX needs the `onnx` package: pip install 'convlens[onnx]' "
+            "(or pip install onnx)."
+        ) from None
+    return onnx
+
+
+class _Value:
+    """A graph tensor and how its axes relate to the convlens tensor it stands for.
+
+    ``moved`` is True when the graph holds ``moveaxis(tensor, -1, 1)``: a channels_last tensor
+    kept in the channels-first order ONNX's convolutions produce.
+    """
+
+    def __init__(self, name: str, ndim: int, moved: bool = False):
+        self.name, self.ndim, self.moved = name, ndim, moved
+
+
+class _GraphBuilder:
+    def __init__(self, onnx, opset: int):
+        self.onnx = onnx
+        self.opset = opset
+        self.helper = onnx.helper
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    def fresh(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}_{self.count}"
+
+    def constant(self, array, stem: str) -> str:
+        name = self.fresh(stem)
+        array = np.asarray(array)
+        array = array.astype(np.int64 if array.dtype.kind in "iu" else np.float32)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], stem: str | None = None, **attributes) -> str:
+        output = self.fresh(stem or op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    # ----- layouts -----------------------------------------------------------------------
+    def logical(self, value: _Value) -> _Value:
+        """The tensor in convlens's own axis order."""
+        if not value.moved:
+            return value
+        perm = [0, *range(2, value.ndim), 1]  # (N, C, *spatial) -> (N, *spatial, C)
+        return _Value(self.node("Transpose", [value.name], perm=perm), value.ndim)
+
+    def channels_first(self, value: _Value, data_format: str) -> str:
+        """The tensor as (N, C, *spatial) for a layer with ``data_format``."""
+        if data_format == "channels_first":
+            return self.logical(value).name
+        if value.moved:
+            return value.name
+        perm = [0, value.ndim - 1, *range(1, value.ndim - 1)]  # (N, *spatial, C) -> (N, C, ...)
+        return self.node("Transpose", [value.name], perm=perm)
+
+    def physical_axis(self, value: _Value, axis: int) -> int:
+        axis %= value.ndim
+        if not value.moved:
+            return axis
+        return 1 if axis == value.ndim - 1 else (axis + 1 if axis >= 1 else 0)
+
+
+# ----- activations -----------------------------------------------------------------------
+def _activation(graph: _GraphBuilder, activation, value: _Value, where: str) -> _Value:
+    if getattr(activation, "_fn", None) is not None:
+        raise ValueError(
+            f"{where}: the custom activation {activation.name!r} has no ONNX form; use a named "
+            "activation (relu, gelu, softmax, ...)."
+        )
+    name = {"swish": "silu", "hard_swish": "hard_silu"}.get(activation.name, activation.name)
+    x = value.name
+
+    def scalar(number):
+        return graph.constant(np.float32(number), "c")
+
+    if name == "linear":
+        return value
+    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus",
+              "softsign": "Softsign", "exponential": "Exp"}
+    if name in simple:
+        y = graph.node(simple[name], [x])
+    elif name in ("softmax", "log_softmax"):
+        op = "Softmax" if name == "softmax" else "LogSoftmax"
+        y = graph.node(op, [x], axis=graph.physical_axis(value, -1))
+    elif name == "relu6":
+        y = graph.node("Clip", [x, scalar(0.0), scalar(6.0)])
+    elif name == "leaky_relu":
+        y = graph.node("LeakyRelu", [x], alpha=0.2)
+    elif name == "elu":
+        y = graph.node("Elu", [x], alpha=1.0)
+    elif name == "selu":
+        y = graph.node("Selu", [x], alpha=SELU_ALPHA, gamma=SELU_SCALE)
+    elif name == "gelu":  # exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+        erf = graph.node("Erf", [graph.node("Mul", [x, scalar(math.sqrt(0.5))])])
+        half_x = graph.node("Mul", [x, scalar(0.5)])
+        y = graph.node("Mul", [half_x, graph.node("Add", [erf, scalar(1.0)])])
+    elif name == "hard_sigmoid":  # relu6(x + 3) / 6
+        y = graph.node("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+    elif name == "hard_silu":
+        y = graph.node("Mul", [x, graph.node("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)])
+    elif name == "silu":
+        y = graph.node("Mul", [x, graph.node("Sigmoid", [x])])
+    elif name == "log_sigmoid":  # -softplus(-x)
+        y = graph.node("Neg", [graph.node("Softplus", [graph.node("Neg", [x])])])
+    elif name == "mish":
+        y = graph.node("Mul", [x, graph.node("Tanh", [graph.node("Softplus", [x])])])
+    else:
+        raise ValueError(f"{where}: the activation {name!r} has no ONNX form in convlens yet.")
+    return _Value(y, value.ndim, value.moved)
+
+
+# ----- layers ------------------------------------------------------------------------------
+def _conv_pads(layer, spatial) -> tuple[list[int], dict]:
+    """ONNX ``pads`` (all begins, then all ends) for a conv/pool layer, or auto_pad."""
+    dilation = getattr(layer, "dilation_rate", (1,) * len(spatial))
+    kernel = getattr(layer, "kernel_size", None) or layer.pool_size
+    if layer.padding == "same" and any(n is None for n in spatial):
+        return [], {"auto_pad": "SAME_UPPER"}  # Keras's 'same': the odd zero at the end
+    pairs = [padding_amounts(n, k, layer.padding, s, d)
+             for n, k, s, d in zip(spatial, kernel, layer.strides, dilation)]
+    return [p[0] for p in pairs] + [p[1] for p in pairs], {}
+
+
+def _spatial(layer) -> tuple:
+    shape = layer.input_shape
+    return tuple(shape[1:-1]) if layer.data_format == "channels_last" else tuple(shape[2:])
+
+
+def _conv(graph, layer, value, kernel, bias, groups, activation=True) -> _Value:
+    """``kernel`` in ONNX layout (out, in // groups, *k)."""
+    x = graph.channels_first(value, layer.data_format)
+    pads, auto = _conv_pads(layer, _spatial(layer))
+    inputs = [x, graph.constant(kernel, f"{layer.name}/kernel")]
+    if bias is not None:
+        inputs.append(graph.constant(bias, f"{layer.name}/bias"))
+    attributes = {"pads": pads} if pads else auto
+    y = graph.node("Conv", inputs, stem=layer.name, kernel_shape=list(layer.kernel_size),
+                   strides=list(layer.strides), dilations=list(layer.dilation_rate),
+                   group=groups, **attributes)
+    out = _Value(y, value.ndim, moved=layer.data_format == "channels_last")
+    return _activation(graph, layer.activation, out, layer.where) if activation else out
+
+
+def _export_conv(graph, layer, value):
+    rank = len(layer.kernel_size)
+    kernel = layer.kernel.value  # (*k, in // groups, out) -> (out, in // groups, *k)
+    kernel = np.transpose(kernel, (rank + 1, rank, *range(rank)))
+    bias = layer.bias.value if layer.use_bias else None
+    return _conv(graph, layer, value, kernel, bias, layer.groups)
+
+
+def _export_depthwise(graph, layer, value, activation=True):
+    kh, kw, channels, multiplier = layer.kernel.shape
+    # (kh, kw, C, m) -> (kh, kw, C*m): output channel c*m + j -> (C*m, 1, kh, kw)
+    kernel = layer.kernel.value.reshape(kh, kw, channels * multiplier)
+    kernel = np.transpose(kernel, (2, 0, 1))[:, None]
+    bias = layer.bias.value if layer.use_bias else None
+    return _conv(graph, layer, value, kernel, bias, channels, activation)
+
+
+def _export_separable(graph, layer, value):
+    middle = _export_depthwise(graph, layer.depthwise, value)
+    return _export_conv(graph, layer.pointwise, middle)
+
+
+def _export_conv_transpose(graph, layer, value):
+    x = graph.channels_first(value, layer.data_format)
+    spatial = _spatial(layer)
+    begins, ends, extra = [], [], []
+    for axis, (n, k, s, d) in enumerate(zip(spatial, layer.kernel_size, layer.strides,
+                                            layer.dilation_rate)):
+        # The crop doesn't depend on the input length; 1 stands in for an unknown one.
+        before, after = deconv_padding_amounts(n or 1, k, layer.padding, s, d,
+                                               layer._output_padding(axis))
+        begins.append(before)
+        ends.append(max(after, 0))
+        extra.append(max(-after, 0))  # a negative crop appends zeros: ONNX's output_padding
+    kernel = np.transpose(layer.kernel.value, (3, 2, 0, 1))  # (kh, kw, out, in) -> (in, out, ..)
+    inputs = [x, graph.constant(kernel, f"{layer.name}/kernel")]
+    if layer.use_bias:
+        inputs.append(graph.constant(layer.bias.value, f"{layer.name}/bias"))
+    y = graph.node("ConvTranspose", inputs, stem=layer.name,
+                   kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+                   dilations=list(layer.dilation_rate), pads=begins + ends,
+                   output_padding=extra)
+    out = _Value(y, value.ndim, moved=layer.data_format == "channels_last")
+    return _activation(graph, layer.activation, out, layer.where)
+
+
+def _export_dense(graph, layer, value):
+    x = graph.logical(value)
+    kernel = graph.constant(layer.kernel.value, f"{layer.name}/kernel")
+    bias = graph.constant(layer.bias.value, f"{layer.name}/bias") if layer.use_bias else None
+    if x.ndim == 2:
+        y = graph.node("Gemm", [x.name, kernel] + ([bias] if bias else []), stem=layer.name)
+    else:
+        y = graph.node("MatMul", [x.name, kernel], stem=layer.name)
+        if bias:
+            y = graph.node("Add", [y, bias])
+    return _activation(graph, layer.activation, _Value(y, x.ndim), layer.where)
+
+
+def _export_pool(graph, layer, value):
+    x = graph.channels_first(value, layer.data_format)
+    pads, auto = _conv_pads(layer, _spatial(layer))
+    attributes = {"pads": pads} if pads else auto
+    if layer.mode == "max":
+        half = len(pads) // 2
+        if any(pads):
+            # 'same' padding as an explicit Pad with -inf (a padded cell never wins): the same
+            # maths, and onnx's reference evaluator (1.23) ignores the pads of stride-1 MaxPool.
+            width = [0, 0, *pads[:half], 0, 0, *pads[half:]]
+            x = graph.node("Pad", [x, graph.constant(np.array(width), f"{layer.name}/pads"),
+                                   graph.constant(np.float32(-np.inf), "minus_inf")],
+                           mode="constant")
+            attributes = {}
+        y = graph.node("MaxPool", [x], stem=layer.name, kernel_shape=list(layer.pool_size),
+                       strides=list(layer.strides), **attributes)
+    else:
+        y = graph.node("AveragePool", [x], stem=layer.name, kernel_shape=list(layer.pool_size),
+                       strides=list(layer.strides), count_include_pad=0, **attributes)
+    return _Value(y, value.ndim, moved=layer.data_format == "channels_last")
+
+
+def _export_global_pool(graph, layer, value):
+    x = graph.channels_first(value, layer.data_format)
+    if layer.mode == "avg":
+        y = graph.node("GlobalAveragePool", [x], stem=layer.name)  # (N, C, 1, ..., 1)
+    else:
+        # ReduceMax, not GlobalMaxPool: the same maths, and onnx's reference evaluator
+        # (1.23) reduces the wrong axes of GlobalMaxPool unless there are two spatial axes.
+        axes = list(range(2, value.ndim))
+        if graph.opset >= 18:  # axes became an input in opset 18
+            y = graph.node("ReduceMax", [x, graph.constant(np.array(axes), "axes")],
+                           stem=layer.name, keepdims=1)
+        else:
+            y = graph.node("ReduceMax", [x], stem=layer.name, axes=axes, keepdims=1)
+    if layer.keepdims:
+        return _Value(y, value.ndim, moved=layer.data_format == "channels_last")
+    return _Value(graph.node("Flatten", [y], axis=1), 2)
+
+
+def _export_flatten(graph, layer, value):
+    x = graph.logical(value)
+    name = x.name
+    if layer.data_format == "channels_first" and x.ndim > 2:
+        name = graph.node("Transpose", [name], perm=[0, *range(2, x.ndim), 1])
+    return _Value(graph.node("Flatten", [name], stem=layer.name, axis=1), 2)
+
+
+def _export_reshape(graph, layer, value):
+    x = graph.logical(value)
+    shape = graph.constant(np.array([0, *layer.target_shape], np.int64), f"{layer.name}/shape")
+    y = graph.node("Reshape", [x.name, shape], stem=layer.name)  # 0: keep the batch size
+    return _Value(y, len(layer.target_shape) + 1)
+
+
+def _export_batchnorm(graph, layer, value):
+    channels = layer.moving_mean.shape[0]
+    gamma = layer.gamma.value if layer.scale else np.ones(channels, np.float32)
+    beta = layer.beta.value if layer.center else np.zeros(channels, np.float32)
+    mean, variance = layer.moving_mean.value, layer.moving_variance.value
+    axis = graph.physical_axis(value, layer.axis)
+    # Before opset 14 the operator has a momentum attribute (default 0.9) that onnx's
+    # reference evaluator takes as "training": those opsets get the affine map below.
+    if axis == 1 and graph.opset >= 14:
+        inputs = [value.name] + [graph.constant(a, f"{layer.name}/{n}") for a, n in (
+            (gamma, "gamma"), (beta, "beta"), (mean, "moving_mean"),
+            (variance, "moving_variance"))]
+        y = graph.node("BatchNormalization", inputs, stem=layer.name, epsilon=layer.epsilon)
+        return _Value(y, value.ndim, value.moved)
+    # the same per-channel affine map, y = x * scale + shift, on any feature axis
+    scale = gamma / np.sqrt(variance + np.float32(layer.epsilon))
+    shift = beta - mean * scale
+    shape = [1] * value.ndim
+    shape[axis] = channels
+    y = graph.node("Mul", [value.name, graph.constant(scale.reshape(shape), f"{layer.name}/s")])
+    y = graph.node("Add", [y, graph.constant(shift.reshape(shape), f"{layer.name}/b")])
+    return _Value(y, value.ndim, value.moved)
+
+
+def _export_zero_padding(graph, layer, value):
+    pairs = layer._pad_width()  # per convlens axis
+    if value.moved:
+        pairs = [pairs[0], pairs[-1], *pairs[1:-1]]
+    pads = graph.constant(np.array([p[0] for p in pairs] + [p[1] for p in pairs], np.int64),
+                          f"{layer.name}/pads")
+    y = graph.node("Pad", [value.name, pads], stem=layer.name, mode="constant")
+    return _Value(y, value.ndim, value.moved)
+
+
+def _export_relu(graph, layer, value):
+    x = value.name
+    if layer.threshold == 0 and layer.negative_slope == 0:
+        y = graph.node("Relu", [x], stem=layer.name)
+    elif layer.threshold == 0:
+        y = graph.node("LeakyRelu", [x], stem=layer.name, alpha=layer.negative_slope)
+    else:  # x < threshold: negative_slope * (x - threshold)
+        threshold = graph.constant(np.float32(layer.threshold), "threshold")
+        below = graph.node("Less", [x, threshold])
+        shifted = graph.node("Sub", [x, threshold])
+        sloped = graph.node("Mul", [shifted, graph.constant(np.float32(layer.negative_slope),
+                                                            "slope")])
+        y = graph.node("Where", [below, sloped, x], stem=layer.name)
+    if layer.max_value is not None:
+        y = graph.node("Min", [y, graph.constant(np.float32(layer.max_value), "max_value")])
+    return _Value(y, value.ndim, value.moved)
+
+
+def _export_activation(graph, layer, value):
+    return _activation(graph, layer.activation, value, layer.where)
+
+
+def _export_dropout(graph, layer, value):
+    return value  # inference
+
+
+EXPORTERS = {
+    "Conv1D": _export_conv, "Conv2D": _export_conv, "Conv3D": _export_conv,
+    "DepthwiseConv2D": _export_depthwise, "SeparableConv2D": _export_separable,
+    "Conv2DTranspose": _export_conv_transpose, "Dense": _export_dense,
+    "MaxPooling1D": _export_pool, "MaxPooling2D": _export_pool, "MaxPooling3D": _export_pool,
+    "AveragePooling1D": _export_pool, "AveragePooling2D": _export_pool,
+    "AveragePooling3D": _export_pool,
+    "GlobalAveragePooling1D": _export_global_pool, "GlobalAveragePooling2D": _export_global_pool,
+    "GlobalMaxPooling1D": _export_global_pool, "GlobalMaxPooling2D": _export_global_pool,
+    "Flatten": _export_flatten, "Reshape": _export_reshape,
+    "BatchNormalization": _export_batchnorm, "ZeroPadding2D": _export_zero_padding,
+    "ReLU": _export_relu, "Activation": _export_activation, "Dropout": _export_dropout,
+}
+
+
+def _tensor_info(helper, onnx, name: str, shape) -> object:
+    dims = ["batch" if axis == 0 else (f"dim_{axis}" if d is None else int(d))
+            for axis, d in enumerate(shape)]
+    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+
+
+def to_onnx(model, opset_version: int | None = None):
+    """The ``onnx.ModelProto`` for ``model`` (a built convlens ``Sequential``), checked."""
+    onnx = _onnx()
+    opset = DEFAULT_OPSET if opset_version is None else opset_version
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"`opset_version` must be an int from {MIN_OPSET} to {newest} (the newest this onnx "
+            f"package knows); received opset_version={opset_version!r}."
+        )
+    if not getattr(model, "built", False) or model.input_shape is None:
+        raise ValueError(
+            f"Model '{getattr(model, 'name', model)}' isn't built, so its input shape is unknown. "
+            "Build it first: model.build((None, ...)) or start it with Input(...)."
+        )
+    graph = _GraphBuilder(onnx, opset)
+    input_name = model._input_layer.name if model._input_layer is not None else "input"
+    value = _Value(input_name, len(model.input_shape))
+    for index, layer in enumerate(model.layers):
+        kind = type(layer).__name__
+        exporter = EXPORTERS.get(kind)
+        if exporter is None:
+            raise ValueError(
+                f"Cannot export layer {index} '{layer.name}' ({kind}) to ONNX: convlens has no "
+                f"ONNX form for it. Exportable layers: {', '.join(sorted(EXPORTERS))}."
+            )
+        value = exporter(graph, layer, value)
+    output_name = "output_0"
+    graph.nodes.append(graph.helper.make_node("Identity", [graph.logical(value).name],
+                                              [output_name], name=output_name))
+    proto_graph = graph.helper.make_graph(
+        graph.nodes, model.name, [_tensor_info(graph.helper, onnx, input_name, model.input_shape)],
+        [_tensor_info(graph.helper, onnx, output_name, model.output_shape)],
+        initializer=graph.initializers,
+    )
+    from convlens import __version__
+
+    opset_id = graph.helper.make_opsetid("", opset)
+    proto = graph.helper.make_model(proto_graph, opset_imports=[opset_id],
+                                    producer_name="convlens", producer_version=__version__)
+    proto.ir_version = graph.helper.find_min_ir_version_for([opset_id])
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export_onnx(model, filepath, verbose=None, input_signature=None, opset_version=None,
+                **kwargs) -> None:
+    """Write ``model`` to ``filepath`` as an ONNX file (signature of Keras's ``export_onnx``).
+
+    Args:
+        model: a built convlens ``Sequential``.
+        filepath: where to write (conventionally ``.onnx``); written atomically.
+        verbose: print where the file went when True.
+        input_signature: must be None: the model's own input shape is used, with a
+            symbolic batch axis.
+        opset_version: the ONNX opset (default ``DEFAULT_OPSET`` = 17; 13 or newer).
+
+    Raises:
+        ValueError: a layer or activation without an ONNX form, naming it.
+        ImportError: the ``onnx`` package is not installed.
+
+    Example:
+        >>> import tempfile, os
+        >>> from convlens import Sequential, layers
+        >>> model = Sequential([layers.Input((8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten()])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        >>> export_onnx(model, path)
+        >>> import onnx; [n.op_type for n in onnx.load(path).graph.node]
+        ['Transpose', 'Conv', 'Transpose', 'Flatten', 'Identity']
+    """
+    if kwargs:
+        raise TypeError(f"export_onnx got unexpected keyword arguments: {sorted(kwargs)}.")
+    if input_signature is not None:
+        raise ValueError(
+            "convlens exports with the model's own input shape (batch axis symbolic); "
+            f"pass input_signature=None. Received input_signature={input_signature!r}."
+        )
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(f"`filepath` must be a str or path; received {type(filepath).__name__}.")
+    proto = to_onnx(model, opset_version)
+    atomic_write(filepath, proto.SerializeToString())
+    if verbose:
+        print(f"Saved ONNX model to {Path(filepath)}")
+
+
+def export(model, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+           **kwargs) -> None:
+    """``model.export(filepath, format="onnx")`` as in Keras 3; convlens writes ONNX only."""
+    if format != "onnx":
+        raise ValueError(
+            f"convlens can export format='onnx' only; received format={format!r}"
+            + (" (Keras's default, a TensorFlow SavedModel)" if format == "tf_saved_model"
+               else "") + ". Call model.export(filepath, format='onnx')."
+        )
+    export_onnx(model, filepath, verbose=verbose, input_signature=input_signature, **kwargs)
