@@ -72,7 +72,8 @@ def _built_once(build):
     @functools.wraps(build)
     def wrapper(self, input_shape):
         input_shape = tuple(None if d is None else int(d) for d in input_shape)
-        if self.built:
+        # A layer built at construction (``built_at_init``) still records its first shape.
+        if self.built and self.input_shape is not None:
             self.check_input_shape(input_shape)
             return
         build(self, input_shape)
@@ -93,6 +94,11 @@ class Layer:
         dtype: only ``"float32"`` (or None) is supported.
         input_shape: Keras-2 style shape of one sample for the first layer of a Sequential.
     """
+
+    # Keras 3 marks a layer built at construction when its class has no ``build`` method of its
+    # own (weightless layers: Activation, Dropout, pooling...); Flatten and ZeroPadding2D have
+    # one in Keras, so they start unbuilt. The summary prints "0", not "0 (unbuilt)", for them.
+    built_at_init = False
 
     def __init__(
         self,
@@ -119,7 +125,7 @@ class Layer:
             raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
-        self.built = False
+        self.built = self.built_at_init
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
         self._variables: list[Variable] = []

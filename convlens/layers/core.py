@@ -194,6 +194,8 @@ class Flatten(Layer):
 class Reshape(Layer):
     """Reshape one sample to ``target_shape`` (may hold one -1)."""
 
+    built_at_init = True
+
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(target_shape, (tuple, list)) or not all(
@@ -234,6 +236,8 @@ class Reshape(Layer):
 class Activation(Layer):
     """Applies an activation function by name or callable."""
 
+    built_at_init = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = resolve(activations.get, activation, self.where)
@@ -250,6 +254,8 @@ class Activation(Layer):
 
 class ReLU(Layer):
     """``max(x, 0)`` with Keras's options: ``max_value``, ``negative_slope``, ``threshold``."""
+
+    built_at_init = True
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -291,6 +297,8 @@ class ReLU(Layer):
 class Dropout(Layer):
     """Training: zero each value with probability ``rate`` and scale the rest by 1/(1-rate)."""
 
+    built_at_init = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
@@ -311,8 +319,12 @@ class Dropout(Layer):
         if self.noise_shape is not None:
             shape = tuple(s if n is None else n for s, n in zip(x.shape, self.noise_shape))
         generator = self._generator or rng()
-        keep = generator.random(shape, dtype=np.float32) >= self.rate
-        mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
+        if self.rate == 1:
+            # Keras drops everything (zeros, zero gradient) rather than divide by 1 - rate = 0.
+            mask = np.zeros(shape, dtype=np.float32)
+        else:
+            keep = generator.random(shape, dtype=np.float32) >= self.rate
+            mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
         self._cache = mask
         return x * mask
 

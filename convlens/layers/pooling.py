@@ -22,6 +22,8 @@ from convlens.shapes import (
 class Pooling(Layer):
     """Shared body of the Max/Average pooling layers; ``mode`` is ``"max"`` or ``"average"``."""
 
+    built_at_init = True
+
     rank = 2
     mode = "max"
 
@@ -100,6 +102,8 @@ AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePoo
 
 class GlobalPooling(Layer):
     """Mean or max over all spatial axes: ``(batch, *spatial, C)`` -> ``(batch, C)``."""
+
+    built_at_init = True
 
     rank = 2
     mode = "avg"
