@@ -23,7 +23,13 @@ import numpy as np
 from convlens.explain.receptive_field import axis_names
 from convlens.explain.render import Block, Renderable, Section
 from convlens.explain.trace_transpose import trace_transpose, transpose_blocks
-from convlens.explain.trace_values import SIMPLE_KINDS, input_lines, simple_kind, trace_simple
+from convlens.explain.trace_values import (
+    SIMPLE_KINDS,
+    activation_value,
+    input_lines,
+    simple_kind,
+    trace_simple,
+)
 from convlens.explain.trace_window import (
     trace_conv,
     trace_dense,
@@ -257,6 +263,13 @@ def trace(model, layer, index, x) -> Trace:
         compute = {"separable": trace_separable, "transpose": trace_transpose,
                    "max_pool": trace_pool, "average_pool": trace_pool}.get(kind, trace_conv)
         terms = compute(target, sample, spatial_index, channel)
+        activation = getattr(getattr(target, "activation", None), "name", "linear")
+        if not geometry.channels_last and activation in ("softmax", "log_softmax"):
+            # As in Keras, softmax runs over the output's last axis, for channels_first the
+            # last spatial axis: the pre-activations of this channel's row, each traced alike.
+            row = [compute(target, sample, (*spatial_index[:-1], j), channel)["pre_activation"]
+                   for j in range(target.output_shape[-1])]
+            terms["value"] = activation_value(target, np.array(row), spatial_index[-1])
     source = ("the model input" if position == 0 else
               f"the output of layer {position - 1} '{model.layers[position - 1].name}'")
     terms.setdefault("activation",

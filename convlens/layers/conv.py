@@ -209,12 +209,14 @@ class Conv(Layer):
         z, cache = conv_ops.conv_forward(
             x, self.kernel.value, bias, self.strides, pads, self.dilation_rate, self.groups
         )
-        y = self.activate(z, training)
+        # Activate in the output layout: softmax runs over the last axis, as in Keras, which
+        # for channels_first is a spatial axis, not the channels.
+        y = self.activate(self.geometry.from_last(z), training)
         self._cache = cache if training else None
-        return self.geometry.from_last(y)
+        return y
 
     def backward(self, grad_output):
-        grad = self.activation_grad(self.geometry.to_last(grad_output))
+        grad = self.geometry.to_last(self.activation_grad(grad_output))
         grad_x, grad_kernel, grad_bias = conv_ops.conv_backward(
             grad, self.require_cache(), need_input_grad=self.needs_input_grad
         )
