@@ -74,10 +74,10 @@ def test_set_weights_on_unbuilt_layer_or_model_says_build_first():
 def test_set_weights_rejects_non_numbers_naming_the_weight():
     layer = cl.Dense(2, name="dense_text")
     layer.build((None, 3))
-    with pytest.raises(TypeError, match=r"'dense_text' weight 'bias' expects a numeric array"):
+    with pytest.raises(TypeError, match=r"'dense_text' weight 'bias' expects a real numeric array"):
         layer.set_weights([np.zeros((3, 2)), np.array(["a", "b"])])
     model = Sequential([cl.Input((3,)), cl.Dense(2, name="dense_text_m")])
-    with pytest.raises(TypeError, match=r"'dense_text_m/kernel' expects a numeric array"):
+    with pytest.raises(TypeError, match=r"'dense_text_m/kernel' expects a real numeric array"):
         model.set_weights([[["x", "y"]] * 3, np.zeros(2)])
     np.testing.assert_array_equal(model.get_weights()[1], np.zeros(2))  # nothing changed
 
@@ -175,3 +175,9 @@ def test_bad_arguments_name_the_layer_the_value_and_what_is_allowed(index):
 def test_empty_axes_are_rejected_before_any_arithmetic(layer):
     with pytest.raises(ValueError, match=r"empty axis.*\(None, 0, 4, 3\)"):
         layer(np.zeros((1, 0, 4, 3), np.float32))
+
+
+def test_complex_input_is_refused_not_silently_truncated():
+    model = Sequential([cl.Input((3,)), cl.Dense(2)])
+    with pytest.raises(TypeError, match="real numeric array; received dtype complex128"):
+        model.predict(np.ones((1, 3), dtype=complex), verbose=0)

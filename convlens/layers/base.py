@@ -45,11 +45,11 @@ def as_float32(x, where: str) -> np.ndarray:
         raise TypeError(
             f"{where} expects a numeric array; could not convert the input: {error}"
         ) from None
-    if array.dtype == object or not (
+    if array.dtype == object or np.iscomplexobj(array) or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):
         raise TypeError(
-            f"{where} expects a numeric array; received dtype {array.dtype}. "
+            f"{where} expects a real numeric array; received dtype {array.dtype}. "
             "Pass a NumPy array of numbers, e.g. np.asarray(x, dtype='float32')."
         )
     return array if array.dtype == np.float32 else array.astype(np.float32)
