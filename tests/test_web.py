@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -315,32 +311,11 @@ def test_serve_without_uvicorn_says_how_to_install_it(capsys, monkeypatch):
     assert err.count("\n") == 1 and "pip install 'convlens[web]'" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_convlens_serve_answers_over_http():
-    port = _free_port()
+def test_convlens_serve_answers_over_http(running_server):
     spec = "input 10x10x2 | conv2d 4 3 relu"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "convlens.cli", "serve", "--port", str(port), spec],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 6
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/", timeout=2) as response:
-                    page = response.read().decode()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.05)
+    with running_server(spec) as base:
+        with urllib.request.urlopen(base + "/", timeout=5) as response:
+            page = response.read().decode()
         assert 'src="/static/app.js"' in page
         with urllib.request.urlopen(base + "/api/examples", timeout=5) as response:
             assert json.loads(response.read())["initial"] == spec
@@ -359,15 +334,6 @@ def test_convlens_serve_answers_over_http():
             raise AssertionError("a malformed spec should be refused")
         except urllib.error.HTTPError as error:
             assert error.code == 400 and json.loads(error.read())["error"]["column"] == 13
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()
-        server.stderr.close()
 
 
 def test_every_static_file_is_packaged():
