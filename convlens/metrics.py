@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from convlens import losses
+
 MetricFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -115,10 +117,10 @@ def _crossentropy_metric(loss_name: str) -> MetricFn:
     """A loss named as a metric (``metrics=['sparse_categorical_crossentropy']``), as Keras
     allows: each sample's loss, so a weighted mean weights every sample by its own weight."""
 
-    def metric(y_true, y_pred) -> np.ndarray:
-        from convlens import losses
+    loss = losses.get(loss_name)  # stateless: one object serves every batch
 
-        return losses.get(loss_name).per_sample(y_true, y_pred)
+    def metric(y_true, y_pred) -> np.ndarray:
+        return loss.per_sample(y_true, y_pred)
 
     metric.__name__ = loss_name
     return metric
