@@ -349,10 +349,10 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
         if getattr(model, "loss_weight", None) is not None:
             loss *= model.loss_weight
         trackers.update(loss, y_batch, y_pred, w_batch)
-        callback_list.on_test_batch_end(step, trackers.logs())
+        logs = trackers.logs()
+        callback_list.on_test_batch_end(step, logs)
         if bar is not None:
-            bar.update(step + 1, list(trackers.logs().items()), finalize=step + 1 == steps)
-    logs = trackers.logs()
+            bar.update(step + 1, list(logs.items()), finalize=step + 1 == steps)
     callback_list.on_test_end(logs)
     if return_dict:
         return logs
