@@ -97,37 +97,28 @@ def _global(word: str, cls: type, rank: int, aliases=()) -> LayerForm:
     )
 
 
+# A separable conv is a depthwise conv followed by a 1x1 conv of `filters`: its spec is
+# depthwise's with `filters` in front.
+_DEPTHWISE = (
+    Param("kernel", "size", "kernel_size", positional=True),
+    _ACT,
+    Param("multiplier", "count", "depth_multiplier", "1"),
+    *_conv_options(),
+    _BIAS,
+    _FORMAT,
+    _NAME,
+)
+
 FORMS: tuple[LayerForm, ...] = (
     LayerForm("input", L.InputLayer, (Param("shape", "dims", "shape", positional=True), _NAME)),
     _conv("conv1d", L.Conv1D, 1),
     _conv("conv2d", L.Conv2D, 2),
     _conv("conv3d", L.Conv3D, 3),
-    LayerForm(
-        "depthwise",
-        L.DepthwiseConv2D,
-        (
-            Param("kernel", "size", "kernel_size", positional=True),
-            _ACT,
-            Param("multiplier", "count", "depth_multiplier", "1"),
-            *_conv_options(),
-            _BIAS,
-            _FORMAT,
-            _NAME,
-        ),
-    ),
+    LayerForm("depthwise", L.DepthwiseConv2D, _DEPTHWISE),
     LayerForm(
         "separable",
         L.SeparableConv2D,
-        (
-            Param("filters", "count", "filters", positional=True),
-            Param("kernel", "size", "kernel_size", positional=True),
-            _ACT,
-            Param("multiplier", "count", "depth_multiplier", "1"),
-            *_conv_options(),
-            _BIAS,
-            _FORMAT,
-            _NAME,
-        ),
+        (Param("filters", "count", "filters", positional=True), *_DEPTHWISE),
     ),
     LayerForm(
         "deconv",
