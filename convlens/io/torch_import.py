@@ -48,7 +48,12 @@ import numpy as np
 
 from convlens import layers as cl
 from convlens.models import Sequential
-from convlens.shapes import format_shape, padding_amounts
+from convlens.shapes import (
+    conv_output_length,
+    effective_kernel_size,
+    format_shape,
+    padding_amounts,
+)
 
 __all__ = ["from_torch"]
 
@@ -194,7 +199,7 @@ class _Converter:
                 f"stride={module.stride} together with dilation={module.dilation}: Keras "
                 "refuses strides > 1 combined with dilation_rate > 1."
             )
-        spans = [d * (k - 1) + 1 for k, d in zip(module.kernel_size, module.dilation)]
+        spans = [effective_kernel_size(k, d) for k, d in zip(module.kernel_size, module.dilation)]
         pads, extra = module.padding, module.output_padding
         if not any(pads):
             padding = "valid"  # output (n-1)*s + span + output_padding, zeros appended
@@ -348,9 +353,9 @@ def _pool_modes(n: int, k: int, s: int, p: int, ceil_mode: bool) -> set:
     if ceil_mode and (out - 1) * s >= n + p:
         out -= 1  # torch drops a last window that would start in the right padding
     modes = set()
-    if p == 0 and out == (n - k) // s + 1:
+    if p == 0 and out == conv_output_length(n, k, "valid", s):
         modes.add("valid")
-    if out == -(-n // s) and padding_amounts(n, k, "same", s)[0] == p:
+    if out == conv_output_length(n, k, "same", s) and padding_amounts(n, k, "same", s)[0] == p:
         modes.add("same")
     return modes
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from convlens.shapes import conv_output_length
+
 
 class Geometry:
     """Sizes of one convolution whose input is already zero-padded."""
@@ -30,7 +32,7 @@ class Geometry:
         self.cog = self.c_out // groups  # output channels per group
         self.taps = math.prod(self.k)
         self.out = tuple(
-            (p - d * (k - 1) - 1) // s + 1
+            conv_output_length(p, k, "valid", s, d)
             for p, k, s, d in zip(self.padded, self.k, self.strides, self.dilation, strict=True)
         )
 
