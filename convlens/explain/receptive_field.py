@@ -26,7 +26,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from convlens.shapes import deconv_padding_amounts, padding_amounts, receptive_field_step
+from convlens.shapes import (
+    deconv_padding_amounts,
+    effective_kernel_size,
+    padding_amounts,
+    receptive_field_step,
+)
 
 AXIS_NAMES = {1: ("step",), 2: ("row", "col"), 3: ("depth", "row", "col")}
 
@@ -121,7 +126,7 @@ def _transpose_step(state, layer):
         n, k, s = spatial[axis], layer.kernel_size[axis], layer.strides[axis]
         d = layer.dilation_rate[axis]
         out_pad = None if layer.output_padding is None else layer.output_padding[axis]
-        span = (k - 1) * d + 1
+        span = effective_kernel_size(k, d)
         crop = deconv_padding_amounts(n or 1, k, layer.padding, s, d, out_pad)[0]
         new[0].append(size[axis] + jump[axis] * (span - 1) / s)
         new[1].append(jump[axis] / s)

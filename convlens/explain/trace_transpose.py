@@ -18,7 +18,7 @@ from convlens.explain.receptive_field import axis_names
 from convlens.explain.render import Block, Table
 from convlens.explain.trace_values import activation_value
 from convlens.explain.trace_window import capped_rows
-from convlens.shapes import deconv_padding_amounts
+from convlens.shapes import deconv_output_length, deconv_padding_amounts
 
 
 def reaching_pairs(p: int, length: int, kernel: int, stride: int, dilation: int) -> list:
@@ -40,8 +40,9 @@ def trace_transpose(layer, sample, spatial_index, channel) -> dict:
         s, d = layer.strides[axis], layer.dilation_rate[axis]
         extra = None if layer.output_padding is None else layer.output_padding[axis]
         before, after = deconv_padding_amounts(n, k, layer.padding, s, d, extra)
+        full = before + deconv_output_length(n, k, layer.padding, s, d, extra) + after
         scatter.append({"output": o, "uncropped": o + before, "crop": (before, after), "kernel": k,
-                        "full": (n - 1) * s + d * (k - 1) + 1, "stride": s, "dilation": d,
+                        "full": full, "stride": s, "dilation": d,
                         "pairs": reaching_pairs(o + before, n, k, s, d)})
     contributors = [{"position": tuple(i for i, _ in combo), "tap": tuple(t for _, t in combo)}
                     for combo in itertools.product(*(a["pairs"] for a in scatter))]
