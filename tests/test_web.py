@@ -197,8 +197,13 @@ def test_the_api_leaves_the_process_random_state_alone():
     np.random.seed(123)
     before = np.random.random()
     np.random.seed(123)
+    from convlens import utils
+
+    generator, counts = utils.rng(), dict(_name_counts)
     post_json({"spec": SEED_SPEC, "seed": 9})
     assert np.random.random() == before
+    # the library's own generator and layer-name counts come back too
+    assert utils.rng() is generator and dict(_name_counts) == counts
 
 
 def test_malformed_spec_is_a_400_naming_the_column():

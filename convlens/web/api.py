@@ -26,7 +26,6 @@ run concurrently in threads; the ASGI app calls it from the event loop, one at a
 
 from __future__ import annotations
 
-import random
 from contextlib import contextmanager
 
 import numpy as np
@@ -91,22 +90,22 @@ def examples() -> dict:
 @contextmanager
 def _fresh_session(seed: int):
     """Inside: layer names counted from zero (``conv2d``, ``conv2d_1``, ... as a fresh Keras
-    session names them) and weights drawn after ``set_random_seed(seed)``. Afterwards the
-    process gets its own name counts and random generators back."""
+    session names them) and weights drawn from the generator ``set_random_seed(seed)`` would
+    install (the library draws from ``convlens.utils.rng()`` only, so Python's and NumPy's
+    global random states are never touched). Afterwards the process gets its own name counts
+    and generator back."""
     from convlens import utils
     from convlens.layers.base import _name_counts
 
-    saved = (random.getstate(), np.random.get_state(), utils.rng(), dict(_name_counts))
-    utils.set_random_seed(seed)
+    saved = (utils._generator, dict(_name_counts))
+    utils._generator = np.random.default_rng(seed)
     _name_counts.clear()
     try:
         yield
     finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        utils._generator = saved[2]
+        utils._generator = saved[0]
         _name_counts.clear()
-        _name_counts.update(saved[3])
+        _name_counts.update(saved[1])
 
 
 def _int(value, name: str) -> int:
