@@ -149,12 +149,6 @@ def _parse(spec: str):
                        field="spec") from None
 
 
-def _summary_text(model) -> str:
-    chunks: list[str] = []
-    model.summary(print_fn=lambda text, *args, **kwargs: chunks.append(text))
-    return "".join(chunks)
-
-
 def _shape(shape) -> list:
     return [None if d is None else int(d) for d in shape]
 
@@ -258,6 +252,7 @@ def explain_request(data) -> dict:
 def _answer(data: dict, spec: str, seed: int) -> dict:
     from convlens.explain import explain_model
     from convlens.explain.render import to_html
+    from convlens.explain.report import _summary_text
     from convlens.spec import format_spec
 
     model = _parse(spec)
