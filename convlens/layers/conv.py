@@ -58,6 +58,27 @@ def check_strides_and_dilation(strides: tuple, dilation_rate: tuple, where: str)
         )
 
 
+def conv_arguments(layer: Layer, rank: int, kernel_size, strides, padding, data_format,
+                   dilation_rate) -> None:
+    """Check and set the arguments every convolution layer shares, and its ``geometry``."""
+    where = layer.where
+    layer.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size", where=where)
+    layer.strides = normalize_tuple(strides, rank, "strides", where=where)
+    layer.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate", where=where)
+    layer.padding = normalize_padding(padding, allow_causal=rank == 1, where=where)
+    layer.data_format = normalize_data_format(data_format, where)
+    check_strides_and_dilation(layer.strides, layer.dilation_rate, where)
+    layer.geometry = ConvGeometry(rank, layer.data_format)
+
+
+def padding_pairs(layer: Layer, spatial) -> tuple:
+    """Zeros (before, after) per spatial axis for ``layer``'s padding."""
+    return tuple(
+        padding_amounts(n, k, layer.padding, s, d)
+        for n, k, s, d in zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
+    )
+
+
 class ConvGeometry:
     """Where the channels are, and the spatial axes, for a rank and a data format."""
 
@@ -146,12 +167,7 @@ class Conv(Layer):
                 f"{where}: the number of filters must be evenly divisible by the number of "
                 f"groups. Received: groups={self.groups}, filters={self.filters}."
             )
-        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", where=where)
-        self.strides = normalize_tuple(strides, self.rank, "strides", where=where)
-        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", where=where)
-        self.padding = normalize_padding(padding, allow_causal=self.rank == 1, where=where)
-        self.data_format = normalize_data_format(data_format, where)
-        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        conv_arguments(self, self.rank, kernel_size, strides, padding, data_format, dilation_rate)
         if self.padding == "causal" and self.data_format != "channels_last":
             raise ValueError(
                 f"{where}: padding='causal' needs data_format='channels_last'; received "
@@ -169,7 +185,6 @@ class Conv(Layer):
             kernel_constraint=kernel_constraint,
             bias_constraint=bias_constraint,
         )
-        self.geometry = ConvGeometry(self.rank, self.data_format)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
@@ -196,16 +211,10 @@ class Conv(Layer):
         check_conv_fits(self.name, spatial, *args)
         return self.geometry.shape(input_shape[0], conv_output_shape(spatial, *args), self.filters)
 
-    def padding_pairs(self, spatial) -> tuple:
-        return tuple(
-            padding_amounts(n, k, self.padding, s, d)
-            for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
-        )
-
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
         bias = self.bias.value if self.use_bias else None
-        pads = self.padding_pairs(x.shape[1:-1])
+        pads = padding_pairs(self, x.shape[1:-1])
         z, cache = conv_ops.conv_forward(
             x, self.kernel.value, bias, self.strides, pads, self.dilation_rate, self.groups
         )

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from convlens import activations, initializers
 from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import (
-    ConvGeometry,
-    check_no_regularizers,
-    check_strides_and_dilation,
-    positive_int,
-)
+from convlens.layers.conv import check_no_regularizers, conv_arguments, positive_int
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     deconv_output_formula,
     deconv_output_length,
     deconv_padding_amounts,
-    normalize_data_format,
-    normalize_padding,
     normalize_tuple,
 )
 
@@ -56,11 +49,7 @@ class Conv2DTranspose(Layer):
         super().__init__(**kwargs)
         where = self.where
         self.filters = positive_int(filters, "filters", where)
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
-        self.strides = normalize_tuple(strides, 2, "strides", where=where)
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
-        self.padding = normalize_padding(padding, where=where)
-        self.data_format = normalize_data_format(data_format, where)
+        conv_arguments(self, 2, kernel_size, strides, padding, data_format, dilation_rate)
         self.output_padding = None
         if output_padding is not None:
             self.output_padding = normalize_tuple(
@@ -72,7 +61,6 @@ class Conv2DTranspose(Layer):
                         f"{where}: each `output_padding` must be smaller than the stride; "
                         f"received output_padding={output_padding}, strides={self.strides}."
                     )
-        check_strides_and_dilation(self.strides, self.dilation_rate, where)
         self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
@@ -85,7 +73,6 @@ class Conv2DTranspose(Layer):
             kernel_constraint=kernel_constraint,
             bias_constraint=bias_constraint,
         )
-        self.geometry = ConvGeometry(2, self.data_format)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True

@@ -13,20 +13,13 @@ from convlens import activations, initializers
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
     Conv2D,
-    ConvGeometry,
     check_no_regularizers,
-    check_strides_and_dilation,
+    conv_arguments,
+    padding_pairs,
     positive_int,
 )
 from convlens.ops import conv as conv_ops
-from convlens.shapes import (
-    check_conv_fits,
-    conv_output_shape,
-    normalize_data_format,
-    normalize_padding,
-    normalize_tuple,
-    padding_amounts,
-)
+from convlens.shapes import check_conv_fits, conv_output_shape
 
 
 class DepthwiseConv2D(Layer):
@@ -60,12 +53,7 @@ class DepthwiseConv2D(Layer):
         super().__init__(**kwargs)
         where = self.where
         self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", where)
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where=where)
-        self.strides = normalize_tuple(strides, 2, "strides", where=where)
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where=where)
-        self.padding = normalize_padding(padding, where=where)
-        self.data_format = normalize_data_format(data_format, where)
-        check_strides_and_dilation(self.strides, self.dilation_rate, where)
+        conv_arguments(self, 2, kernel_size, strides, padding, data_format, dilation_rate)
         self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = resolve(initializers.get, depthwise_initializer, where)
@@ -78,7 +66,6 @@ class DepthwiseConv2D(Layer):
             depthwise_constraint=depthwise_constraint,
             bias_constraint=bias_constraint,
         )
-        self.geometry = ConvGeometry(2, self.data_format)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
@@ -109,11 +96,7 @@ class DepthwiseConv2D(Layer):
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
-        pads = tuple(
-            padding_amounts(n, k, self.padding, s, d)
-            for n, k, s, d in zip(x.shape[1:-1], self.kernel_size, self.strides,
-                                  self.dilation_rate)
-        )
+        pads = padding_pairs(self, x.shape[1:-1])
         bias = self.bias.value if self.use_bias else None
         z, cache = conv_ops.conv_forward(
             x, self.grouped_kernel(), bias, self.strides, pads, self.dilation_rate,
