@@ -14,8 +14,8 @@ import pytest
 
 from convlens.cli import main
 from convlens.explain.report import sample_input
-from convlens.layers.base import _name_counts
 from convlens.spec import parse_spec
+from convlens.utils import clear_session
 
 SPEC = (
     "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | dense 10 softmax"
@@ -37,7 +37,7 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 def fresh_names() -> None:
     # Auto names (conv2d, conv2d_1, ...) count per process; start both sides from zero.
-    _name_counts.clear()
+    clear_session()
 
 
 @pytest.mark.parametrize("columns", [None, "kernel,macs,receptive_field,memory"])

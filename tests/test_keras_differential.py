@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import convlens
 import convlens.layers as cl
-from convlens.layers import base as convlens_layer_base
+from convlens.utils import clear_session
 
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
@@ -256,7 +256,7 @@ def architectures(draw):
 # ---------------------------------------------------------------------------------------------
 def reset_names():
     keras.backend.clear_session(free_memory=False)  # gc.collect() would cost ~0.2 s a call
-    convlens_layer_base._name_counts.clear()
+    clear_session()
 
 
 def build_model(library, input_shape, specs, declare, named):

@@ -16,9 +16,9 @@ import numpy as np
 
 from convlens.cli import main
 from convlens.explain.report import sample_input
-from convlens.layers.base import _name_counts
+from convlens.layers import Conv2D
 from convlens.spec import format_spec, parse_spec
-from convlens.utils import set_random_seed
+from convlens.utils import clear_session, set_random_seed
 from convlens.web import MAX_BODY_BYTES, STATIC_DIR, create_app
 
 SEED_SPEC = "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu"
@@ -67,7 +67,7 @@ def post_json(data, app=None):
 def seeded_model(spec: str, seed: int = 0):
     """The model the API documents: weights drawn after set_random_seed(seed), layer names
     counted from zero as in a fresh session."""
-    _name_counts.clear()
+    clear_session()
     set_random_seed(seed)
     return parse_spec(spec)
 
@@ -202,11 +202,16 @@ def test_the_api_leaves_the_process_random_state_alone():
     np.random.seed(123)
     from convlens import utils
 
-    generator, counts = utils.rng(), dict(_name_counts)
-    post_json({"spec": SEED_SPEC, "seed": 9})
-    assert np.random.random() == before
-    # the library's own generator and layer-name counts come back too
-    assert utils.rng() is generator and dict(_name_counts) == counts
+    with utils.session(seed=4):
+        assert Conv2D(1, 1).name == "conv2d"
+        generator = utils.rng()
+        generator.random()
+        post_json({"spec": SEED_SPEC, "seed": 9})
+        assert np.random.random() == before
+        # the library's own generator and layer-name counts go on as if no request had run
+        assert utils.rng() is generator
+        assert utils.rng().random() == np.random.default_rng(4).random(2)[1]
+        assert Conv2D(1, 1).name == "conv2d_1"
 
 
 def test_malformed_spec_is_a_400_naming_the_column():

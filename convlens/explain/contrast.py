@@ -15,6 +15,7 @@ import numpy as np
 from convlens.explain.render import Block
 from convlens.explain.wording import _int_or_tuple
 from convlens.shapes import effective_kernel_size, format_shape
+from convlens.utils import session
 
 
 @dataclass
@@ -108,6 +109,13 @@ def _check_size(n, span: int) -> int:
 
 def build_contrast(layer) -> Contrast:
     """Build the separate-maps layer for a conv layer and run the summation check."""
+    # The layers built here draw initial weights; in a session of their own they leave the
+    # caller's random stream and layer names as they were.
+    with session(seed=0):
+        return _build_contrast(layer)
+
+
+def _build_contrast(layer) -> Contrast:
     from convlens.layers import Conv, Conv1D, Conv3D, DepthwiseConv2D
 
     if not isinstance(layer, Conv):

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import defaultdict
 
 import numpy as np
 
-from convlens import initializers
+from convlens import initializers, session
 from convlens.shapes import format_shape
 from convlens.variables import Variable
-
-_name_counts: dict[str, int] = defaultdict(int)
 
 
 def to_snake_case(name: str) -> str:
@@ -29,10 +26,8 @@ def to_snake_case(name: str) -> str:
 
 
 def unique_name(stem: str) -> str:
-    """``conv2d``, then ``conv2d_1``, ``conv2d_2``... counted per process, as Keras does."""
-    count = _name_counts[stem]
-    _name_counts[stem] += 1
-    return stem if count == 0 else f"{stem}_{count}"
+    """``conv2d``, then ``conv2d_1``, ``conv2d_2``... counted per session, as Keras does."""
+    return session.current().unique_name(stem)
 
 
 def as_float32(x, where: str) -> np.ndarray:
@@ -89,7 +84,7 @@ class Layer:
     """Base class of all convlens layers (Keras 3 ``keras.layers.Layer`` semantics).
 
     Args:
-        name: unique name; by default the snake-cased class name, numbered per process.
+        name: unique name; by default the snake-cased class name, numbered per session.
         trainable: whether the layer's weights are updated by ``fit``.
         dtype: only ``"float32"`` (or None) is supported.
         input_shape: Keras-2 style shape of one sample for the first layer of a Sequential.

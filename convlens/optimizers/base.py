@@ -13,19 +13,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-_name_counters: dict[str, int] = {}
-
-
-def _auto_name(prefix: str) -> str:
-    """``adam``, ``adam_1``, ``adam_2`` ... as Keras names unnamed optimizers."""
-    count = _name_counters.get(prefix, 0)
-    _name_counters[prefix] = count + 1
-    return prefix if count == 0 else f"{prefix}_{count}"
+from convlens import session
 
 
 def reset_name_counters() -> None:
-    """Forget the auto-naming counters (what ``keras.backend.clear_session()`` does)."""
-    _name_counters.clear()
+    """Forget the auto-naming counters: ``convlens.utils.clear_session()`` under its old name."""
+    session.current().clear_names()
 
 
 class OptimizerVariable:
@@ -150,7 +143,7 @@ class Optimizer:
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
-        self.name = name if name is not None else _auto_name(self._snake_name)
+        self.name = name if name is not None else session.current().unique_name(self._snake_name)
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue

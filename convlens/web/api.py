@@ -8,8 +8,9 @@ never opens a file or runs code: a spec is data, so a ``.py`` (or any file) path
 Request keys:
 
 - ``spec`` (required): a model spec such as ``input 28x28x1 | conv2d 32 3 relu``;
-- ``seed`` (default 0): the weights are drawn after ``convlens.utils.set_random_seed(seed)``
-  and the traced input is ``sample_input(model, seed)``, so one seed always gives one page;
+- ``seed`` (default 0): the model is built inside ``convlens.utils.session(seed=seed)``
+  (the generator ``set_random_seed(seed)`` would install, names from zero) and the traced
+  input is ``sample_input(model, seed)``, so one seed always gives one page;
 - ``layer`` (default: the last conv layer): the layer to trace, an index or a name;
 - ``index`` (default: the centre of that layer's output, channel 0): the output position,
   no batch axis, e.g. ``[5, 7, 3]`` or ``"5,7,3"``.
@@ -20,17 +21,17 @@ index out of range, a layer trace does not support) does not hide the rest of th
 the response carries ``trace_error`` instead of ``trace``.
 
 Each request builds its model in a fresh session (names from ``conv2d``, the seed's
-weights) by swapping process-wide state and restoring it afterwards, under a lock, so two
-worker threads never interleave their sessions.
+weights). A session lives in a context variable of the worker thread that runs it, so
+concurrent requests and the caller's generator and name counts never see each other.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from contextlib import contextmanager
 
 import numpy as np
+
+from convlens.utils import session
 
 __all__ = ["API_ROUTES", "ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples",
            "explain_request"]
@@ -42,7 +43,6 @@ MAX_PARAMS = 20_000_000
 MAX_TRACE_MACS = 2_000_000_000
 _FILE_SUFFIXES = (".py", ".pyw", ".keras", ".h5", ".json", ".pkl", ".npz")
 _INTEGER = re.compile(r"^\s*-?[0-9]{1,12}\s*$", re.ASCII)
-_SESSION_LOCK = threading.Lock()
 
 
 class ApiError(ValueError):
@@ -90,27 +90,6 @@ def examples() -> dict:
              "note": "Each 3x3 filter on each channel separately: 24x24x2048, the misconception."},
         ],
     }
-
-
-@contextmanager
-def _fresh_session(seed: int):
-    """Inside: layer names counted from zero (``conv2d``, ``conv2d_1``, ... as a fresh Keras
-    session names them) and weights drawn from the generator ``set_random_seed(seed)`` would
-    install (the library draws from ``convlens.utils.rng()`` only, so Python's and NumPy's
-    global random states are never touched). Afterwards the process gets its own name counts
-    and generator back."""
-    from convlens import utils
-    from convlens.layers.base import _name_counts
-
-    saved = (utils._generator, dict(_name_counts))
-    utils._generator = np.random.default_rng(seed)
-    _name_counts.clear()
-    try:
-        yield
-    finally:
-        utils._generator = saved[0]
-        _name_counts.clear()
-        _name_counts.update(saved[1])
 
 
 def _int(value, name: str) -> int:
@@ -250,7 +229,9 @@ def explain_request(data) -> dict:
     seed = _int(data.get("seed", 0), "seed")
     if not 0 <= seed < 2**32:
         raise ApiError(f"`seed` must be in [0, 2**32); received {seed}.", field="seed")
-    with _SESSION_LOCK, _fresh_session(seed):
+    # Names counted from zero (``conv2d``, ``conv2d_1``... as a fresh Keras session names them)
+    # and weights from the seed; the process's own generator and names come back afterwards.
+    with session(seed=seed):
         return _answer(data, spec, seed)
 
 
