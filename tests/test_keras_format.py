@@ -14,7 +14,8 @@ from convlens.io.keras_format import load_model, save_model
 from convlens.models import Sequential
 
 keras = pytest.importorskip("keras")
-# Optimizer state is not saved; Keras says so when it compiles the model it loads.
+# These models are compiled but never trained: like Keras, loading one warns that the saved
+# optimizer state (iteration and learning rate only) does not fit the built optimizer.
 pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 
 

@@ -11,7 +11,9 @@ A ``.keras`` file is a zip archive (members stored, not compressed) holding, as 
 Loading parses ``config.json`` with ``json`` only and maps each ``class_name`` through the
 explicit allow-list ``LAYER_CLASSES``: nothing named by the file is imported or run. Settings
 convlens can't represent (a ``Lambda`` layer, a ``kernel_regularizer``, a custom activation)
-raise a ``ValueError`` that names the layer and the key. Optimizer state is not saved.
+raise a ``ValueError`` that names the layer and the key. A compiled model's optimizer state
+(iteration count, learning rate, slots) is saved in ``model.weights.h5`` as Keras saves it,
+and loaded back so that training resumes where it stopped.
 
 Example:
     >>> import tempfile, os
@@ -276,10 +278,10 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
         except zipfile.BadZipFile as error:
             raise ValueError(f"{path!r} is a damaged zip archive: {error}") from None
         model = model_from_config(config, path)
+        if compile:  # first, so that the optimizer state loads with the weights
+            _compile(model, config.get("compile_config"), path)
         if model.built:
             weights_file.load_weights(model, weights_path)
-    if compile:
-        _compile(model, config.get("compile_config"), path)
     return model
 
 
@@ -449,6 +451,8 @@ def _compile(model, config, path: str) -> None:
         weighted = [_metric(entry) for entry in config.get("weighted_metrics") or []]
         model.compile(optimizer=optimizer, loss=loss, metrics=names,
                       loss_weights=config.get("loss_weights"), weighted_metrics=weighted or None)
+        if model.built:  # Keras's compile_from_config creates the optimizer's variables
+            model.optimizer.build(model.trainable_weights)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{where} can't be represented in convlens: {error} Load with compile=False to "

@@ -4,12 +4,17 @@ Layout (what Keras 3 writes): ``layers/<key>/vars/<i>`` holds the layer's i-th w
 ``layer.weights`` order, and the model's own ``vars`` group is empty. The key is not the
 layer's name, which depends on how many layers the process has made, but its snake-cased
 class name numbered within the model: ``conv2d``, ``conv2d_1``, ``dense``, ...
+A compiled model's optimizer state is ``optimizer/vars/<i>``, ``optimizer.variables`` in
+order: the iteration counter (int32), the learning rate, then the slots (for Adam every
+weight's momentum and velocity, weight by weight). Keras writes this group in
+``.weights.h5`` files as well as inside ``.keras`` files, and reads it back on load.
 Real Keras loads these files with ``model.load_weights`` and vice versa.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -62,6 +67,12 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
                 group.attrs["name"] = layer.name
                 for index, variable in enumerate(layer.weights):
                     group.create_dataset(str(index), data=variable.value)
+            optimizer = _compiled_optimizer(model)
+            if optimizer is not None:
+                group = store.create_group("optimizer").create_group("vars")
+                group.attrs["name"] = optimizer.name
+                for index, variable in enumerate(optimizer.variables):
+                    group.create_dataset(str(index), data=variable.value)
             store.create_group("vars").attrs["name"] = model.name
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -113,8 +124,50 @@ def load_weights(model, filepath) -> None:
                         f"shape {array.shape}."
                     )
                 arrays.append((variable, array))
+        arrays += _optimizer_arrays(model, store, path)
     for variable, array in arrays:
         variable.assign(array)
+
+
+def _compiled_optimizer(model):
+    return model.optimizer if getattr(model, "compiled", False) else None
+
+
+def _optimizer_arrays(model, store, path: str) -> list:
+    """The file's optimizer state paired with the model's optimizer variables, shapes checked.
+
+    As Keras does, a file without this group or a model without an optimizer loads weights
+    only, and a state of another length is skipped with Keras's warning. An unbuilt
+    optimizer is first built on the model's trainable weights (what Keras's load_model does).
+    """
+    optimizer = _compiled_optimizer(model)
+    if optimizer is None or "optimizer" not in store:
+        return []
+    saved = store["optimizer"].get("vars", {})
+    if len(saved) > 2 and not optimizer.built:  # more than iteration and learning rate
+        optimizer.build(model.trainable_weights)
+    variables = optimizer.variables
+    if len(saved) != len(variables):
+        message = (
+            f"Skipping variable loading for optimizer '{optimizer.name}', because it has "
+            f"{len(variables)} variables whereas the saved optimizer has {len(saved)} "
+            "variables. "
+        )
+        warnings.warn(message, stacklevel=3)
+        return []
+    arrays = []
+    for index, variable in enumerate(variables):
+        if str(index) not in saved:
+            raise ValueError(f"{path!r}: optimizer/vars has no entry '{index}'.")
+        array = np.asarray(saved[str(index)])
+        if array.shape != variable.shape:
+            raise ValueError(
+                f"Optimizer variable '{variable.path}' has shape {variable.shape}; the file "
+                f"holds shape {array.shape} for it. Compile with the optimizer the file "
+                "was trained with, or load with compile=False."
+            )
+        arrays.append((variable, array))
+    return arrays
 
 
 def _sources(model, groups):
