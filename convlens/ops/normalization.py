@@ -1,0 +1,222 @@
+"""Normalization by a sample's own statistics, and by fixed ones: forward and backward.
+
+* :func:`layer_norm_forward` (Keras ``LayerNormalization``): each sample is standardised over
+  ``axes`` with its own mean and (population) variance, then scaled by ``gamma`` and shifted by
+  ``beta``, both shaped like those axes.
+* :func:`group_norm_forward` (Keras ``GroupNormalization``): the channel axis is split into
+  ``groups`` groups; each sample's group is standardised over its channels and every other
+  non-batch axis. ``groups == channels`` is instance normalization, ``groups == 1`` layer
+  normalization over all axes. ``gamma`` and ``beta`` are per channel.
+* :func:`rescale_forward` (Keras ``Rescaling``): ``x * scale + offset``.
+* :func:`standardize_forward` (Keras ``Normalization``): ``(x - mean) / max(sqrt(variance),
+  1e-7)`` with fixed statistics, or its inverse; :func:`moments` computes them (``adapt``).
+
+The standardising pair is one function of the statistics axes, shared by layer and group
+normalization: with ``x_hat = (x - mean) * r`` and ``r = 1 / sqrt(var + epsilon)``, the input
+gradient is ``r * (d - mean(d) - x_hat * mean(d * x_hat))`` where ``d = grad_y * gamma`` and the
+means run over the statistics axes. float32 stays float32 and float64 stays float64.
+
+>>> import numpy as np
+>>> x = np.array([[1.0, 2.0, 3.0]], np.float32)
+>>> y, cache = layer_norm_forward(x, (-1,), np.ones(3, np.float32), None, epsilon=0.0)
+>>> np.round(y, 4)
+array([[-1.2247,  0.    ,  1.2247]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from convlens.ops.merge import unbroadcast
+
+__all__ = [
+    "KERAS_EPSILON", "layer_norm_forward", "layer_norm_backward", "group_norm_forward",
+    "group_norm_backward", "rescale_forward", "rescale_backward", "standardize_forward",
+    "standardize_backward", "moments",
+]  # fmt: skip
+
+#: ``keras.backend.epsilon()``: the floor on the standard deviation in ``Normalization``.
+KERAS_EPSILON = 1e-7
+
+
+def _float(x) -> np.ndarray:
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+
+
+def _axes(axes: Sequence[int] | int, ndim: int, name: str) -> tuple[int, ...]:
+    axes = (axes,) if isinstance(axes, (int, np.integer)) else tuple(axes)
+    if not axes or any(not -ndim <= int(a) < ndim for a in axes):
+        raise ValueError(
+            f"{name}: `axis` must name axes of the {ndim}-d input (from {-ndim} to {ndim - 1}); "
+            f"received {axes}."
+        )
+    normalized = tuple(sorted(int(a) % ndim for a in axes))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{name}: `axis` names an axis twice; received {axes}.")
+    return normalized
+
+
+# --------------------------------------------------------------------------------------------
+# the shared standardising pair
+# --------------------------------------------------------------------------------------------
+
+
+def _standardize(x, axes, gamma, beta, epsilon, param_shape):
+    """``gamma * (x - mean) / sqrt(var + epsilon) + beta``; gamma and beta are ``param_shape``,
+    which broadcasts against ``x``."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    variance = np.mean(centred * centred, axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(variance + x.dtype.type(epsilon))
+    x_hat = centred * inv_std
+    y = x_hat if gamma is None else x_hat * gamma
+    if beta is not None:
+        y = y + beta
+    return y, (axes, x_hat, inv_std, gamma, beta is not None, tuple(param_shape))
+
+
+def _standardize_backward(grad_y, cache):
+    """``(grad_x, grad_gamma or None, grad_beta or None)``, the last two in ``param_shape``."""
+    axes, x_hat, inv_std, gamma, has_beta, param_shape = cache
+    grad_y = np.asarray(grad_y, x_hat.dtype)
+    d = grad_y if gamma is None else grad_y * gamma
+    grad_x = inv_std * (
+        d - d.mean(axis=axes, keepdims=True)
+        - x_hat * np.mean(d * x_hat, axis=axes, keepdims=True)
+    )
+    grad_gamma = None if gamma is None else unbroadcast(grad_y * x_hat, param_shape)
+    grad_beta = unbroadcast(grad_y, param_shape) if has_beta else None
+    return grad_x, grad_gamma, grad_beta
+
+
+# --------------------------------------------------------------------------------------------
+# layer normalization
+# --------------------------------------------------------------------------------------------
+
+
+def _param(value, shape, dtype, what: str, name: str):
+    if value is None:
+        return None
+    value = np.asarray(value, dtype)
+    if value.size != int(np.prod(shape)):
+        raise ValueError(
+            f"{name}: `{what}` must have {int(np.prod(shape))} values (shape "
+            f"{tuple(shape)}); received shape {value.shape}."
+        )
+    return value.reshape(shape)
+
+
+def layer_norm_forward(x, axes, gamma=None, beta=None, epsilon: float = 1e-3):
+    """Standardise each sample over ``axes``; ``gamma``/``beta`` have those axes' sizes.
+
+    Returns ``(y, cache)``. ``epsilon`` defaults to Keras's ``LayerNormalization`` (1e-3).
+    """
+    x = _float(x)
+    axes = _axes(axes, x.ndim, "layer_norm")
+    broadcast = [1] * x.ndim  # gamma as (1, ..., size of each axis, ..., 1)
+    for a in axes:
+        broadcast[a] = x.shape[a]
+    gamma = _param(gamma, broadcast, x.dtype, "gamma", "layer_norm")
+    beta = _param(beta, broadcast, x.dtype, "beta", "layer_norm")
+    y, cache = _standardize(x, axes, gamma, beta, epsilon, broadcast)
+    return y, (cache, tuple(x.shape[a] for a in axes))
+
+
+def layer_norm_backward(grad_y, cache):
+    """``(grad_x, grad_gamma or None, grad_beta or None)``, the last two like gamma and beta."""
+    inner, param_shape = cache
+    grad_x, grad_gamma, grad_beta = _standardize_backward(grad_y, inner)
+    return grad_x, _reshape(grad_gamma, param_shape), _reshape(grad_beta, param_shape)
+
+
+def _reshape(a, shape):
+    return None if a is None else a.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# group normalization
+# --------------------------------------------------------------------------------------------
+
+
+def group_norm_forward(x, groups: int, axis: int = -1, gamma=None, beta=None,
+                       epsilon: float = 1e-3):
+    """Standardise each (sample, channel group) over its channels and the other axes.
+
+    ``x`` is ``(N, ..., C, ...)`` with the channels on ``axis``; ``gamma``/``beta`` are ``(C,)``.
+    Returns ``(y, cache)``.
+    """
+    x = _float(x)
+    (axis,) = _axes(axis, x.ndim, "group_norm")
+    channels = x.shape[axis]
+    if axis == 0 or not isinstance(groups, (int, np.integer)) or groups < 1 or channels % groups:
+        raise ValueError(
+            f"group_norm: `groups` must divide the {channels} channels on axis {axis} (not the "
+            f"batch axis); received groups={groups!r}."
+        )
+    # (N, ..., C, ...) -> (N, ..., G, C/G, ...)
+    grouped_shape = (*x.shape[:axis], groups, channels // groups, *x.shape[axis + 1 :])
+    grouped = x.reshape(grouped_shape)
+    broadcast = [1] * grouped.ndim
+    broadcast[axis], broadcast[axis + 1] = groups, channels // groups
+    gamma = _param(gamma, broadcast, x.dtype, "gamma", "group_norm")
+    beta = _param(beta, broadcast, x.dtype, "beta", "group_norm")
+    statistics_axes = tuple(a for a in range(1, grouped.ndim) if a != axis)
+    y, cache = _standardize(grouped, statistics_axes, gamma, beta, epsilon, broadcast)
+    return y.reshape(x.shape), (cache, x.shape)
+
+
+def group_norm_backward(grad_y, cache):
+    """``(grad_x, grad_gamma or None, grad_beta or None)``; the last two are ``(C,)``."""
+    inner, x_shape = cache
+    x_hat = inner[1]
+    grad_x, grad_gamma, grad_beta = _standardize_backward(
+        np.asarray(grad_y).reshape(x_hat.shape), inner
+    )
+    return grad_x.reshape(x_shape), _reshape(grad_gamma, (-1,)), _reshape(grad_beta, (-1,))
+
+
+# --------------------------------------------------------------------------------------------
+# fixed affine maps: rescaling, and standardising by given statistics
+# --------------------------------------------------------------------------------------------
+
+
+def rescale_forward(x, scale=1.0, offset=0.0):
+    """``y = x * scale + offset``; ``scale``/``offset`` are numbers or broadcast arrays."""
+    x = _float(x)
+    scale = np.asarray(scale, x.dtype)
+    return x * scale + np.asarray(offset, x.dtype), scale
+
+
+def rescale_backward(grad_y, cache):
+    return grad_y * cache
+
+
+def moments(x, axes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population variance over ``axes`` (what ``Normalization.adapt`` computes)."""
+    x = _float(x)
+    axes = _axes(axes, x.ndim, "moments")
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+def standardize_forward(x, mean, variance, invert: bool = False):
+    """``(x - mean) / s``, or ``mean + x * s`` when ``invert``; ``s = max(sqrt(var), 1e-7)``.
+
+    ``mean`` and ``variance`` broadcast against ``x``. Returns ``(y, cache)``.
+    """
+    x = _float(x)
+    mean, variance = np.asarray(mean, x.dtype), np.asarray(variance, x.dtype)
+    if np.any(variance < 0):
+        raise ValueError(
+            f"standardize: `variance` must be >= 0; received a minimum of {variance.min()}."
+        )
+    std = np.maximum(np.sqrt(variance), x.dtype.type(KERAS_EPSILON))
+    factor = std if invert else 1 / std
+    y = mean + x * std if invert else (x - mean) / std
+    return y, factor
+
+
+def standardize_backward(grad_y, cache):
+    return grad_y * cache
