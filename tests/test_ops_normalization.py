@@ -18,18 +18,33 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 
-def _keras_run(layer, x, grad_y, weights):
-    """Forward and backward through a built Keras layer; weights are (variable, value) pairs."""
-    for variable, value in weights:
-        variable.assign(value)
+def _compare_with_keras(layer, x, param_shape, center, scale, ours_forward, ours_backward, rng):
+    """Run the Keras layer (random gamma/beta) and ours on x; compare values and gradients."""
+    dtype = x.dtype
+    layer.build(x.shape)
+    gamma = rng.standard_normal(param_shape).astype(dtype) if scale else None
+    beta = rng.standard_normal(param_shape).astype(dtype) if center else None
+    for variable, value in ((layer.gamma, gamma), (layer.beta, beta)):
+        if value is not None:
+            variable.assign(value)
+    grad_y = rng.standard_normal(x.shape).astype(dtype)
     xt = torch.from_numpy(x.copy()).requires_grad_()
     yt = layer(xt)
     yt.backward(torch.from_numpy(grad_y))
-    return yt.detach().numpy(), xt.grad.numpy()
 
-
-def _grad_of(variable):
-    return variable.value.grad.numpy()
+    y, cache = ours_forward(x, gamma, beta)
+    grad_x, grad_gamma, grad_beta = ours_backward(grad_y, cache)
+    assert y.dtype == grad_x.dtype == dtype and grad_x.shape == x.shape
+    tol = 1e-4  # Keras on torch normalizes float64 inputs in float32
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=tol, atol=tol * 10)
+    for ours, param, variable in ((grad_gamma, gamma, layer.gamma), (grad_beta, beta, layer.beta)):
+        if param is None:
+            assert ours is None
+        else:
+            assert ours.shape == param.shape
+            reference = variable.value.grad.numpy()
+            np.testing.assert_allclose(ours, reference, rtol=tol, atol=tol * 10)
 
 
 @st.composite
@@ -66,30 +81,12 @@ def test_layer_norm_matches_keras(case):
     x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
     layer = keras.layers.LayerNormalization(axis=axes, epsilon=epsilon, center=center,
                                             scale=scale, dtype=np.dtype(dtype).name)
-    layer.build(shape)
     param_shape = tuple(shape[a] for a in sorted(a % len(shape) for a in axes))
-    gamma = rng.standard_normal(param_shape).astype(dtype) if scale else None
-    beta = rng.standard_normal(param_shape).astype(dtype) if center else None
-    weights = [(v, w) for v, w in ((layer.gamma, gamma), (layer.beta, beta)) if w is not None]
-    grad_y = rng.standard_normal(shape).astype(dtype)
-    y_ref, grad_ref = _keras_run(layer, x, grad_y, weights)
-
-    y, cache = norm.layer_norm_forward(x, axes, gamma, beta, epsilon)
-    grad_x, grad_gamma, grad_beta = norm.layer_norm_backward(grad_y, cache)
-    assert y.dtype == grad_x.dtype == dtype
-    tol = 1e-4  # Keras on torch normalizes float64 inputs in float32
-    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(grad_x, grad_ref, rtol=tol, atol=tol * 10)
-    if scale:
-        assert grad_gamma.shape == gamma.shape
-        np.testing.assert_allclose(grad_gamma, _grad_of(layer.gamma), rtol=tol, atol=tol * 10)
-    else:
-        assert grad_gamma is None
-    if center:
-        assert grad_beta.shape == beta.shape
-        np.testing.assert_allclose(grad_beta, _grad_of(layer.beta), rtol=tol, atol=tol * 10)
-    else:
-        assert grad_beta is None
+    _compare_with_keras(
+        layer, x, param_shape, center, scale,
+        lambda x_, gamma, beta: norm.layer_norm_forward(x_, axes, gamma, beta, epsilon),
+        norm.layer_norm_backward, rng,
+    )
 
 
 @st.composite
@@ -115,24 +112,11 @@ def test_group_norm_matches_keras(case):
     x = (rng.standard_normal(shape) * 2 - 1).astype(dtype)
     layer = keras.layers.GroupNormalization(groups=groups, axis=axis, center=center,
                                             scale=scale, dtype=np.dtype(dtype).name)
-    layer.build(shape)
-    channels = shape[axis]
-    gamma = rng.standard_normal(channels).astype(dtype) if scale else None
-    beta = rng.standard_normal(channels).astype(dtype) if center else None
-    weights = [(v, w) for v, w in ((layer.gamma, gamma), (layer.beta, beta)) if w is not None]
-    grad_y = rng.standard_normal(shape).astype(dtype)
-    y_ref, grad_ref = _keras_run(layer, x, grad_y, weights)
-
-    y, cache = norm.group_norm_forward(x, groups, axis, gamma, beta)
-    grad_x, grad_gamma, grad_beta = norm.group_norm_backward(grad_y, cache)
-    assert y.dtype == grad_x.dtype == dtype and grad_x.shape == x.shape
-    tol = 1e-4  # Keras on torch normalizes float64 inputs in float32
-    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(grad_x, grad_ref, rtol=tol, atol=tol * 10)
-    if scale:
-        np.testing.assert_allclose(grad_gamma, _grad_of(layer.gamma), rtol=tol, atol=tol * 10)
-    if center:
-        np.testing.assert_allclose(grad_beta, _grad_of(layer.beta), rtol=tol, atol=tol * 10)
+    _compare_with_keras(
+        layer, x, (shape[axis],), center, scale,
+        lambda x_, gamma, beta: norm.group_norm_forward(x_, groups, axis, gamma, beta),
+        norm.group_norm_backward, rng,
+    )
 
 
 def test_group_norm_is_torch_group_norm_channels_first():
