@@ -20,6 +20,7 @@ Dumoulin & Visin, "A guide to convolution arithmetic for deep learning"
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 PADDINGS = ("valid", "same")
@@ -281,6 +282,34 @@ def deconv_output_formula(
         return f"{length}*{stride} = {out}"
     pad = span // 2 if padding == "same" else 0
     return f"({length} - 1)*{stride} + {span} - 2*{pad} + {output_padding} = {out}"
+
+
+# ----- multiply-adds of one sample (the counting rules of convlens.explain.cost) -------
+def conv_macs(
+    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels_per_group: int,
+    filters: int,
+) -> int:
+    """Multiply-adds of a (grouped) convolution for one sample."""
+    return math.prod(out_spatial) * filters * math.prod(kernel_size) * in_channels_per_group
+
+
+def depthwise_macs(
+    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, multiplier: int
+) -> int:
+    """Multiply-adds of a depthwise convolution: one 2D filter per (channel, multiplier)."""
+    return math.prod(out_spatial) * in_channels * multiplier * math.prod(kernel_size)
+
+
+def transpose_macs(
+    in_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, filters: int
+) -> int:
+    """Multiply-adds of a transposed convolution: each input value scatters a kernel block."""
+    return math.prod(in_spatial) * math.prod(kernel_size) * in_channels * filters
+
+
+def dense_macs(positions: int, in_features: int, units: int) -> int:
+    """Multiply-adds of ``x @ kernel`` for ``positions`` vectors of ``in_features`` values."""
+    return positions * in_features * units
 
 
 def pool_output_length(length: int | None, pool: int, padding: str, stride: int) -> int | None:

@@ -27,34 +27,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from convlens.shapes import conv_macs, dense_macs, depthwise_macs, transpose_macs
+
+__all__ = ["conv_macs", "dense_macs", "depthwise_macs", "transpose_macs", "layer_cost",
+           "LayerCost", "activation_bytes", "output_values", "format_bytes"]
+
 BYTES_PER_VALUE = 4  # float32
-
-
-def conv_macs(
-    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels_per_group: int,
-    filters: int,
-) -> int:
-    """Multiply-adds of a (grouped) convolution for one sample."""
-    return math.prod(out_spatial) * filters * math.prod(kernel_size) * in_channels_per_group
-
-
-def depthwise_macs(
-    out_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, multiplier: int
-) -> int:
-    """Multiply-adds of a depthwise convolution: one 2D filter per (channel, multiplier)."""
-    return math.prod(out_spatial) * in_channels * multiplier * math.prod(kernel_size)
-
-
-def transpose_macs(
-    in_spatial: Sequence[int], kernel_size: Sequence[int], in_channels: int, filters: int
-) -> int:
-    """Multiply-adds of a transposed convolution: each input value scatters a kernel block."""
-    return math.prod(in_spatial) * math.prod(kernel_size) * in_channels * filters
-
-
-def dense_macs(positions: int, in_features: int, units: int) -> int:
-    """Multiply-adds of ``x @ kernel`` for ``positions`` vectors of ``in_features`` values."""
-    return positions * in_features * units
 
 
 def output_values(shape: Sequence[int | None]) -> int | None:

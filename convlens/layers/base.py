@@ -227,6 +227,14 @@ class Layer:
     def compute_output_shape(self, input_shape) -> tuple:
         return tuple(input_shape)
 
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        """The shape of each weight ``build(input_shape)`` creates, without creating any."""
+        return {}
+
+    def multiply_adds(self, input_shape) -> int | None:
+        """Multiply-adds of one sample through this layer; None when a size is unknown."""
+        return 0
+
     def build_from_shape(self, input_shape) -> tuple:
         """Build (once) for ``input_shape`` (batch axis first, may be None); return output shape."""
         input_shape = tuple(None if d is None else int(d) for d in input_shape)

@@ -20,6 +20,7 @@ from convlens.layers.base import Layer, resolve
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     check_conv_fits,
+    conv_macs,
     conv_output_shape,
     format_shape,
     normalize_data_format,
@@ -69,6 +70,14 @@ def conv_arguments(layer: Layer, rank: int, kernel_size, strides, padding, data_
     layer.data_format = normalize_data_format(data_format, where)
     check_strides_and_dilation(layer.strides, layer.dilation_rate, where)
     layer.geometry = ConvGeometry(rank, layer.data_format)
+
+
+def add_kernel_and_bias(layer: Layer, input_shape, kernel_initializer) -> None:
+    """Create ``layer.kernel`` (and ``layer.bias``) in the shapes ``layer.weight_shapes`` gives."""
+    shapes = layer.weight_shapes(input_shape)
+    layer.kernel = layer.add_weight("kernel", shapes["kernel"], kernel_initializer)
+    if layer.use_bias:
+        layer.bias = layer.add_weight("bias", shapes["bias"], layer.bias_initializer)
 
 
 def padding_pairs(layer: Layer, spatial) -> tuple:
@@ -190,6 +199,10 @@ class Conv(Layer):
         self.needs_input_grad = True
 
     def build(self, input_shape) -> None:
+        add_kernel_and_bias(self, input_shape, self.kernel_initializer)
+        self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
         in_channels = self.geometry.channels(input_shape)
         if in_channels % self.groups:
@@ -198,11 +211,17 @@ class Conv(Layer):
                 f"by the number of groups. Received groups={self.groups}, but the input has "
                 f"{in_channels} channels (full input shape is {format_shape(input_shape)})."
             )
-        kernel_shape = (*self.kernel_size, in_channels // self.groups, self.filters)
-        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer)
+        shapes = {"kernel": (*self.kernel_size, in_channels // self.groups, self.filters)}
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
-        self._fixed_axes = {self.geometry.channel_axis: in_channels}
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def multiply_adds(self, input_shape) -> int | None:
+        spatial = self.geometry.spatial(self.compute_output_shape(input_shape))
+        if None in spatial:
+            return None
+        per_group = self.geometry.channels(input_shape) // self.groups
+        return conv_macs(spatial, self.kernel_size, per_group, self.filters)
 
     def compute_output_shape(self, input_shape) -> tuple:
         self.geometry.check_rank(self, input_shape)

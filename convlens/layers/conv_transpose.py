@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from convlens import activations, initializers
 from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import check_no_regularizers, conv_arguments, positive_int
+from convlens.layers.conv import (
+    add_kernel_and_bias,
+    check_no_regularizers,
+    conv_arguments,
+    positive_int,
+)
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     deconv_output_formula,
     deconv_output_length,
     deconv_padding_amounts,
     normalize_tuple,
+    transpose_macs,
 )
 
 
@@ -78,13 +84,23 @@ class Conv2DTranspose(Layer):
         self.needs_input_grad = True
 
     def build(self, input_shape):
+        add_kernel_and_bias(self, input_shape, self.kernel_initializer)
+        self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
-        channels = self.geometry.channels(input_shape)
-        shape = (*self.kernel_size, self.filters, channels)
-        self.kernel = self.add_weight("kernel", shape, self.kernel_initializer)
+        shapes = {"kernel": (*self.kernel_size, self.filters, self.geometry.channels(input_shape))}
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
-        self._fixed_axes = {self.geometry.channel_axis: channels}
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def multiply_adds(self, input_shape) -> int | None:
+        self.compute_output_shape(input_shape)
+        spatial = self.geometry.spatial(input_shape)
+        if None in spatial:
+            return None
+        channels = self.geometry.channels(input_shape)
+        return transpose_macs(spatial, self.kernel_size, channels, self.filters)
 
     def _output_padding(self, axis):
         return None if self.output_padding is None else self.output_padding[axis]

@@ -9,7 +9,7 @@ import numpy as np
 from convlens import activations, initializers
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers, positive_int
-from convlens.shapes import format_shape, normalize_data_format
+from convlens.shapes import dense_macs, format_shape, normalize_data_format
 from convlens.utils import rng
 
 
@@ -113,13 +113,25 @@ class Dense(Layer):
         self.needs_input_grad = True
 
     def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-        self.kernel = self.add_weight(
-            "kernel", (input_shape[-1], self.units), self.kernel_initializer
-        )
+        shapes = self.weight_shapes(input_shape)
+        self.kernel = self.add_weight("kernel", shapes["kernel"], self.kernel_initializer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", shapes["bias"], self.bias_initializer)
         self._fixed_axes = {-1: input_shape[-1]}
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        self.compute_output_shape(input_shape)
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def multiply_adds(self, input_shape) -> int | None:
+        self.compute_output_shape(input_shape)
+        positions = input_shape[1:-1]
+        if None in positions:
+            return None
+        return dense_macs(math.prod(positions), input_shape[-1], self.units)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:

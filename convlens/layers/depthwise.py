@@ -13,13 +13,14 @@ from convlens import activations, initializers
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
     Conv2D,
+    add_kernel_and_bias,
     check_no_regularizers,
     conv_arguments,
     padding_pairs,
     positive_int,
 )
 from convlens.ops import conv as conv_ops
-from convlens.shapes import check_conv_fits, conv_output_shape
+from convlens.shapes import check_conv_fits, conv_output_shape, depthwise_macs
 
 
 class DepthwiseConv2D(Layer):
@@ -71,15 +72,23 @@ class DepthwiseConv2D(Layer):
         self.needs_input_grad = True
 
     def build(self, input_shape):
+        add_kernel_and_bias(self, input_shape, self.depthwise_initializer)
+        self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
         channels = self.geometry.channels(input_shape)
-        shape = (*self.kernel_size, channels, self.depth_multiplier)
-        self.kernel = self.add_weight("kernel", shape, self.depthwise_initializer)
+        shapes = {"kernel": (*self.kernel_size, channels, self.depth_multiplier)}
         if self.use_bias:
-            self.bias = self.add_weight(
-                "bias", (channels * self.depth_multiplier,), self.bias_initializer
-            )
-        self._fixed_axes = {self.geometry.channel_axis: channels}
+            shapes["bias"] = (channels * self.depth_multiplier,)
+        return shapes
+
+    def multiply_adds(self, input_shape) -> int | None:
+        spatial = self.geometry.spatial(self.compute_output_shape(input_shape))
+        if None in spatial:
+            return None
+        channels = self.geometry.channels(input_shape)
+        return depthwise_macs(spatial, self.kernel_size, channels, self.depth_multiplier)
 
     def compute_output_shape(self, input_shape):
         self.geometry.check_rank(self, input_shape)
@@ -232,6 +241,20 @@ class SeparableConv2D(Layer):
     def compute_output_shape(self, input_shape):
         middle = self.depthwise.compute_output_shape(input_shape)
         return self.pointwise.compute_output_shape(middle)
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        middle = self.depthwise.compute_output_shape(input_shape)
+        depthwise = self.depthwise.weight_shapes(input_shape)
+        pointwise = self.pointwise.weight_shapes(middle)
+        shapes = {"depthwise_kernel": depthwise["kernel"], "pointwise_kernel": pointwise["kernel"]}
+        if self.use_bias:
+            shapes["bias"] = pointwise["bias"]
+        return shapes
+
+    def multiply_adds(self, input_shape) -> int | None:
+        first = self.depthwise.multiply_adds(input_shape)
+        second = self.pointwise.multiply_adds(self.depthwise.compute_output_shape(input_shape))
+        return None if first is None or second is None else first + second
 
     def call(self, x, training=False):
         return self.pointwise.call(self.depthwise.call(x, training), training)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from convlens import initializers
@@ -69,19 +71,30 @@ class BatchNormalization(Layer):
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape):
-        self.compute_output_shape(input_shape)
-        channels = input_shape[self.axis]
+        shapes = self.weight_shapes(input_shape)
         if self.scale:
-            self.gamma = self.add_weight("gamma", (channels,), self.gamma_initializer)
+            self.gamma = self.add_weight("gamma", shapes["gamma"], self.gamma_initializer)
         if self.center:
-            self.beta = self.add_weight("beta", (channels,), self.beta_initializer)
+            self.beta = self.add_weight("beta", shapes["beta"], self.beta_initializer)
         self.moving_mean = self.add_weight(
-            "moving_mean", (channels,), self.moving_mean_initializer, trainable=False
+            "moving_mean", shapes["moving_mean"], self.moving_mean_initializer, trainable=False
         )
         self.moving_variance = self.add_weight(
-            "moving_variance", (channels,), self.moving_variance_initializer, trainable=False
+            "moving_variance", shapes["moving_variance"], self.moving_variance_initializer,
+            trainable=False,
         )
-        self._fixed_axes = {self.axis: channels}
+        self._fixed_axes = {self.axis: input_shape[self.axis]}
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        self.compute_output_shape(input_shape)
+        names = ("gamma",) * self.scale + ("beta",) * self.center
+        return dict.fromkeys((*names, "moving_mean", "moving_variance"),
+                             (input_shape[self.axis],))
+
+    def multiply_adds(self, input_shape) -> int | None:
+        # At inference the scale and shift fold into one multiply-add per value.
+        rest = self.compute_output_shape(input_shape)[1:]
+        return None if None in rest else math.prod(rest)
 
     def compute_output_shape(self, input_shape):
         if not -len(input_shape) <= self.axis < len(input_shape) or self.axis in (
