@@ -236,7 +236,7 @@ class Sequential:
 
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None,
                 callbacks=None) -> np.ndarray:
-        from convlens import training
+        from convlens import training  # doorway
 
         return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
                                 callbacks=callbacks)
@@ -244,11 +244,11 @@ class Sequential:
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None, columns=None) -> None:
         """Print the Keras table; ``columns=[...]`` adds convlens's optional columns."""
-        from convlens.summary import print_summary
+        from convlens.summary import print_summary  # doorway
 
         extra = None
         if columns:
-            from convlens.explain.columns import summary_columns
+            from convlens.explain.columns import summary_columns  # doorway
 
             extra = summary_columns(self, columns)
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
@@ -258,7 +258,7 @@ class Sequential:
     # ----- training ------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, **kwargs) -> None:
-        from convlens import training
+        from convlens import training  # doorway
 
         training.compile_model(self, optimizer, loss, metrics, loss_weights=loss_weights,
                                weighted_metrics=weighted_metrics, **kwargs)
@@ -266,7 +266,7 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, **kwargs):
-        from convlens import training
+        from convlens import training  # doorway
 
         return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                             callbacks=callbacks, validation_split=validation_split,
@@ -276,7 +276,7 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False, **kwargs):
-        from convlens import training
+        from convlens import training  # doorway
 
         return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
                                  sample_weight=sample_weight, steps=steps, callbacks=callbacks,
@@ -284,31 +284,31 @@ class Sequential:
 
     # ----- files ---------------------------------------------------------------------------
     def save_weights(self, filepath, overwrite: bool = True) -> None:
-        from convlens.io import weights_file
+        from convlens.io import weights_file  # doorway
 
         weights_file.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        from convlens.io import weights_file
+        from convlens.io import weights_file  # doorway
 
         weights_file.load_weights(self, filepath)
 
     def save(self, filepath, overwrite: bool = True) -> None:
-        from convlens.io import weights_file
+        from convlens.io import keras_format  # doorway
 
-        weights_file.save_model(self, filepath, overwrite=overwrite)
+        keras_format.save(self, filepath, overwrite=overwrite)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                **kwargs) -> None:
         """As Keras 3's ``model.export``; convlens writes ``format="onnx"`` only."""
-        from convlens.io import onnx_export
+        from convlens.io import onnx_export  # doorway
 
         onnx_export.export(self, filepath, format=format, verbose=verbose,
                            input_signature=input_signature, **kwargs)
 
     # ----- explanations --------------------------------------------------------------------
     def explain(self, **kwargs):
-        from convlens.explain import explain_model
+        from convlens.explain import explain_model  # doorway
 
         return explain_model(self, **kwargs)
 
@@ -331,7 +331,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     The file's JSON config is parsed as data, never executed; layers come from an allow-list
     of convlens classes, and what convlens cannot represent is a ``ValueError`` naming it.
     """
-    from convlens.io import keras_format
+    from convlens.io import keras_format  # doorway
 
     return keras_format.load_model(
         filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode

@@ -16,6 +16,7 @@ class FakeModel:
         self.stop_training = False
         self.weights = [np.zeros(2, np.float32)]
         self.saved = []
+        self.probes = []
         self.fail_on_save = fail_on_save
         self.metrics_list = [("accuracy", metrics.accuracy), ("score", metrics.mean_squared_error)]
         self.name = "fake"
@@ -27,6 +28,10 @@ class FakeModel:
         self.weights = [np.array(w) for w in weights]
 
     def _write(self, filepath, kind):
+        if os.path.basename(filepath).startswith("probe."):
+            # ModelCheckpoint's try-once at train begin, in a folder of its own
+            self.probes.append((kind, os.path.basename(filepath)))
+            return
         # temp file then os.replace: what the real model's atomic save does
         self.saved.append((kind, filepath))
         temporary = filepath + ".tmp"
@@ -140,11 +145,12 @@ CHECKPOINT_CASES = [
 @pytest.mark.parametrize(("pattern", "kwargs"), CHECKPOINT_CASES)
 def test_model_checkpoint_matches_keras(tmp_path, capsys, pattern, kwargs):
     logs = [{"loss": 2 * v, "val_loss": v, "val_acc": 1 - v} for v in VAL_LOSSES[:6]]
-    results = []
+    results, models = [], []
     for module, folder in ((callbacks, "ours"), (keras.callbacks, "keras")):
         filepath = str(tmp_path / folder / "sub" / pattern)
         checkpoint = module.ModelCheckpoint(filepath, **kwargs)
         model = FakeModel()
+        models.append(model)
         run_epochs(checkpoint, model, logs, batches_per_epoch=4)
         out = capsys.readouterr().out.replace(str(tmp_path / folder), "DIR")
         saved = [(kind, path.replace(str(tmp_path / folder), "DIR")) for kind, path in model.saved]
@@ -152,6 +158,12 @@ def test_model_checkpoint_matches_keras(tmp_path, capsys, pattern, kwargs):
         results.append((out, saved, files, checkpoint.best))
     assert results[0] == results[1]
     assert results[0][1], "something was saved"
+    # ours tried one save aside before training, through the model's own method
+    if kwargs.get("save_weights_only"):
+        assert models[0].probes == [("weights", "probe.weights.h5")]
+    else:
+        assert models[0].probes == [("model", "probe.keras")]
+    assert models[1].probes == []
 
 
 def test_checkpoint_failed_save_keeps_previous_file(tmp_path):
@@ -225,11 +237,9 @@ def test_callback_list_order_params_and_logs():
     cbs = callbacks.CallbackList(
         [recorder], add_history=True, add_progress=True, model=model, verbose=0, epochs=2, steps=3
     )
-    from convlens.progress import ProgressCallback
-
     assert cbs.callbacks[0] is recorder
     assert isinstance(cbs.callbacks[1], callbacks.History)
-    assert isinstance(cbs.callbacks[2], ProgressCallback)
+    assert isinstance(cbs.callbacks[2], callbacks.ProgbarLogger)
     assert recorder.params == {"verbose": 0, "epochs": 2, "steps": 3}
     assert recorder.model is model and model.history is cbs.callbacks[1]
     cbs.on_train_begin()

@@ -4,13 +4,13 @@ import io
 import re
 
 import pytest
-from keras.callbacks import ProgbarLogger
+from keras.callbacks import ProgbarLogger as KerasProgbarLogger
 from keras.src.utils import progbar as keras_progbar_module
 from keras.utils import Progbar as KerasProgbar
 
+from convlens.callbacks import ProgbarLogger
 from convlens.progress import (
     Progbar,
-    ProgressCallback,
     format_eta,
     format_time_per_unit,
     format_value,
@@ -108,9 +108,9 @@ def _keras_output(monkeypatch, capsys, clock_steps, drive):
 def test_fit_matches_keras(monkeypatch, capsys, clock_steps, verbose, epochs, steps):
     callback_verbose[0] = verbose
     expected = _keras_output(
-        monkeypatch, capsys, clock_steps, lambda: _drive_fit(ProgbarLogger(), epochs, steps)
+        monkeypatch, capsys, clock_steps, lambda: _drive_fit(KerasProgbarLogger(), epochs, steps)
     )
-    ours = ProgressCallback(time_fn=Clock(clock_steps), dynamic=False)
+    ours = ProgbarLogger(time_fn=Clock(clock_steps), dynamic=False)
     _drive_fit(ours, epochs, steps)
     actual = capsys.readouterr().out
     if verbose == 2:
@@ -123,16 +123,16 @@ def test_fit_matches_keras(monkeypatch, capsys, clock_steps, verbose, epochs, st
 def test_fit_stopped_early_matches_keras(monkeypatch, capsys):
     callback_verbose[0] = 1
     expected = _keras_output(
-        monkeypatch, capsys, [0.01], lambda: _drive_fit(ProgbarLogger(), 3, 10, stop_after=4)
+        monkeypatch, capsys, [0.01], lambda: _drive_fit(KerasProgbarLogger(), 3, 10, stop_after=4)
     )
-    _drive_fit(ProgressCallback(time_fn=Clock([0.01]), dynamic=False), 3, 10, stop_after=4)
+    _drive_fit(ProgbarLogger(time_fn=Clock([0.01]), dynamic=False), 3, 10, stop_after=4)
     assert capsys.readouterr().out == render(expected)
 
 
 def test_example_line():
     callback_verbose[0] = 1
     out = io.StringIO()
-    callback = ProgressCallback(file=out, time_fn=Clock([0.07]), dynamic=False)
+    callback = ProgbarLogger(file=out, time_fn=Clock([0.07]), dynamic=False)
     _drive_fit(callback, 5, 40)
     lines = out.getvalue().splitlines()
     assert lines[0] == "Epoch 1/5"
@@ -164,8 +164,9 @@ def _drive_predict(callback, steps):
 @pytest.mark.parametrize("drive", [_drive_evaluate, _drive_predict])
 @pytest.mark.parametrize("steps", [1, 313])
 def test_evaluate_and_predict_match_keras(monkeypatch, capsys, drive, steps):
-    expected = _keras_output(monkeypatch, capsys, [0.003], lambda: drive(ProgbarLogger(), steps))
-    drive(ProgressCallback(time_fn=Clock([0.003]), dynamic=False), steps)
+    expected = _keras_output(monkeypatch, capsys, [0.003],
+                             lambda: drive(KerasProgbarLogger(), steps))
+    drive(ProgbarLogger(time_fn=Clock([0.003]), dynamic=False), steps)
     actual = capsys.readouterr().out
     assert actual == render(expected)
     assert actual.startswith(f"{steps}/{steps} ━━━━")
@@ -206,7 +207,7 @@ def test_formatting_helpers():
 
 def test_silent():
     out = io.StringIO()
-    callback = ProgressCallback(file=out, time_fn=Clock([0.1]), dynamic=False)
+    callback = ProgbarLogger(file=out, time_fn=Clock([0.1]), dynamic=False)
     callback.set_params({"verbose": 0, "epochs": 2, "steps": 3})
     callback.on_train_begin()
     callback.on_epoch_begin(0)

@@ -21,6 +21,7 @@ from convlens.callbacks.callback_list import CallbackList, History
 from convlens.callbacks.early_stopping import EarlyStopping, TerminateOnNaN
 from convlens.callbacks.model_checkpoint import ModelCheckpoint
 from convlens.callbacks.monitor import MonitorCallback as MonitorCallback
+from convlens.callbacks.progbar_logger import ProgbarLogger
 
 __all__ = [
     "Callback",
@@ -29,5 +30,6 @@ __all__ = [
     "History",
     "LambdaCallback",
     "ModelCheckpoint",
+    "ProgbarLogger",
     "TerminateOnNaN",
 ]

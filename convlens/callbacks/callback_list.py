@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from convlens.callbacks.base import Callback
+from convlens.callbacks.progbar_logger import ProgbarLogger
 
 
 def _pythonify(logs) -> dict:
@@ -44,7 +45,7 @@ class CallbackList(Callback):
     Args:
         callbacks: the user's callbacks.
         add_history: append a :class:`History` unless one is in ``callbacks``.
-        add_progbar: append a ``progress.ProgressCallback`` (the Keras ProgbarLogger)
+        add_progbar: append a :class:`ProgbarLogger`
             unless one is in ``callbacks``; ``add_progress`` is an alias.
         model: the model, passed to every callback's ``set_model``.
         **params: ``verbose``, ``epochs``, ``steps``, passed to every ``set_params``.
@@ -60,8 +61,6 @@ class CallbackList(Callback):
         **params,
     ):
         super().__init__()
-        from convlens.progress import ProgressCallback
-
         self.callbacks = list(callbacks or [])
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
@@ -73,9 +72,9 @@ class CallbackList(Callback):
         if self._history is None and add_history:
             self._history = History()
             self.callbacks.append(self._history)
-        self._progbar = next((c for c in self.callbacks if isinstance(c, ProgressCallback)), None)
+        self._progbar = next((c for c in self.callbacks if isinstance(c, ProgbarLogger)), None)
         if self._progbar is None and (add_progbar or add_progress):
-            self._progbar = ProgressCallback()
+            self._progbar = ProgbarLogger()
             self.callbacks.append(self._progbar)
         self.set_model(model)
         self.set_params(params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -63,12 +64,6 @@ class ModelCheckpoint(MonitorCallback):
     def on_train_begin(self, logs=None):
         # A model that cannot write this kind of file (a ValueError from save/save_weights)
         # should say so before the first epoch is spent, not after it: try once, aside.
-        import tempfile
-
-        from convlens.models import Sequential
-
-        if not isinstance(self.model, Sequential):
-            return
         name = "probe.weights.h5" if self.filepath.endswith(".weights.h5") else (
             "probe" + os.path.splitext(self.filepath)[1])
         save = self.model.save_weights if self.save_weights_only else self.model.save

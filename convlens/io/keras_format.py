@@ -99,6 +99,22 @@ DTYPE_POLICY = {
 
 
 # ----- saving ------------------------------------------------------------------------------
+def save(model, filepath, overwrite: bool = True) -> None:
+    """``model.save``: a whole-model ``.keras`` file, or only the weights for ``.weights.h5``."""
+    path = os.fspath(filepath)
+    if path.endswith(weights_file.SUFFIX):
+        weights_file.save_weights(model, path, overwrite)
+        return
+    if path.endswith(SUFFIX):
+        save_model(model, path, overwrite)
+        return
+    raise ValueError(
+        "convlens saves whole models as Keras 3 '.keras' files and weights as "
+        f"'{weights_file.SUFFIX}' files; received filepath={path!r}. Use "
+        f"model.save('model.keras') or model.save_weights('model{weights_file.SUFFIX}')."
+    )
+
+
 def save_model(model, filepath, overwrite: bool = True) -> None:
     """Write ``model`` (a built ``Sequential``) to ``filepath`` as a Keras 3 ``.keras`` file.
 

@@ -180,21 +180,3 @@ def _sources(model, groups):
         if all(name in groups for name in names):
             return [groups[name] for name in names]
     return None
-
-
-def save_model(model, filepath, overwrite: bool = True) -> None:
-    """``model.save``: a whole-model ``.keras`` file, or only the weights for ``.weights.h5``."""
-    path = os.fspath(filepath)
-    if path.endswith(SUFFIX):
-        save_weights(model, path, overwrite)
-        return
-    if path.endswith(".keras"):
-        from convlens.io import keras_format  # it imports this module
-
-        keras_format.save_model(model, path, overwrite)
-        return
-    raise ValueError(
-        "convlens saves whole models as Keras 3 '.keras' files and weights as "
-        f"'{SUFFIX}' files; received filepath={path!r}. Use model.save('model.keras') or "
-        f"model.save_weights('model{SUFFIX}')."
-    )

@@ -306,7 +306,7 @@ class Layer:
 
     def explain(self, **kwargs):
         """Words and numbers for how this layer maps its input to its output (built layers)."""
-        from convlens.explain import explain_layer
+        from convlens.explain import explain_layer  # doorway
 
         return explain_layer(self, **kwargs)
 
