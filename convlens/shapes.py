@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 PADDINGS = ("valid", "same")
 PADDINGS_1D = ("valid", "same", "causal")
@@ -232,6 +233,15 @@ def deconv_output_length(
     return (length - 1) * stride + span - 2 * pad + output_padding
 
 
+def transposed_full_length(length: int, kernel: int, stride: int, dilation: int = 1) -> int:
+    """Length of a transposed convolution's output before any crop: ``(in-1)*stride + span``.
+
+    >>> transposed_full_length(14, 3, 2)
+    29
+    """
+    return (length - 1) * stride + effective_kernel_size(kernel, dilation)
+
+
 def deconv_padding_amounts(
     length: int,
     kernel: int,
@@ -250,8 +260,7 @@ def deconv_padding_amounts(
     >>> deconv_padding_amounts(2, 3, "same", 2, output_padding=1)
     (0, 1)
     """
-    span = effective_kernel_size(kernel, dilation)
-    full = (length - 1) * stride + span
+    full = transposed_full_length(length, kernel, stride, dilation)
     out = deconv_output_length(length, kernel, padding, stride, dilation, output_padding)
     before = 0 if padding == "valid" else max(full - out, 0) // 2
     return before, full - out - before
@@ -328,6 +337,117 @@ def receptive_field_step(
     new_rf = rf + (span - 1) * jump
     new_start = start + ((span - 1) / 2 - pad_before) * jump
     return new_rf, jump * stride, new_start
+
+
+@dataclass(frozen=True)
+class Window:
+    """The frozen window record of one sliding-window layer, computed once at build.
+
+    Convolutions, depthwise/separable/transposed convolutions and pooling all read their
+    input through a window of ``kernel`` taps moved by ``strides`` with ``dilation``.
+    Ops, explanations, the receptive field, traces and the ONNX exporter read this record;
+    nobody recomputes the padding.
+
+    Attributes:
+        kernel, strides, dilation: one int per spatial axis.
+        padding_mode: ``'valid'``, ``'same'`` or ``'causal'``.
+        padding: per spatial axis, the zeros ``(before, after)`` added to the input; for a
+            transposed convolution, the ``(before, after)`` cropped from its full output (a
+            negative ``after`` appends zeros). ``None`` on an axis whose size is not fixed
+            when ``'same'`` needs it (``pads_for`` then computes it for each input).
+        spatial_axes, channel_axis: where they are in the layer's input (batch axis 0).
+        input_spatial, output_spatial: the spatial sizes (``None`` when not fixed).
+        transposed: whether this is a transposed convolution's window.
+        output_padding: the transposed convolution's ``output_padding``, or None.
+
+    >>> w = sliding_window((None, 28, 28, 1), (3, 3), (2, 2), (1, 1), "same")
+    >>> w.padding, w.output_spatial, w.spatial_axes, w.channel_axis
+    (((0, 1), (0, 1)), (14, 14), (1, 2), 3)
+    """
+
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding_mode: str
+    padding: tuple[tuple[int, int] | None, ...]
+    spatial_axes: tuple[int, ...]
+    channel_axis: int
+    input_spatial: tuple[int | None, ...]
+    output_spatial: tuple[int | None, ...]
+    transposed: bool = False
+    output_padding: tuple[int, ...] | None = None
+
+    @property
+    def rank(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.channel_axis == self.rank + 1
+
+    @property
+    def span(self) -> tuple[int, ...]:
+        """Input pixels one window covers per axis: ``dilation*(kernel-1) + 1``."""
+        return tuple(effective_kernel_size(k, d) for k, d in zip(self.kernel, self.dilation))
+
+    def pads_for(self, spatial: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """The padding (or crop) pairs for an input of ``spatial`` sizes.
+
+        The record's own pairs when the sizes are the built ones; a model built for variable
+        sizes (``None``) gets the pairs of each input it meets.
+        """
+        spatial = tuple(spatial)
+        if spatial == self.input_spatial:
+            return self.padding
+        return _window_padding(spatial, self.kernel, self.strides, self.dilation,
+                               self.padding_mode, self.transposed, self.output_padding)
+
+
+def _window_padding(spatial, kernel, strides, dilation, padding, transposed, output_padding):
+    pairs = []
+    for axis, (n, k, s, d) in enumerate(zip(spatial, kernel, strides, dilation)):
+        if transposed:
+            extra = None if output_padding is None else output_padding[axis]
+            # The crop of a transposed convolution does not depend on the input length.
+            pairs.append(deconv_padding_amounts(n or 1, k, padding, s, d, extra))
+        elif n is None and padding == "same":
+            pairs.append(None)
+        else:
+            pairs.append(padding_amounts(n or 0, k, padding, s, d))
+    return tuple(pairs)
+
+
+def sliding_window(
+    input_shape: Sequence[int | None],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    padding: str,
+    data_format: str = "channels_last",
+    transposed: bool = False,
+    output_padding: Sequence[int] | None = None,
+) -> Window:
+    """The :class:`Window` of a layer with these arguments for ``input_shape`` (batch first)."""
+    rank = len(kernel)
+    if data_format == "channels_last":
+        spatial_axes, channel_axis = tuple(range(1, rank + 1)), rank + 1
+    else:
+        spatial_axes, channel_axis = tuple(range(2, rank + 2)), 1
+    spatial = tuple(input_shape[a] for a in spatial_axes)
+    kernel, strides, dilation = tuple(kernel), tuple(strides), tuple(dilation)
+    output_padding = None if output_padding is None else tuple(output_padding)
+    if transposed:
+        out = tuple(
+            deconv_output_length(n, k, padding, s, d,
+                                 None if output_padding is None else output_padding[axis])
+            for axis, (n, k, s, d) in enumerate(zip(spatial, kernel, strides, dilation))
+        )
+    else:
+        out = conv_output_shape(spatial, kernel, padding, strides, dilation)
+    pairs = _window_padding(spatial, kernel, strides, dilation, padding, transposed,
+                            output_padding)
+    return Window(kernel, strides, dilation, padding, pairs, spatial_axes, channel_axis,
+                  spatial, out, transposed, output_padding)
 
 
 def format_shape(shape: Sequence[int | None] | None) -> str:

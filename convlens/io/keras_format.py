@@ -9,7 +9,8 @@ A ``.keras`` file is a zip archive (members stored, not compressed) holding, as 
 - ``model.weights.h5``: the weights, in the layout of ``convlens.io.weights_file``.
 
 Loading parses ``config.json`` with ``json`` only and maps each ``class_name`` through the
-explicit allow-list ``LAYER_CLASSES``: nothing named by the file is imported or run. Settings
+allow-list of registered layer kinds (``convlens.kinds``): nothing named by the file is
+imported or run. Settings
 convlens can't represent (a ``Lambda`` layer, a ``kernel_regularizer``, a custom activation)
 raise a ``ValueError`` that names the layer and the key. A compiled model's optimizer state
 (iteration count, learning rate, slots) is saved in ``model.weights.h5`` as Keras saves it,
@@ -35,10 +36,11 @@ import os
 import tempfile
 import zipfile
 
-import convlens.layers as cl
 from convlens import initializers, losses, metrics, optimizers
 from convlens.fileio import atomic_write
 from convlens.io import weights_file
+from convlens.kinds import kind_of, registered_class, registered_names
+from convlens.layers import InputLayer  # importing the layers registers every kind
 from convlens.ops import activations as activation_ops
 
 SUFFIX = ".keras"
@@ -47,46 +49,9 @@ MEMBERS = (METADATA, CONFIG, WEIGHTS)
 KERAS_VERSION = "3.15.1"  # the Keras release whose layout these files follow
 _MAX_JSON_BYTES = 64 * 2**20  # a config larger than this is not a model description
 
-# The only classes a file may name. Keras writes each class's own name, never an alias.
-LAYER_CLASSES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        cl.Conv1D, cl.Conv2D, cl.Conv3D, cl.DepthwiseConv2D, cl.SeparableConv2D,
-        cl.Conv2DTranspose, cl.Dense, cl.Flatten, cl.Reshape, cl.Activation, cl.ReLU,
-        cl.Dropout, cl.ZeroPadding2D, cl.BatchNormalization,
-        cl.MaxPooling1D, cl.MaxPooling2D, cl.MaxPooling3D,
-        cl.AveragePooling1D, cl.AveragePooling2D, cl.AveragePooling3D,
-        cl.GlobalAveragePooling1D, cl.GlobalAveragePooling2D,
-        cl.GlobalMaxPooling1D, cl.GlobalMaxPooling2D,
-    )
-}
-
-# Keras's layers whose entry carries a ``build_config`` (they override ``build``).
-_BUILT_FROM_SHAPE = {
-    "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
-    "Dense", "BatchNormalization", "Flatten", "ZeroPadding2D",
-}
-
-_NO_REGULARIZERS = dict.fromkeys(
-    ("bias_regularizer", "activity_regularizer", "bias_constraint")
-)
-# Keys Keras 3 writes that convlens's get_config leaves out, with the only values convlens can
-# honour: written on save; on load a different value is an error and the default is dropped.
-_KERAS_ONLY_KEYS: dict[str, dict] = {
-    "SeparableConv2D": {
-        **_NO_REGULARIZERS, "depthwise_regularizer": None, "pointwise_regularizer": None,
-        "depthwise_constraint": None, "pointwise_constraint": None,
-    },
-    "Conv2DTranspose": {**_NO_REGULARIZERS, "kernel_regularizer": None, "kernel_constraint": None},
-    "Dense": {"quantization_config": None},
-    "BatchNormalization": {
-        "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
-        "gamma_constraint": None, "synchronized": False, "renorm": False,
-        "renorm_clipping": None, "renorm_momentum": 0.99,
-    },
-}
-# Keys convlens writes that Keras 3 leaves out of the same layer's config.
-_CONVLENS_ONLY_KEYS = {"Dense": ("activity_regularizer",)}
+# The only classes a file may name are those registered in ``convlens.kinds`` (each under its
+# own class name, as Keras writes it, never an alias); what Keras writes for a class beyond
+# its config is registered there too.
 _INPUT_LAYER_DEFAULTS = {"sparse": False, "ragged": False, "optional": False}
 _INITIALIZER_AXES = {"input_axes": None, "output_axes": None}  # Keras's VarianceScaling keys
 
@@ -184,17 +149,18 @@ def _entry(class_name: str, config: dict) -> dict:
 
 
 def _layer_entry(layer) -> dict:
-    class_name = type(layer).__name__
-    if LAYER_CLASSES.get(class_name) is not type(layer):
+    kind = kind_of(layer)
+    class_name = kind.keras_class
+    if class_name is None or registered_class(class_name) is not type(layer):
         raise ValueError(
-            f"Layer '{layer.name}' is a {class_name}, which the .keras format of convlens "
-            f"does not write. Supported: {', '.join(LAYER_CLASSES)}."
+            f"Layer '{layer.name}' is a {type(layer).__name__}, which the .keras format of "
+            f"convlens does not write. Supported: {', '.join(registered_names())}."
         )
     config = layer.get_config()
     config.pop("batch_input_shape", None)  # the InputLayer entry holds the input shape
-    for key in _CONVLENS_ONLY_KEYS.get(class_name, ()):
+    for key in kind.convlens_only_keys:
         config.pop(key, None)
-    config.update(_KERAS_ONLY_KEYS.get(class_name, {}))
+    config.update(kind.keras_only_keys)
     config["dtype"] = DTYPE_POLICY
     for key, value in config.items():
         if key.endswith("_initializer"):
@@ -205,7 +171,7 @@ def _layer_entry(layer) -> dict:
                 f"file can't hold; use one of: {', '.join(activation_ops.NAMES)}."
             )
     entry = _entry(class_name, config)
-    if class_name in _BUILT_FROM_SHAPE:
+    if kind.builds_from_shape:
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
     return entry
 
@@ -274,7 +240,8 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     if custom_objects:
         raise ValueError(
             f"convlens does not load custom objects; received custom_objects for "
-            f"{sorted(custom_objects)}. Only the built-in layers in LAYER_CLASSES are allowed."
+            f"{sorted(custom_objects)}. Only the built-in layers are allowed: "
+            f"{', '.join(registered_names())}."
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"No .keras file at {path!r}.")
@@ -365,7 +332,7 @@ def _input_layer(entry: dict, where: str):
     if shape is None:
         raise ValueError(f"{where}: the config has no 'batch_shape'.")
     try:
-        return cl.InputLayer(batch_shape=tuple(shape), **config)
+        return InputLayer(batch_shape=tuple(shape), **config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
 
@@ -376,17 +343,17 @@ def _layer_from_entry(entry, index: int, where: str):
     class_name = entry.get("class_name")
     config = dict(entry.get("config") or {})
     name = config.get("name")
-    cls = LAYER_CLASSES.get(class_name)
+    cls = registered_class(class_name) if isinstance(class_name, str) else None
     custom = entry.get("registered_name") not in (None, class_name)
     module = entry.get("module")
     if cls is None or custom or module not in (None, "keras.layers"):
         shown = entry.get("registered_name") if custom else class_name
         raise ValueError(
             f"{where}: layer {index} ('{name}') is a {shown!r} from module {module!r}, which "
-            f"convlens can't build. Supported layers: {', '.join(LAYER_CLASSES)}."
+            f"convlens can't build. Supported layers: {', '.join(registered_names())}."
         )
     where = f"{where}: layer '{name}' ({class_name})"
-    for key, default in _KERAS_ONLY_KEYS.get(class_name, {}).items():
+    for key, default in kind_of(cls).keras_only_keys:
         value = config.pop(key, default)
         if value != default:
             raise ValueError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import activations, initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
@@ -26,7 +27,7 @@ from convlens.shapes import (
     normalize_data_format,
     normalize_padding,
     normalize_tuple,
-    padding_amounts,
+    sliding_window,
 )
 
 
@@ -61,7 +62,10 @@ def check_strides_and_dilation(strides: tuple, dilation_rate: tuple, where: str)
 
 def conv_arguments(layer: Layer, rank: int, kernel_size, strides, padding, data_format,
                    dilation_rate) -> None:
-    """Check and set the arguments every convolution layer shares, and its ``geometry``."""
+    """Check and set the arguments every convolution layer shares, and its ``geometry``.
+
+    The layer's ``window`` record (``convlens.shapes.Window``) is set at build.
+    """
     where = layer.where
     layer.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size", where=where)
     layer.strides = normalize_tuple(strides, rank, "strides", where=where)
@@ -70,6 +74,7 @@ def conv_arguments(layer: Layer, rank: int, kernel_size, strides, padding, data_
     layer.data_format = normalize_data_format(data_format, where)
     check_strides_and_dilation(layer.strides, layer.dilation_rate, where)
     layer.geometry = ConvGeometry(rank, layer.data_format)
+    layer.window = None
 
 
 def add_kernel_and_bias(layer: Layer, input_shape, kernel_initializer) -> None:
@@ -80,12 +85,10 @@ def add_kernel_and_bias(layer: Layer, input_shape, kernel_initializer) -> None:
         layer.bias = layer.add_weight("bias", shapes["bias"], layer.bias_initializer)
 
 
-def padding_pairs(layer: Layer, spatial) -> tuple:
-    """Zeros (before, after) per spatial axis for ``layer``'s padding."""
-    return tuple(
-        padding_amounts(n, k, layer.padding, s, d)
-        for n, k, s, d in zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
-    )
+def conv_window(layer: Layer, input_shape, transposed: bool = False, output_padding=None):
+    """The frozen window record of a convolution layer for ``input_shape``."""
+    return sliding_window(input_shape, layer.kernel_size, layer.strides, layer.dilation_rate,
+                          layer.padding, layer.data_format, transposed, output_padding)
 
 
 class ConvGeometry:
@@ -201,6 +204,7 @@ class Conv(Layer):
     def build(self, input_shape) -> None:
         add_kernel_and_bias(self, input_shape, self.kernel_initializer)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+        self.window = conv_window(self, input_shape)
 
     def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
@@ -233,7 +237,7 @@ class Conv(Layer):
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
         bias = self.bias.value if self.use_bias else None
-        pads = padding_pairs(self, x.shape[1:-1])
+        pads = self.window.pads_for(x.shape[1:-1])
         z, cache = conv_ops.conv_forward(
             x, self.kernel.value, bias, self.strides, pads, self.dilation_rate, self.groups
         )
@@ -302,3 +306,9 @@ class Conv3D(Conv):
 Convolution1D = Conv1D
 Convolution2D = Conv2D
 Convolution3D = Conv3D
+
+
+CONV_KIND = Kind(words="conv", cost="conv", field="window", trace="conv", picture="conv",
+                 onnx="conv", builds_from_shape=True)
+for _cls in (Conv1D, Conv2D, Conv3D):
+    register(_cls, CONV_KIND)

@@ -8,18 +8,18 @@ values, into the output at ``stride`` steps; overlapping blocks add up. The math
 from __future__ import annotations
 
 from convlens import activations, initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
     add_kernel_and_bias,
     check_no_regularizers,
     conv_arguments,
+    conv_window,
     positive_int,
 )
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     deconv_output_formula,
-    deconv_output_length,
-    deconv_padding_amounts,
     normalize_tuple,
     transpose_macs,
 )
@@ -86,6 +86,7 @@ class Conv2DTranspose(Layer):
     def build(self, input_shape):
         add_kernel_and_bias(self, input_shape, self.kernel_initializer)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+        self.window = conv_window(self, input_shape, True, self.output_padding)
 
     def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
@@ -107,12 +108,11 @@ class Conv2DTranspose(Layer):
 
     def compute_output_shape(self, input_shape):
         self.geometry.check_rank(self, input_shape)
-        spatial = []
-        for axis, (n, k, s, d) in enumerate(zip(self.geometry.spatial(input_shape),
-                                                self.kernel_size, self.strides,
-                                                self.dilation_rate)):
+        window = conv_window(self, input_shape, True, self.output_padding)
+        for axis, (n, k, s, d) in enumerate(zip(window.input_spatial, self.kernel_size,
+                                                self.strides, self.dilation_rate)):
             args = (n, k, self.padding, s, d, self._output_padding(axis))
-            size = deconv_output_length(*args)
+            size = window.output_spatial[axis]
             if size is not None and size < 1:
                 # Only 'same' with an explicit output_padding crops this much (e.g. 1 -> 0).
                 raise ValueError(
@@ -120,16 +120,11 @@ class Conv2DTranspose(Layer):
                     f"output size = {deconv_output_formula(*args)}, which must be >= 1. Use "
                     "a larger input, a larger output_padding or stride, or padding='valid'."
                 )
-            spatial.append(size)
-        return self.geometry.shape(input_shape[0], tuple(spatial), self.filters)
+        return self.geometry.shape(input_shape[0], window.output_spatial, self.filters)
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
-        crop = tuple(
-            deconv_padding_amounts(n, k, self.padding, s, d, self._output_padding(axis))
-            for axis, (n, k, s, d) in enumerate(zip(x.shape[1:-1], self.kernel_size,
-                                                    self.strides, self.dilation_rate))
-        )
+        crop = self.window.pads_for(x.shape[1:-1])
         bias = self.bias.value if self.use_bias else None
         z, cache = conv_ops.conv_transpose_forward(
             x, self.kernel.value, bias, self.strides, crop, self.dilation_rate
@@ -165,3 +160,13 @@ class Conv2DTranspose(Layer):
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
         }
+
+
+register(Conv2DTranspose, Kind(
+    words="transpose", cost="transpose", field="transpose", trace="transpose",
+    picture="transpose", onnx="transpose", builds_from_shape=True,
+    keras_only_keys={
+        "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
+        "kernel_regularizer": None, "kernel_constraint": None,
+    },
+))

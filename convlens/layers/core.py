@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from convlens import activations, initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers, positive_int
 from convlens.shapes import dense_macs, format_shape, normalize_data_format
@@ -409,3 +410,17 @@ def _normalize_pad_pairs(padding, where: str) -> tuple:
                 pairs.append((check(item), check(item)))
         return tuple(pairs)
     check(None)
+
+
+register(Dense, Kind(words="dense", cost="dense", field="dense", trace="dense", onnx="dense",
+                     builds_from_shape=True, keras_only_keys={"quantization_config": None},
+                     convlens_only_keys=("activity_regularizer",)))
+register(Flatten, Kind(words="flatten", field="mix", trace="copy", onnx="flatten",
+                       builds_from_shape=True))
+register(Reshape, Kind(words="reshape", field="mix", trace="copy", onnx="reshape"))
+register(Activation, Kind(words="elementwise", field="pointwise", trace="elementwise",
+                          onnx="activation"))
+register(ReLU, Kind(words="elementwise", field="pointwise", trace="elementwise", onnx="relu"))
+register(Dropout, Kind(words="dropout", field="pointwise", trace="copy", onnx="dropout"))
+register(ZeroPadding2D, Kind(words="zero_padding", field="shift", trace="copy",
+                             onnx="zero_padding", builds_from_shape=True))

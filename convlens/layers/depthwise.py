@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import activations, initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
     Conv2D,
     add_kernel_and_bias,
     check_no_regularizers,
     conv_arguments,
-    padding_pairs,
+    conv_window,
     positive_int,
 )
 from convlens.ops import conv as conv_ops
@@ -74,6 +75,7 @@ class DepthwiseConv2D(Layer):
     def build(self, input_shape):
         add_kernel_and_bias(self, input_shape, self.depthwise_initializer)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
+        self.window = conv_window(self, input_shape)
 
     def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
         self.compute_output_shape(input_shape)
@@ -105,7 +107,7 @@ class DepthwiseConv2D(Layer):
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
-        pads = padding_pairs(self, x.shape[1:-1])
+        pads = self.window.pads_for(x.shape[1:-1])
         bias = self.bias.value if self.use_bias else None
         z, cache = conv_ops.conv_forward(
             x, self.grouped_kernel(), bias, self.strides, pads, self.dilation_rate,
@@ -219,6 +221,15 @@ class SeparableConv2D(Layer):
         self.use_bias = self.pointwise.use_bias
 
     @property
+    def window(self):
+        """The depthwise stage's window record: the pointwise stage is 1x1."""
+        return self.depthwise.window
+
+    @property
+    def geometry(self):
+        return self.depthwise.geometry
+
+    @property
     def needs_input_grad(self) -> bool:
         return self.depthwise.needs_input_grad
 
@@ -278,3 +289,18 @@ class SeparableConv2D(Layer):
             "pointwise_initializer": initializers.serialize(self.pointwise.kernel_initializer),
             "bias_initializer": initializers.serialize(self.pointwise.bias_initializer),
         }
+
+
+register(DepthwiseConv2D, Kind(
+    words="depthwise", cost="depthwise", field="window", trace="depthwise", picture="depthwise",
+    onnx="depthwise", builds_from_shape=True,
+))
+register(SeparableConv2D, Kind(
+    words="separable", cost="separable", field="window", trace="separable", picture="separable",
+    onnx="separable", builds_from_shape=True,
+    keras_only_keys={
+        "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
+        "depthwise_regularizer": None, "pointwise_regularizer": None,
+        "depthwise_constraint": None, "pointwise_constraint": None,
+    },
+))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from convlens import initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers
 from convlens.shapes import format_shape
@@ -170,3 +171,14 @@ class BatchNormalization(Layer):
                 self.moving_variance_initializer
             ),
         }
+
+
+register(BatchNormalization, Kind(
+    words="batchnorm", cost="per_value", field="pointwise", trace="batchnorm", onnx="batchnorm",
+    builds_from_shape=True,
+    keras_only_keys={
+        "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
+        "gamma_constraint": None, "synchronized": False, "renorm": False,
+        "renorm_clipping": None, "renorm_momentum": 0.99,
+    },
+))

@@ -6,6 +6,7 @@ never mixes channels) and has no weights.
 
 from __future__ import annotations
 
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer
 from convlens.layers.conv import ConvGeometry
 from convlens.ops import pool as pool_ops
@@ -15,7 +16,7 @@ from convlens.shapes import (
     normalize_data_format,
     normalize_padding,
     normalize_tuple,
-    padding_amounts,
+    sliding_window,
 )
 
 
@@ -37,6 +38,12 @@ class Pooling(Layer):
         self.padding = normalize_padding(padding, where=where)
         self.data_format = normalize_data_format(data_format, where)
         self.geometry = ConvGeometry(self.rank, self.data_format)
+        self.window = None
+
+    def build(self, input_shape):
+        ones = (1,) * self.rank
+        self.window = sliding_window(input_shape, self.pool_size, self.strides, ones,
+                                     self.padding, self.data_format)
 
     def compute_output_shape(self, input_shape):
         self.geometry.check_rank(self, input_shape)
@@ -49,10 +56,7 @@ class Pooling(Layer):
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
-        pads = tuple(
-            padding_amounts(n, k, self.padding, s)
-            for n, k, s in zip(x.shape[1:-1], self.pool_size, self.strides)
-        )
+        pads = self.window.pads_for(x.shape[1:-1])
         forward = pool_ops.max_pool_forward if self.mode == "max" else pool_ops.avg_pool_forward
         y, cache = forward(x, self.pool_size, self.strides, pads)
         self._cache = cache if training else None
@@ -160,3 +164,13 @@ class GlobalMaxPooling2D(GlobalPooling):
 
 
 GlobalAvgPool2D, GlobalMaxPool2D = GlobalAveragePooling2D, GlobalMaxPooling2D
+
+
+POOL_KIND = Kind(words="pool", field="window", trace="pool", onnx="pool")
+GLOBAL_POOL_KIND = Kind(words="global_pool", field="mix", trace="global_pool", onnx="global_pool")
+for _cls in (MaxPooling1D, MaxPooling2D, MaxPooling3D,
+             AveragePooling1D, AveragePooling2D, AveragePooling3D):
+    register(_cls, POOL_KIND)
+for _cls in (GlobalAveragePooling1D, GlobalAveragePooling2D,
+             GlobalMaxPooling1D, GlobalMaxPooling2D):
+    register(_cls, GLOBAL_POOL_KIND)
