@@ -14,6 +14,7 @@ import numpy as np
 
 from convlens.explain.render import Block
 from convlens.explain.wording import _int_or_tuple
+from convlens.kinds import kind_of
 from convlens.shapes import effective_kernel_size, format_shape
 from convlens.utils import session
 
@@ -116,9 +117,9 @@ def build_contrast(layer) -> Contrast:
 
 
 def _build_contrast(layer) -> Contrast:
-    from convlens.layers import Conv, Conv1D, Conv3D, DepthwiseConv2D
+    from convlens.layers import Conv1D, Conv3D, DepthwiseConv2D
 
-    if not isinstance(layer, Conv):
+    if kind_of(layer).words != "conv":
         raise ValueError(
             f"The contrast applies to convolution layers (Conv1D/2D/3D); layer '{layer.name}' "
             f"is a {type(layer).__name__}."

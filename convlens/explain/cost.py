@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from convlens.kinds import kind_of
 from convlens.shapes import conv_macs, dense_macs, depthwise_macs, transpose_macs
 
 __all__ = ["conv_macs", "dense_macs", "depthwise_macs", "transpose_macs", "layer_cost",
@@ -84,17 +85,63 @@ def _product(factors) -> str:
     return "*".join(str(f) for f in factors)
 
 
-def layer_cost(layer) -> LayerCost:
-    """MACs and activation memory of one built layer, per sample."""
-    from convlens.layers import (
-        BatchNormalization,
-        Conv,
-        Conv2DTranspose,
-        Dense,
-        DepthwiseConv2D,
-        SeparableConv2D,
+def _conv_cost(layer, in_spatial, in_channels):
+    out_spatial, _ = _spatial(layer, layer.output_shape)
+    per_group = in_channels // layer.groups
+    macs = conv_macs(out_spatial, layer.kernel_size, per_group, layer.filters)
+    return macs, (f"{_product(out_spatial)} positions * {layer.filters} filters * "
+                  f"({_product((*layer.kernel_size, per_group))}) = {macs:,}")
+
+
+def _depthwise_cost(layer, in_spatial, in_channels):
+    out_spatial, _ = _spatial(layer, layer.output_shape)
+    macs = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
+    return macs, (f"{_product(out_spatial)} positions * {in_channels}*{layer.depth_multiplier} "
+                  f"maps * ({_product(layer.kernel_size)}) = {macs:,}")
+
+
+def _separable_cost(layer, in_spatial, in_channels):
+    middle = layer.depthwise.output_shape
+    out_spatial, mid_channels = _spatial(layer.depthwise, middle)
+    first = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
+    second = conv_macs(out_spatial, (1, 1), mid_channels, layer.filters)
+    macs = first + second
+    return macs, (
+        f"depthwise {_product(out_spatial)}*{in_channels}*{layer.depth_multiplier}*"
+        f"({_product(layer.kernel_size)}) + pointwise {_product(out_spatial)}*"
+        f"{layer.filters}*{mid_channels} = {first:,} + {second:,} = {macs:,}"
     )
 
+
+def _transpose_cost(layer, in_spatial, in_channels):
+    macs = transpose_macs(in_spatial, layer.kernel_size, in_channels, layer.filters)
+    return macs, (f"{_product(in_spatial)} input positions * {in_channels} channels * "
+                  f"({_product((*layer.kernel_size, layer.filters))}) = {macs:,}")
+
+
+def _dense_cost(layer, in_spatial, in_channels):
+    positions = math.prod(layer.input_shape[1:-1])
+    in_features = layer.input_shape[-1]
+    macs = dense_macs(positions, in_features, layer.units)
+    where = f"{positions} positions * " if positions != 1 else ""
+    units = f"{layer.units} unit{'s' if layer.units != 1 else ''}"
+    return macs, f"{where}{in_features} inputs * {units} = {macs:,}"
+
+
+def _per_value_cost(layer, in_spatial, in_channels):
+    macs = output_values(layer.output_shape)
+    return macs, f"one multiply-add per value (folded scale and shift) = {macs:,}"
+
+
+# The ``cost`` rule of a layer kind (``convlens.kinds``) -> (MACs, the product that gives them).
+COST_RULES = {
+    "conv": _conv_cost, "depthwise": _depthwise_cost, "separable": _separable_cost,
+    "transpose": _transpose_cost, "dense": _dense_cost, "per_value": _per_value_cost,
+}
+
+
+def layer_cost(layer) -> LayerCost:
+    """MACs and activation memory of one built layer, per sample."""
     if not layer.built or layer.output_shape is None:
         raise ValueError(f"Layer '{layer.name}' is not built; build the model first.")
     values = output_values(layer.output_shape)
@@ -104,47 +151,7 @@ def layer_cost(layer) -> LayerCost:
     unknown = any(d is None for d in layer.input_shape[1:])
     if unknown:
         return LayerCost(None, "unknown (input size not fixed)", values, memory)
-    if isinstance(layer, Conv):
-        out_spatial, _ = _spatial(layer, layer.output_shape)
-        per_group = in_channels // layer.groups
-        macs = conv_macs(out_spatial, layer.kernel_size, per_group, layer.filters)
-        formula = (
-            f"{_product(out_spatial)} positions * {layer.filters} filters * "
-            f"({_product((*layer.kernel_size, per_group))}) = {macs:,}"
-        )
-    elif isinstance(layer, DepthwiseConv2D):
-        out_spatial, _ = _spatial(layer, layer.output_shape)
-        macs = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
-        formula = (
-            f"{_product(out_spatial)} positions * {in_channels}*{layer.depth_multiplier} maps * "
-            f"({_product(layer.kernel_size)}) = {macs:,}"
-        )
-    elif isinstance(layer, SeparableConv2D):
-        middle = layer.depthwise.output_shape
-        out_spatial, mid_channels = _spatial(layer.depthwise, middle)
-        first = depthwise_macs(out_spatial, layer.kernel_size, in_channels,
-                               layer.depth_multiplier)
-        second = conv_macs(out_spatial, (1, 1), mid_channels, layer.filters)
-        macs = first + second
-        formula = (
-            f"depthwise {_product(out_spatial)}*{in_channels}*{layer.depth_multiplier}*"
-            f"({_product(layer.kernel_size)}) + pointwise {_product(out_spatial)}*"
-            f"{layer.filters}*{mid_channels} = {first:,} + {second:,} = {macs:,}"
-        )
-    elif isinstance(layer, Conv2DTranspose):
-        macs = transpose_macs(in_spatial, layer.kernel_size, in_channels, layer.filters)
-        formula = (
-            f"{_product(in_spatial)} input positions * {in_channels} channels * "
-            f"({_product((*layer.kernel_size, layer.filters))}) = {macs:,}"
-        )
-    elif isinstance(layer, Dense):
-        positions = math.prod(layer.input_shape[1:-1])
-        in_features = layer.input_shape[-1]
-        macs = dense_macs(positions, in_features, layer.units)
-        where = f"{positions} positions * " if positions != 1 else ""
-        units = f"{layer.units} unit{'s' if layer.units != 1 else ''}"
-        formula = f"{where}{in_features} inputs * {units} = {macs:,}"
-    elif isinstance(layer, BatchNormalization):
-        macs = values
-        formula = f"one multiply-add per value (folded scale and shift) = {macs:,}"
+    rule = COST_RULES.get(kind_of(layer).cost)
+    if rule is not None:
+        macs, formula = rule(layer, in_spatial, in_channels)
     return LayerCost(macs, formula, values, memory)

@@ -34,6 +34,7 @@ from convlens.explain.derivation_core import (
     _explain_dropout,
     _explain_elementwise,
     _explain_flatten,
+    _explain_relu,
     _explain_reshape,
     _explain_zero_padding,
 )
@@ -45,6 +46,7 @@ from convlens.explain.receptive_field import (
 )
 from convlens.explain.render import Block, Renderable, Section, Table
 from convlens.explain.wording import _count, _weights, params_formula
+from convlens.kinds import kind_of
 from convlens.shapes import format_shape
 
 __all__ = ["Contrast", "LayerExplanation", "ModelExplanation", "build_contrast",
@@ -152,40 +154,17 @@ def _field_lines(rf: ReceptiveField) -> list[str]:
 
 
 
-def _explainer(layer):
-    from convlens.layers import (
-        Activation,
-        BatchNormalization,
-        Conv,
-        Conv2DTranspose,
-        Dense,
-        DepthwiseConv2D,
-        Dropout,
-        Flatten,
-        ReLU,
-        Reshape,
-        SeparableConv2D,
-        ZeroPadding2D,
-    )
-    from convlens.layers.pooling import GlobalPooling, Pooling
-
-    table = [
-        (Conv, _explain_conv), (DepthwiseConv2D, _explain_depthwise),
-        (SeparableConv2D, _explain_separable), (Conv2DTranspose, _explain_transpose),
-        (Pooling, _explain_pooling), (GlobalPooling, _explain_global), (Dense, _explain_dense),
-        (Flatten, _explain_flatten), (Reshape, _explain_reshape),
-        ((Activation, ReLU), _explain_elementwise), (Dropout, _explain_dropout),
-        (BatchNormalization, _explain_batchnorm), (ZeroPadding2D, _explain_zero_padding),
-    ]
-    for cls, function in table:
-        if isinstance(layer, cls):
-            return function
-    return None
+# The ``words`` rule of a layer kind (``convlens.kinds``) -> the function that writes them.
+EXPLAINERS = {
+    "conv": _explain_conv, "depthwise": _explain_depthwise, "separable": _explain_separable,
+    "transpose": _explain_transpose, "pool": _explain_pooling, "global_pool": _explain_global,
+    "dense": _explain_dense, "flatten": _explain_flatten, "reshape": _explain_reshape,
+    "elementwise": _explain_elementwise, "relu": _explain_relu, "dropout": _explain_dropout,
+    "batchnorm": _explain_batchnorm, "zero_padding": _explain_zero_padding,
+}
 
 
 def _build(layer, contrast: bool, rf: ReceptiveField | None, index: int | None):
-    from convlens.layers import Conv
-
     if not getattr(layer, "built", False) or layer.output_shape is None:
         raise ValueError(
             f"Layer '{getattr(layer, 'name', layer)}' is not built, so it has no shapes to "
@@ -202,14 +181,15 @@ def _build(layer, contrast: bool, rf: ReceptiveField | None, index: int | None):
         output_values=layer_cost.output_values, memory_bytes=layer_cost.memory_bytes,
         receptive_field=rf, index=index,
     )
-    explainer = _explainer(layer)
+    kind = kind_of(layer)
+    explainer = EXPLAINERS.get(kind.words)
     if explainer is None:
         exp.mechanism = [f"convlens has no worded account of {type(layer).__name__} yet; the "
                          "shapes, weights and costs below are read from the layer."]
         exp.weights = _weights(layer, {})
     else:
         explainer(layer, exp)
-    if contrast and isinstance(layer, Conv):
+    if contrast and kind.words == "conv":
         exp.contrast = build_contrast(layer)
     return exp
 

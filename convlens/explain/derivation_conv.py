@@ -22,10 +22,8 @@ from convlens.explain.wording import (
 from convlens.shapes import (
     conv_output_formula,
     deconv_output_formula,
-    deconv_padding_amounts,
     effective_kernel_size,
     format_shape,
-    padding_amounts,
 )
 
 if TYPE_CHECKING:
@@ -70,9 +68,8 @@ def _movement_lines(layer, kernel, dilation, what="window") -> list[str]:
         lines.append(f"dilation_rate={_int_or_tuple(dilation)}: neighbouring taps are "
                      f"{_int_or_tuple(dilation)} input {unit} apart, so the {shape} {what} "
                      f"spans {_box(spans)} input {unit}, with gaps between its taps.")
-    if layer.padding != "valid" and all(n is not None for n in spatial):
-        pads = [padding_amounts(n, k, layer.padding, s, d)
-                for n, k, s, d in zip(spatial, kernel, layer.strides, dilation)]
+    pads = layer.window.padding  # None on an axis whose size is not fixed
+    if layer.padding != "valid" and None not in pads:
         listed = ", ".join(f"{name}s {pad}" for name, pad in zip(names, pads))
         if pooling:
             lines.append(f"padding='{layer.padding}': the window may hang over the edge by "
@@ -201,12 +198,7 @@ def _explain_transpose(layer, exp: LayerExplanation) -> None:
                                 "formula": formula})
     exp.shape_steps.append({"axis": "channels", "input": in_channels, "output": filters,
                             "formula": f"{filters} filters -> {filters} output maps"})
-    crops = [deconv_padding_amounts(n, k, layer.padding, s, d,
-                                    None if layer.output_padding is None
-                                    else layer.output_padding[axis])
-             for axis, (n, k, s, d) in enumerate(zip(spatial, kernel, layer.strides,
-                                                     layer.dilation_rate))
-             if n is not None]
+    crops = layer.window.padding
     spans = tuple(effective_kernel_size(k, d) for k, d in zip(kernel, layer.dilation_rate))
     patch = (f"{_box(spans)} patch" if spans == kernel
              else f"{_box(kernel)} taps, spread over a {_box(spans)} patch,")

@@ -67,19 +67,20 @@ def _explain_reshape(layer, exp: LayerExplanation) -> None:
     ]
 
 
-def _explain_elementwise(layer, exp: LayerExplanation) -> None:
-    from convlens.layers import ReLU
+def _elementwise_lines(what: str) -> list[str]:
+    return [f"Applies {what} to each value separately; the shape does not change. No weights."]
 
-    if isinstance(layer, ReLU):
-        parts = [f"x if x >= {layer.threshold:g}"]
-        parts.append(f"else {layer.negative_slope:g}*(x - {layer.threshold:g})")
-        cap = "" if layer.max_value is None else f", capped at {layer.max_value:g}"
-        what = f"ReLU: {' '.join(parts)}{cap}"
-    else:
-        what = f"the activation {layer.activation.name}"
-    exp.mechanism = [f"Applies {what} to each value separately; the shape does not change. "
-                     "No weights."]
-    if getattr(getattr(layer, "activation", None), "name", "") in ("softmax", "log_softmax"):
+
+def _explain_relu(layer, exp: LayerExplanation) -> None:
+    parts = [f"x if x >= {layer.threshold:g}"]
+    parts.append(f"else {layer.negative_slope:g}*(x - {layer.threshold:g})")
+    cap = "" if layer.max_value is None else f", capped at {layer.max_value:g}"
+    exp.mechanism = _elementwise_lines(f"ReLU: {' '.join(parts)}{cap}")
+
+
+def _explain_elementwise(layer, exp: LayerExplanation) -> None:
+    exp.mechanism = _elementwise_lines(f"the activation {layer.activation.name}")
+    if layer.activation.name in ("softmax", "log_softmax"):
         exp.mechanism.append("Softmax is taken over the last axis: each value depends on every "
                              "value along that axis.")
 

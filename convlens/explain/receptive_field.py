@@ -26,12 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from convlens.shapes import (
-    deconv_padding_amounts,
-    effective_kernel_size,
-    padding_amounts,
-    receptive_field_step,
-)
+from convlens.kinds import kind_of
+from convlens.shapes import receptive_field_step
 
 AXIS_NAMES = {1: ("step",), 2: ("row", "col"), 3: ("depth", "row", "col")}
 
@@ -93,17 +89,16 @@ def _spatial_of(layer, shape) -> tuple:
     return tuple(shape[1:-1])
 
 
-def _window_step(state, layer, kernel, strides, dilation, padding):
+def _window_step(state, layer):
+    """A sliding window (conv, depthwise, separable, pooling), read from its window record."""
     size, jump, start = state
-    spatial = _spatial_of(layer, layer.input_shape)
+    window = layer.window
     new = ([], [], [])
     for axis in range(len(size)):
-        n, k, s, d = spatial[axis], kernel[axis], strides[axis], dilation[axis]
-        if n is None and padding == "same":
-            pad_before = math.nan
-        else:
-            pad_before = padding_amounts(n or 0, k, padding, s, d)[0]
-        r, j, u = receptive_field_step(size[axis], jump[axis], start[axis], k, s, d, pad_before)
+        pads = window.padding[axis]
+        pad_before = math.nan if pads is None else pads[0]  # 'same' on a size not fixed
+        r, j, u = receptive_field_step(size[axis], jump[axis], start[axis], window.kernel[axis],
+                                       window.strides[axis], window.dilation[axis], pad_before)
         for target, value in zip(new, (r, j, u)):
             target.append(value)
     return tuple(tuple(v) for v in new)
@@ -120,62 +115,42 @@ def _transpose_step(state, layer):
     between the bounds), jump ``jump/stride`` and that centre.
     """
     size, jump, start = state
-    spatial = _spatial_of(layer, layer.input_shape)
+    window = layer.window
     new = ([], [], [])
     for axis in range(len(size)):
-        n, k, s = spatial[axis], layer.kernel_size[axis], layer.strides[axis]
-        d = layer.dilation_rate[axis]
-        out_pad = None if layer.output_padding is None else layer.output_padding[axis]
-        span = effective_kernel_size(k, d)
-        crop = deconv_padding_amounts(n or 1, k, layer.padding, s, d, out_pad)[0]
+        s, span, crop = window.strides[axis], window.span[axis], window.padding[axis][0]
         new[0].append(size[axis] + jump[axis] * (span - 1) / s)
         new[1].append(jump[axis] / s)
         new[2].append(start[axis] + (crop - (span - 1) / 2) / s * jump[axis])
     return tuple(tuple(v) for v in new)
 
 
-def _mixes_everything(layer) -> bool:
-    from convlens.layers import Dense, Flatten, Reshape
-    from convlens.layers.pooling import GlobalPooling
+def _shift_step(state, layer):
+    """Zero padding moves every output ``before`` pixels away from the input's origin."""
+    size, jump, start = state
+    shifted = tuple(u - pad[0] * j for u, j, pad in zip(start, jump, layer.padding))
+    return size, jump, shifted
 
-    if isinstance(layer, (Flatten, Reshape, GlobalPooling)):
-        return True
-    return isinstance(layer, Dense) and len(layer.input_shape) == 2
+
+def _dense_step(state, layer):
+    """Dense acts per position on a rank > 2 input; on a flat vector it mixes everything."""
+    return None if len(layer.input_shape) == 2 else state
+
+
+# The ``field`` rule of a layer kind (``convlens.kinds``) -> its step; "mix" (the default for
+# a kind nobody registered) makes every output depend on the whole input.
+FIELD_STEPS = {
+    "window": _window_step, "transpose": _transpose_step, "shift": _shift_step,
+    "dense": _dense_step, "pointwise": lambda state, layer: state,
+}
 
 
 def step(layer, state):
     """``(size, jump, start)`` per axis after ``layer``; None when every output sees all input."""
-    from convlens.layers import (
-        Activation,
-        BatchNormalization,
-        Conv,
-        Conv2DTranspose,
-        Dense,
-        DepthwiseConv2D,
-        Dropout,
-        ReLU,
-        SeparableConv2D,
-        ZeroPadding2D,
-    )
-    from convlens.layers.pooling import Pooling
-
-    if state is None or _mixes_everything(layer):
+    rule = FIELD_STEPS.get(kind_of(layer).field)
+    if state is None or rule is None:
         return None
-    if isinstance(layer, (Conv, DepthwiseConv2D, SeparableConv2D)):
-        return _window_step(state, layer, layer.kernel_size, layer.strides, layer.dilation_rate,
-                            layer.padding)
-    if isinstance(layer, Pooling):
-        ones = (1,) * len(layer.pool_size)
-        return _window_step(state, layer, layer.pool_size, layer.strides, ones, layer.padding)
-    if isinstance(layer, Conv2DTranspose):
-        return _transpose_step(state, layer)
-    if isinstance(layer, ZeroPadding2D):
-        size, jump, start = state
-        shifted = tuple(u - pad[0] * j for u, j, pad in zip(start, jump, layer.padding))
-        return size, jump, shifted
-    if isinstance(layer, (Activation, BatchNormalization, Dense, Dropout, ReLU)):
-        return state  # value by value (Dense on a rank > 2 input acts per position)
-    return None  # unknown layer: assume it mixes everything
+    return rule(state, layer)
 
 
 def _spatial_rank(model) -> int:

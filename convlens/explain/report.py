@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convlens.kinds import kind_of
+
 __all__ = ["report_html", "write_report", "sample_input", "last_conv_index"]
 
 _CSS = """
@@ -64,9 +66,7 @@ def sample_input(model, seed: int = 0) -> np.ndarray:
 
 
 def _is_conv(layer) -> bool:
-    from convlens.layers import Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-
-    return isinstance(layer, (Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D))
+    return kind_of(layer).picture is not None
 
 
 def last_conv_index(model) -> int | None:

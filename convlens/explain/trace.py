@@ -37,12 +37,16 @@ from convlens.explain.trace_window import (
     trace_separable,
     window_blocks,
 )
+from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.shapes import format_shape
 
-SUPPORTED = ("Conv1D, Conv2D, Conv3D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, Dense, "
-             "MaxPooling*, AveragePooling*, Flatten, Reshape, ZeroPadding2D, Dropout, "
-             "Activation, ReLU, BatchNormalization, Global*Pooling*")
 WEIGHTED_KINDS = ("conv", "depthwise", "separable", "transpose", "dense")
+
+
+def traceable_layers() -> str:
+    """The layer classes a trace goes through, from the registry."""
+    return ", ".join(name for name in registered_names()
+                     if kind_of(registered_class(name)).trace is not None)
 
 
 @dataclass
@@ -221,24 +225,21 @@ def trace(model, layer, index, x) -> Trace:
     as a batch of one, shape ``(1, *model.input_shape[1:])``.
     """
     from convlens.explain.derivation import resolve_layer_index
-    from convlens.layers import Conv, Conv2DTranspose, Dense, DepthwiseConv2D, SeparableConv2D
-    from convlens.layers.pooling import Pooling
 
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; start it with Input(...) or call "
                          "model.build(...) before tracing.")
     position = resolve_layer_index(model, layer)
     target = model.layers[position]
-    kinds = {Conv: "conv", DepthwiseConv2D: "depthwise", SeparableConv2D: "separable",
-             Conv2DTranspose: "transpose", Dense: "dense"}
-    kind = next((k for cls, k in kinds.items() if isinstance(target, cls)), None)
-    if isinstance(target, Pooling):
+    kind = kind_of(target).trace
+    if kind == "pool":
         kind = "max_pool" if target.mode == "max" else "average_pool"
-    if kind is None and simple_kind(target) is not None:
+    elif simple_kind(target) is not None:
         kind = "simple"
     if kind is None:
-        raise ValueError(f"trace supports {SUPPORTED}; layer {position} '{target.name}' is a "
-                         f"{type(target).__name__}. Trace a neighbouring layer instead.")
+        raise ValueError(f"trace supports {traceable_layers()}; layer {position} "
+                         f"'{target.name}' is a {type(target).__name__}. Trace a neighbouring "
+                         "layer instead.")
     names = _output_axis_names(target)
     index = _check_index(target, index, names)
     x = _check_x(model, x)

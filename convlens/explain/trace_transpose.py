@@ -3,7 +3,7 @@
 A transposed convolution builds an uncropped output of ``(n - 1)*stride + dilation*(k - 1) + 1``
 entries per axis, where input position ``i`` adds ``input[i] * kernel[t]`` at uncropped
 position ``i*stride + t*dilation`` for every kernel tap ``t``; then ``padding='same'``
-(and ``output_padding``) crop it (``convlens.shapes.deconv_padding_amounts``). So output
+(and ``output_padding``) crop it (the crop is in the layer's window record). So output
 position ``o`` (uncropped ``p = o + crop_before``) collects one term per pair ``(i, t)`` with
 ``i*stride + t*dilation = p``, on every axis, for every input channel, plus the bias.
 """
@@ -18,7 +18,7 @@ from convlens.explain.receptive_field import axis_names
 from convlens.explain.render import Block, Table
 from convlens.explain.trace_values import activation_value
 from convlens.explain.trace_window import capped_rows
-from convlens.shapes import deconv_output_length, deconv_padding_amounts
+from convlens.shapes import transposed_full_length
 
 
 def reaching_pairs(p: int, length: int, kernel: int, stride: int, dilation: int) -> list:
@@ -34,13 +34,14 @@ def reaching_pairs(p: int, length: int, kernel: int, stride: int, dilation: int)
 def trace_transpose(layer, sample, spatial_index, channel) -> dict:
     """The terms of a ``Trace`` of output ``channel`` at ``spatial_index`` (``sample``: (*S, C))."""
     spatial, in_channels = sample.shape[:-1], sample.shape[-1]
+    record = layer.window
+    crops = record.pads_for(spatial)
     scatter = []
     for axis, o in enumerate(spatial_index):
-        n, k = spatial[axis], layer.kernel_size[axis]
-        s, d = layer.strides[axis], layer.dilation_rate[axis]
-        extra = None if layer.output_padding is None else layer.output_padding[axis]
-        before, after = deconv_padding_amounts(n, k, layer.padding, s, d, extra)
-        full = before + deconv_output_length(n, k, layer.padding, s, d, extra) + after
+        n, k = spatial[axis], record.kernel[axis]
+        s, d = record.strides[axis], record.dilation[axis]
+        before, after = crops[axis]
+        full = transposed_full_length(n, k, s, d)
         scatter.append({"output": o, "uncropped": o + before, "crop": (before, after), "kernel": k,
                         "full": full, "stride": s, "dilation": d,
                         "pairs": reaching_pairs(o + before, n, k, s, d)})

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens.kinds import kind_of
+
 SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool")
+# The ``trace`` rules of layer kinds (``convlens.kinds``) traced here; ReLU's is written as an
+# elementwise trace.
+SIMPLE_RULES = (*SIMPLE_KINDS, "relu")
 MAX_VALUES_SHOWN = 32
 
 
@@ -21,21 +26,9 @@ def activation_value(layer, vector: np.ndarray, position: int) -> float:
 
 
 def simple_kind(layer) -> str | None:
-    from convlens.layers import (
-        Activation,
-        BatchNormalization,
-        Dropout,
-        Flatten,
-        ReLU,
-        Reshape,
-        ZeroPadding2D,
-    )
-    from convlens.layers.pooling import GlobalPooling
-
-    table = [((Flatten, Reshape, ZeroPadding2D, Dropout), "copy"),
-             ((Activation, ReLU), "elementwise"), (BatchNormalization, "batchnorm"),
-             (GlobalPooling, "global_pool")]
-    return next((kind for cls, kind in table if isinstance(layer, cls)), None)
+    """The layer's trace rule when this module traces it, else None."""
+    rule = kind_of(layer).trace
+    return rule if rule in SIMPLE_RULES else None
 
 
 def input_lines(t) -> list[str]:
@@ -66,8 +59,6 @@ def _copied_from(layer, h, index):
 
 def trace_simple(layer, h, index) -> dict:
     """The terms of a value-by-value trace of output ``index`` given the layer's input ``h``."""
-    from convlens.layers import ReLU
-
     kind, sample = simple_kind(layer), h[0].astype(np.float64)
     if kind == "copy":
         source = _copied_from(layer, h, index)
@@ -98,7 +89,8 @@ def trace_simple(layer, h, index) -> dict:
                    f"sqrt({variance:.7g} + {layer.epsilon:g}) + {beta:.7g} = {value:.7g}")
         return dict(kind=kind, window=np.array([x]), source=index, input_channels=[channel],
                     value=float(value), formula=formula)
-    if isinstance(layer, ReLU):
+    if kind == "relu":
+        kind = "elementwise"
         value = x if x >= layer.threshold else layer.negative_slope * (x - layer.threshold)
         if layer.max_value is not None:
             value = min(value, layer.max_value)

@@ -16,7 +16,7 @@ import numpy as np
 from convlens.explain.receptive_field import axis_names
 from convlens.explain.render import Block, Table
 from convlens.explain.trace_values import activation_value
-from convlens.shapes import padding_amounts
+from convlens.kinds import kind_of
 
 MAX_GRID_CHANNELS = 4
 MAX_TABLE_ROWS = 32
@@ -24,14 +24,17 @@ WINDOW_KINDS = ("conv", "depthwise", "separable", "max_pool", "average_pool", "d
 
 
 # ----- computing ------------------------------------------------------------------------------
-def window(sample, out_position, kernel, strides, dilation, padding, channels):
-    """Values at the taps of one output position; padding taps are 0 and marked."""
+def window(sample, out_position, record, channels):
+    """Values at the taps of one output position; padding taps are 0 and marked.
+
+    ``record`` is the layer's window record (``convlens.shapes.Window``).
+    """
     spatial = sample.shape[:-1]
+    pads = record.pads_for(spatial)
     coords, masks = [], []
     for axis, o in enumerate(out_position):
-        before = padding_amounts(spatial[axis], kernel[axis], padding, strides[axis],
-                                 dilation[axis])[0]
-        c = o * strides[axis] + np.arange(kernel[axis]) * dilation[axis] - before
+        stride, dilation = record.strides[axis], record.dilation[axis]
+        c = o * stride + np.arange(record.kernel[axis]) * dilation - pads[axis][0]
         coords.append(c)
         masks.append((c < 0) | (c >= spatial[axis]))
     clipped = [np.clip(c, 0, n - 1) for c, n in zip(coords, spatial)]
@@ -46,11 +49,9 @@ def window(sample, out_position, kernel, strides, dilation, padding, channels):
 
 
 def trace_conv(layer, sample, spatial_index, channel) -> dict:
-    from convlens.layers import DepthwiseConv2D
-
     kernel_all = layer.kernel.value
     in_channels = sample.shape[-1]
-    if isinstance(layer, DepthwiseConv2D):
+    if kind_of(layer).trace == "depthwise":
         m = layer.depth_multiplier
         groups, per_group, n_out = in_channels, 1, in_channels * m
         kernel_all = kernel_all.reshape(*layer.kernel_size, 1, in_channels * m)
@@ -63,9 +64,7 @@ def trace_conv(layer, sample, spatial_index, channel) -> dict:
     result = None
     for group in range(groups):
         channels = list(range(group * per_group, (group + 1) * per_group))
-        values, positions, pad = window(sample, spatial_index, layer.kernel_size,
-                                        layer.strides, layer.dilation_rate, layer.padding,
-                                        channels)
+        values, positions, pad = window(sample, spatial_index, layer.window, channels)
         filters = slice(group * per_filter_group, (group + 1) * per_filter_group)
         block = kernel_all[..., filters].astype(np.float64)  # (*k, per_group, filters)
         axes = tuple(range(values.ndim))
@@ -89,8 +88,7 @@ def trace_separable(layer, sample, spatial_index, channel) -> dict:
     """Depthwise stage per input channel, then the pointwise sum for output ``channel``."""
     in_channels, m = sample.shape[-1], layer.depth_multiplier
     channels = list(range(in_channels))
-    values, positions, pad = window(sample, spatial_index, layer.kernel_size, layer.strides,
-                                    layer.dilation_rate, layer.padding, channels)
+    values, positions, pad = window(sample, spatial_index, layer.window, channels)
     depthwise = layer.depthwise.kernel.value  # (kh, kw, C_in, m)
     # depthwise_values[c, j]: input channel c's window through its own filter j
     depthwise_values = np.einsum("hwc,hwcm->cm", values.astype(np.float64),
@@ -113,9 +111,7 @@ def trace_separable(layer, sample, spatial_index, channel) -> dict:
 
 
 def trace_pool(layer, sample, spatial_index, channel) -> dict:
-    ones = (1,) * len(layer.pool_size)
-    values, positions, pad = window(sample, spatial_index, layer.pool_size, layer.strides,
-                                    ones, layer.padding, [channel])
+    values, positions, pad = window(sample, spatial_index, layer.window, [channel])
     values = values[..., 0]
     real = values[~pad].astype(np.float64)
     result = dict(window=values, positions=positions, padding_mask=pad,

@@ -13,10 +13,10 @@ How each layer is written:
 
 * ``Conv1D/2D/3D``, ``DepthwiseConv2D`` (``group = C_in``), ``SeparableConv2D`` (depthwise then
   1x1): ``Conv`` with kernel ``(*k, in // g, out)`` -> ``(out, in // g, *k)`` and explicit
-  ``pads`` from :func:`convlens.shapes.padding_amounts` (``same`` puts the odd zero at the end,
-  ``causal`` pads ``span - 1`` at the start);
+  ``pads`` from the layer's window record (:class:`convlens.shapes.Window`; ``same`` puts the
+  odd zero at the end, ``causal`` pads ``span - 1`` at the start);
 * ``Conv2DTranspose``: ``ConvTranspose``, kernel ``(kh, kw, out, in)`` -> ``(in, out, kh, kw)``,
-  the crop of :func:`convlens.shapes.deconv_padding_amounts` as ``pads`` (appended zeros as
+  the crop in its window record as ``pads`` (appended zeros as
   ``output_padding``);
 * ``Dense``: ``Gemm`` (2-D input) or ``MatMul`` + ``Add``;
 * pooling: ``MaxPool`` / ``AveragePool`` (``count_include_pad=0``: Keras divides by the real
@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from convlens.fileio import atomic_write
+from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.ops.activations import SELU_ALPHA, SELU_SCALE
-from convlens.shapes import deconv_padding_amounts, padding_amounts
 
 __all__ = ["export_onnx", "export", "DEFAULT_OPSET"]
 
@@ -172,26 +172,18 @@ def _activation(graph: _GraphBuilder, activation, value: _Value, where: str) -> 
 
 
 # ----- layers ------------------------------------------------------------------------------
-def _conv_pads(layer, spatial) -> tuple[list[int], dict]:
+def _conv_pads(layer) -> tuple[list[int], dict]:
     """ONNX ``pads`` (all begins, then all ends) for a conv/pool layer, or auto_pad."""
-    dilation = getattr(layer, "dilation_rate", (1,) * len(spatial))
-    kernel = getattr(layer, "kernel_size", None) or layer.pool_size
-    if layer.padding == "same" and any(n is None for n in spatial):
+    pairs = layer.window.padding
+    if None in pairs:  # 'same' on a size that is not fixed
         return [], {"auto_pad": "SAME_UPPER"}  # Keras's 'same': the odd zero at the end
-    pairs = [padding_amounts(n, k, layer.padding, s, d)
-             for n, k, s, d in zip(spatial, kernel, layer.strides, dilation)]
     return [p[0] for p in pairs] + [p[1] for p in pairs], {}
-
-
-def _spatial(layer) -> tuple:
-    shape = layer.input_shape
-    return tuple(shape[1:-1]) if layer.data_format == "channels_last" else tuple(shape[2:])
 
 
 def _conv(graph, layer, value, kernel, bias, groups, activation=True) -> _Value:
     """``kernel`` in ONNX layout (out, in // groups, *k)."""
     x = graph.channels_first(value, layer.data_format)
-    pads, auto = _conv_pads(layer, _spatial(layer))
+    pads, auto = _conv_pads(layer)
     inputs = [x, graph.constant(kernel, f"{layer.name}/kernel")]
     if bias is not None:
         inputs.append(graph.constant(bias, f"{layer.name}/bias"))
@@ -227,13 +219,8 @@ def _export_separable(graph, layer, value):
 
 def _export_conv_transpose(graph, layer, value):
     x = graph.channels_first(value, layer.data_format)
-    spatial = _spatial(layer)
     begins, ends, extra = [], [], []
-    for axis, (n, k, s, d) in enumerate(zip(spatial, layer.kernel_size, layer.strides,
-                                            layer.dilation_rate)):
-        # The crop doesn't depend on the input length; 1 stands in for an unknown one.
-        before, after = deconv_padding_amounts(n or 1, k, layer.padding, s, d,
-                                               layer._output_padding(axis))
+    for before, after in layer.window.padding:  # the crop of the full output
         begins.append(before)
         ends.append(max(after, 0))
         extra.append(max(-after, 0))  # a negative crop appends zeros: ONNX's output_padding
@@ -264,7 +251,7 @@ def _export_dense(graph, layer, value):
 
 def _export_pool(graph, layer, value):
     x = graph.channels_first(value, layer.data_format)
-    pads, auto = _conv_pads(layer, _spatial(layer))
+    pads, auto = _conv_pads(layer)
     attributes = {"pads": pads} if pads else auto
     if layer.mode == "max":
         half = len(pads) // 2
@@ -377,18 +364,13 @@ def _export_dropout(graph, layer, value):
     return value  # inference
 
 
+# The ``onnx`` rule of a layer kind (``convlens.kinds``) -> the function that writes its nodes.
 EXPORTERS = {
-    "Conv1D": _export_conv, "Conv2D": _export_conv, "Conv3D": _export_conv,
-    "DepthwiseConv2D": _export_depthwise, "SeparableConv2D": _export_separable,
-    "Conv2DTranspose": _export_conv_transpose, "Dense": _export_dense,
-    "MaxPooling1D": _export_pool, "MaxPooling2D": _export_pool, "MaxPooling3D": _export_pool,
-    "AveragePooling1D": _export_pool, "AveragePooling2D": _export_pool,
-    "AveragePooling3D": _export_pool,
-    "GlobalAveragePooling1D": _export_global_pool, "GlobalAveragePooling2D": _export_global_pool,
-    "GlobalMaxPooling1D": _export_global_pool, "GlobalMaxPooling2D": _export_global_pool,
-    "Flatten": _export_flatten, "Reshape": _export_reshape,
-    "BatchNormalization": _export_batchnorm, "ZeroPadding2D": _export_zero_padding,
-    "ReLU": _export_relu, "Activation": _export_activation, "Dropout": _export_dropout,
+    "conv": _export_conv, "depthwise": _export_depthwise, "separable": _export_separable,
+    "transpose": _export_conv_transpose, "dense": _export_dense, "pool": _export_pool,
+    "global_pool": _export_global_pool, "flatten": _export_flatten, "reshape": _export_reshape,
+    "batchnorm": _export_batchnorm, "zero_padding": _export_zero_padding, "relu": _export_relu,
+    "activation": _export_activation, "dropout": _export_dropout,
 }
 
 
@@ -417,12 +399,13 @@ def to_onnx(model, opset_version: int | None = None):
     input_name = model._input_layer.name if model._input_layer is not None else "input"
     value = _Value(input_name, len(model.input_shape))
     for index, layer in enumerate(model.layers):
-        kind = type(layer).__name__
-        exporter = EXPORTERS.get(kind)
+        exporter = EXPORTERS.get(kind_of(layer).onnx)
         if exporter is None:
+            exportable = sorted(name for name in registered_names()
+                                if kind_of(registered_class(name)).onnx in EXPORTERS)
             raise ValueError(
-                f"Cannot export layer {index} '{layer.name}' ({kind}) to ONNX: convlens has no "
-                f"ONNX form for it. Exportable layers: {', '.join(sorted(EXPORTERS))}."
+                f"Cannot export layer {index} '{layer.name}' ({type(layer).__name__}) to ONNX: "
+                f"convlens has no ONNX form for it. Exportable layers: {', '.join(exportable)}."
             )
         value = exporter(graph, layer, value)
     output_name = "output_0"

@@ -420,7 +420,7 @@ register(Flatten, Kind(words="flatten", field="mix", trace="copy", onnx="flatten
 register(Reshape, Kind(words="reshape", field="mix", trace="copy", onnx="reshape"))
 register(Activation, Kind(words="elementwise", field="pointwise", trace="elementwise",
                           onnx="activation"))
-register(ReLU, Kind(words="elementwise", field="pointwise", trace="elementwise", onnx="relu"))
+register(ReLU, Kind(words="relu", field="pointwise", trace="relu", onnx="relu"))
 register(Dropout, Kind(words="dropout", field="pointwise", trace="copy", onnx="dropout"))
 register(ZeroPadding2D, Kind(words="zero_padding", field="shift", trace="copy",
                              onnx="zero_padding", builds_from_shape=True))

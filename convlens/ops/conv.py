@@ -58,6 +58,7 @@ from convlens.ops.conv_single_channel import (
     single_channel_grad_input,
     single_channel_grad_kernel,
 )
+from convlens.shapes import transposed_full_length
 
 # Bytes of patch matrix (plus output) per chunk of the im2col GEMM: stays in the 32 MiB L3 and
 # keeps the number of BLAS calls low; 1-16 MiB measured within noise of each other at 1 thread,
@@ -327,7 +328,7 @@ def conv_transpose_forward(x, kernel, bias, strides, crop, dilation):
             f"(layout (*k, C_out, C_in)); received kernel shape {kernel.shape}."
         )
     full = tuple(
-        (n - 1) * s + d * (k - 1) + 1
+        transposed_full_length(n, k, s, d)
         for n, k, s, d in zip(x.shape[1:-1], kernel.shape[:-2], strides, dilation, strict=True)
     )
     out = tuple(f - a - b for f, (a, b) in zip(full, crop, strict=True))

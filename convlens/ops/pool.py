@@ -1,8 +1,8 @@
 """Pooling kernels (spatial rank 1, 2 or 3): forward and backward side by side.
 
 Layout is channels_last: ``x`` is ``(N, *spatial, C)``. Padding is explicit ``(before, after)``
-per spatial axis, computed by the caller with :func:`convlens.shapes.padding_amounts` (Keras
-``same``: the odd pixel goes at the end).
+per spatial axis, read by the caller from its window record (:class:`convlens.shapes.Window`;
+Keras ``same``: the odd pixel goes at the end).
 
 How the numbers are computed:
 
@@ -39,6 +39,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from convlens.shapes import conv_output_length
 
 __all__ = [
     "max_pool_forward",
@@ -83,7 +85,8 @@ class _PoolGeometry:
             n + b + a for n, (b, a) in zip(self.in_shape[1:-1], self.pads, strict=True)
         )
         self.out = tuple(
-            (p - k) // s + 1 for p, k, s in zip(self.padded, self.pool, self.strides, strict=True)
+            conv_output_length(p, k, "valid", s)
+            for p, k, s in zip(self.padded, self.pool, self.strides, strict=True)
         )
         if any(o < 1 for o in self.out):
             raise ValueError(

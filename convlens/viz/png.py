@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from convlens.kinds import kind_of
+
 __all__ = [
     "kernel_grid_png",
     "feature_maps_png",
@@ -101,24 +103,23 @@ def _save(data: bytes, path) -> bytes:
 
 def kernel_tiles(layer, channel: int | None = None) -> tuple[list[np.ndarray], list[str], str]:
     """The 2D tiles of a built conv layer's kernels, their labels, and what a tile shows."""
-    from convlens.layers import Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-
-    if not isinstance(layer, (Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D)):
+    picture = kind_of(layer).picture
+    if picture is None:
         raise TypeError(
             f"kernel_grid_png draws convolution kernels; layer {getattr(layer, 'name', layer)!r} "
             f"is a {type(layer).__name__}."
         )
     if not layer.built:
         raise ValueError(f"Layer '{layer.name}' is not built yet, so it has no kernel to draw.")
-    if isinstance(layer, (DepthwiseConv2D, SeparableConv2D)):
-        kernel = (layer.depthwise if isinstance(layer, SeparableConv2D) else layer).kernel.value
+    if picture in ("depthwise", "separable"):
+        kernel = (layer.depthwise if picture == "separable" else layer).kernel.value
         kh, kw, channels, multiplier = kernel.shape
         tiles = [kernel[:, :, c, m] for c in range(channels) for m in range(multiplier)]
         labels = [f"ch {c} #{m}" for c in range(channels) for m in range(multiplier)]
         what = "each tile is the 2D filter of one input channel (depthwise: no channel sum)"
         return tiles, labels, what
     kernel = layer.kernel.value
-    if isinstance(layer, Conv2DTranspose):
+    if picture == "transpose":
         kernel = np.swapaxes(kernel, 2, 3)  # (kh, kw, filters, C_in) -> (kh, kw, C_in, filters)
     if kernel.ndim == 3:  # Conv1D (k, C_in, filters): one row per filter
         kernel = kernel[None]

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from convlens.kinds import kind_of
+
 __all__ = ["conv_layer_svg", "ConvPicture", "conv_picture"]
 
 _INPUT_FILL = "#dbe8f6"
@@ -69,12 +71,9 @@ def sizes(*values) -> str:
 def conv_picture(layer) -> ConvPicture:
     """The sizes to draw for a built 2D convolution layer (Conv2D, DepthwiseConv2D,
     SeparableConv2D, Conv2DTranspose)."""
-    from convlens.layers import Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-
     kind = type(layer).__name__
-    if not isinstance(layer, (Conv, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D)) or (
-        getattr(layer, "rank", 2) != 2
-    ):
+    picture = kind_of(layer).picture
+    if picture is None or len(layer.kernel_size) != 2:
         raise TypeError(
             f"conv_layer_svg draws 2D convolution layers (Conv2D, DepthwiseConv2D, "
             f"SeparableConv2D, Conv2DTranspose); received {layer!r} of type {kind}."
@@ -87,7 +86,7 @@ def conv_picture(layer) -> ConvPicture:
     in_h, in_w, in_c = _dims(layer.input_shape, layer.data_format)
     out_h, out_w, out_c = _dims(layer.output_shape, layer.data_format)
     kh, kw = layer.kernel_size
-    if isinstance(layer, Conv):
+    if picture == "conv":
         depth = layer.kernel.shape[2]
         if layer.groups > 1:
             note = (
@@ -100,13 +99,13 @@ def conv_picture(layer) -> ConvPicture:
                 if depth > 1
                 else "each filter spans the single input channel"
             )
-    elif isinstance(layer, DepthwiseConv2D):
+    elif picture == "depthwise":
         depth = 1
         note = (
             f"depthwise: each filter sees ONE input channel, no sum across channels "
             f"({in_c} channels x {layer.depth_multiplier} = {out_c} maps)"
         )
-    elif isinstance(layer, SeparableConv2D):
+    elif picture == "separable":
         depth = 1
         middle = in_c * layer.depth_multiplier
         note = (
