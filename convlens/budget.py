@@ -16,9 +16,10 @@ The figures, all for one sample (no batch axis):
   keeps for the backward pass);
 - ``multiply-adds``: as :mod:`convlens.explain.cost` counts them.
 
-The library's default limits (:data:`DEFAULT_LIMITS`) are generous: they refuse only what
-would not fit in a machine's memory (4 GB of float32 weights or activations) or would take
-hours per sample; a server passes tighter ones.
+The library's default limits (:data:`DEFAULT_LIMITS`, the defaults of :class:`Budget`) are
+generous: they refuse only what would not fit in a laptop's memory (1.2 GB of float32
+weights, 2 GB of activations or 400 MB of input per sample) or would take many minutes per
+sample; a server passes tighter ones.
 
 Example:
     >>> from convlens.layers import Conv2D, Dense, Flatten
@@ -49,11 +50,11 @@ __all__ = ["BudgetError", "Budget", "DEFAULT_LIMITS", "ModelFigures", "LayerFigu
 class Budget:
     """Limits on a model's figures (see the module docstring); pass to :func:`check_budget`."""
 
-    max_params: int = 1_000_000_000
-    max_activation_values: int = 1_000_000_000
-    max_multiply_adds: int = 10**13
+    max_params: int = 300_000_000  # 1.2 GB of float32 weights (VGG16 has 138M)
+    max_activation_values: int = 500_000_000  # 2 GB per sample
+    max_multiply_adds: int = 10**12  # minutes per sample in NumPy (VGG16: 1.5e10)
     max_layers: int = 100_000
-    max_input_values: int = 1_000_000_000
+    max_input_values: int = 100_000_000  # 400 MB per sample (a 4K RGB image is 25M)
 
     def check(self, layers: Sequence, input_shape) -> ModelFigures:
         """``check_budget(layers, input_shape)`` with these limits."""
@@ -121,7 +122,8 @@ def check_budget(
     axis first, e.g. ``(None, 28, 28, 1)``), or a :class:`BudgetError` naming the layer and
     the figure over its limit. Nothing is allocated: each layer reports its output and weight
     shapes from its configuration. A layer that cannot take its input raises its own
-    ``ValueError``, as building it would.
+    ``ValueError`` (or ``TypeError``), as building it would, with the layer's position in
+    ``layers`` as the exception's ``layer_index`` attribute.
     """
     if len(layers) > max_layers:
         raise BudgetError(
@@ -135,8 +137,12 @@ def check_budget(
             f"the budget allows {max_input_values:,} (max_input_values). Use a smaller input.",
             "max_input_values", figures.input_values, max_input_values)
     for index, layer in enumerate(layers):
-        output_shape = tuple(layer.compute_output_shape(shape))
-        weights = layer.weight_shapes(shape)
+        try:
+            output_shape = tuple(layer.compute_output_shape(shape))
+            weights = layer.weight_shapes(shape)
+        except (ValueError, TypeError) as error:
+            error.layer_index = index
+            raise
         params = sum(math.prod(s) for s in weights.values())
         figures.params += params
         if figures.params > max_params:

@@ -27,6 +27,7 @@ class Sequential:
         self.name = name or unique_name("sequential")
         self.trainable = trainable
         self._layers: list[Layer] = []
+        self._layer_names: set[str] = set()  # so adding n layers takes n steps, not n**2
         self._input_layer: InputLayer | None = None
         self.built = False
         self.optimizer = None
@@ -57,7 +58,7 @@ class Sequential:
                 )
             self._input_layer = layer
         elif isinstance(layer, Layer):
-            if any(existing.name == layer.name for existing in self._layers):
+            if layer.name in self._layer_names:
                 raise ValueError(
                     f"All layers added to a Sequential model should have unique names. Name "
                     f"{layer.name!r} is already the name of a layer in '{self.name}'."
@@ -65,6 +66,7 @@ class Sequential:
             if not self._layers and self._input_layer is None and layer._batch_input_shape:
                 self._input_layer = InputLayer(batch_shape=layer._batch_input_shape)
             self._layers.append(layer)
+            self._layer_names.add(layer.name)
         else:
             raise TypeError(
                 f"Sequential.add expects a convlens layer; received {layer!r} of type "
@@ -78,6 +80,7 @@ class Sequential:
         if not self._layers:
             raise ValueError(f"Sequential '{self.name}' has no layers to pop.")
         layer = self._layers.pop()
+        self._layer_names.discard(layer.name)
         self.built = False
         if rebuild:
             self._maybe_build()

@@ -18,6 +18,7 @@ from convlens.shapes import format_shape
 from convlens.variables import Variable
 
 
+@functools.lru_cache(maxsize=256)  # a few class names, asked once per layer made
 def to_snake_case(name: str) -> str:
     """Keras's auto-name stem: ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
     name = re.sub(r"\W+", "", name)

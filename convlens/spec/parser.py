@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass
 
 from convlens import layers as L
+from convlens.budget import DEFAULT_LIMITS, Budget, BudgetError, check_budget
 from convlens.models import Sequential
 from convlens.ops.activations import NAMES as ACTIVATIONS
 from convlens.spec.forms import _BY_WORD, LAYER_WORDS, REQUIRED, LayerForm
-from convlens.spec.values import _EXPECTED, _INT, _did_you_mean, _ints, _parse_value
+from convlens.spec.values import _EXPECTED, _SIZES, _did_you_mean, _parse_value
 
 
 class SpecError(ValueError):
@@ -19,7 +20,8 @@ class SpecError(ValueError):
         self.column = column
         self.token = token
         self.message = " ".join(str(message).split())
-        super().__init__(f"spec error at column {column} ({token!r}): {self.message}")
+        shown = token if len(token) <= 40 else f"{token[:30]}...{token[-6:]}"
+        super().__init__(f"spec error at column {column} ({shown!r}): {self.message}")
 
 
 @dataclass
@@ -168,7 +170,7 @@ def _misplaced_option_hint(form: LayerForm, text: str) -> str | None:
                 f"expected an activation name for ACTIVATION, got {text!r}; "
                 f"did you mean {param.key}={lower}?"
             )
-    if _INT.match(text) or _ints(text):
+    if _SIZES.match(text):
         return (
             f"unexpected argument {text!r}; {form.word} takes {form.usage()}; give other "
             f"sizes as options, e.g. strides={lower}"
@@ -176,12 +178,16 @@ def _misplaced_option_hint(form: LayerForm, text: str) -> str | None:
     return None
 
 
-def parse_spec(text: str) -> Sequential:
+def parse_spec(text: str, budget: Budget | None = None) -> Sequential:
     """Build the :class:`~convlens.models.Sequential` that ``text`` describes.
 
+    The model's figures are checked against ``budget`` (by default the library's generous
+    :data:`convlens.budget.DEFAULT_LIMITS`) before any weight is created, and the layers are
+    built in one pass.
+
     Raises:
-        SpecError: the spec is malformed, or a layer cannot be built on its input (the
-            message names the segment and its column).
+        SpecError: the spec is malformed, a layer cannot be built on its input, or the model
+            is over its budget (the message names the segment and its column).
         TypeError: ``text`` is not a string.
 
     Example:
@@ -191,24 +197,67 @@ def parse_spec(text: str) -> Sequential:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_spec expects a string; received {type(text).__name__}.")
+    budget = budget or DEFAULT_LIMITS
     segments = _segments(text)
+    if len(segments) > budget.max_layers + 1:
+        raise SpecError(1, text[:20], f"the spec has {len(segments):,} layers; the budget "
+                        f"allows {budget.max_layers:,} (max_layers)")
     parsed = [(segment, *_segment_kwargs(segment)) for segment in segments]
-    model = Sequential()
-    for index, (segment, form, kwargs) in enumerate(parsed):
-        if form.cls is L.InputLayer and index > 0:
-            raise SpecError(
-                segment.column, segment.text, "'input' can only be the first layer of a spec"
-            )
-        try:
-            if form.cls is L.InputLayer:
-                layer = L.InputLayer(**kwargs)
-            else:
-                layer = form.cls(**kwargs)
-            model.add(layer)
-        except (ValueError, TypeError) as error:
-            raise SpecError(
-                segment.column,
-                segment.text,
-                f"cannot build {form.word} (segment {index + 1}): {error}",
-            ) from None
-    return model
+    layers = [_layer(index, *entry) for index, entry in enumerate(parsed)]
+    _check_names(parsed, layers)
+    first = 1 if layers and isinstance(layers[0], L.InputLayer) else 0
+    if first:
+        _check_budget(parsed, layers, budget)
+    return _assemble(parsed, layers)
+
+
+def _fail(segment: _Segment, index: int, word: str, error: BaseException) -> SpecError:
+    return SpecError(segment.column, segment.text,
+                     f"cannot build {word} (segment {index + 1}): {error}")
+
+
+def _layer(index: int, segment: _Segment, form: LayerForm, kwargs: dict):
+    if form.cls is L.InputLayer and index > 0:
+        raise SpecError(
+            segment.column, segment.text, "'input' can only be the first layer of a spec"
+        )
+    try:
+        return form.cls(**kwargs)
+    except (ValueError, TypeError, ArithmeticError) as error:
+        raise _fail(segment, index, form.word, error) from None
+
+
+def _check_names(parsed: list, layers: list) -> None:
+    seen = set()
+    for index, ((segment, form, _), layer) in enumerate(zip(parsed, layers)):
+        if layer.name in seen:
+            raise SpecError(segment.column, segment.text,
+                            f"{form.word} (segment {index + 1}): the name {layer.name!r} is "
+                            "already used by an earlier layer; layer names must be unique")
+        seen.add(layer.name)
+
+
+def _check_budget(parsed: list, layers: list, budget: Budget) -> None:
+    try:
+        check_budget(layers[1:], layers[0].batch_shape, **budget.limits())
+    except BudgetError as error:
+        index = 0 if error.index is None else error.index + 1
+        segment = parsed[index][0]
+        raise SpecError(segment.column, segment.text, f"over budget: {error}") from None
+    except (ValueError, TypeError, ArithmeticError) as error:
+        index = getattr(error, "layer_index", None)
+        index = len(layers) - 1 if index is None else index + 1
+        segment, form, _ = parsed[index]
+        raise _fail(segment, index, form.word, error) from None
+
+
+def _assemble(parsed: list, layers: list) -> Sequential:
+    try:
+        return Sequential(layers)
+    except (ValueError, TypeError, ArithmeticError, MemoryError) as error:
+        # The shapes and the budget were checked layer by layer: what is left is the
+        # machine running out of memory for weights within the budget.
+        message = "not enough memory for its weights" if isinstance(error, MemoryError) else error
+        segment = parsed[-1][0]
+        raise SpecError(segment.column, segment.text,
+                        f"cannot build the model: {message}") from None

@@ -12,6 +12,7 @@ import re
 from convlens.ops.activations import NAMES as ACTIVATIONS
 
 _INT = re.compile(r"[+-]?\d+\Z")
+_SIZES = re.compile(r"[+-]?\d+(x[+-]?\d+)*\Z", re.IGNORECASE)
 _EXPECTED = {
     "count": "a positive integer such as 32",
     "size": "a size such as 3 or 3x3",
@@ -31,18 +32,29 @@ _EXPECTED = {
 }
 
 
+MAX_INT = 2**31 - 1  # any larger size or count would overflow the arrays it describes
+
+
+def _whole(text: str) -> int:
+    """``int(text)`` for text that ``_INT`` matched, or a ValueError when it is too large."""
+    if len(text.lstrip("+-")) > len(str(MAX_INT)) or abs(int(text)) > MAX_INT:
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+        raise ValueError(f"{shown} is too large: integers in a spec are at most {MAX_INT:,}")
+    return int(text)
+
+
 def _ints(text: str) -> list[int] | None:
     parts = text.lower().split("x")
     if not all(_INT.match(p) for p in parts):
         return None
-    return [int(p) for p in parts]
+    return [_whole(p) for p in parts]
 
 
 def _parse_value(kind: str, text: str, rank: int):
     """The Python value for ``text``, or raise ``ValueError`` with what was expected."""
     lower = text.lower()
     if kind == "count":
-        if _INT.match(text) and int(text) > 0:
+        if _INT.match(text) and _whole(text) > 0:
             return int(text)
     elif kind in ("size", "size0"):
         values = _ints(text)
@@ -83,7 +95,7 @@ def _parse_value(kind: str, text: str, rank: int):
                 return value
     elif kind == "int":
         if _INT.match(text):
-            return int(text)
+            return _whole(text)
     elif kind == "bool":
         if lower in ("true", "false"):
             return lower == "true"
