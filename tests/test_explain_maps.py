@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convlens.explain import trace
 from convlens.explain.maps import filter_maps, layer_outputs
 from convlens.spec import parse_spec
 from convlens.utils import set_random_seed
@@ -68,6 +69,13 @@ def test_filter_maps_are_each_channels_window_times_its_slice(spec, pads):
             else result.pre_activation
         np.testing.assert_allclose(activated, forward, rtol=1e-5, atol=1e-5)
         assert result.matches
+        # The window of the corner positions: where trace finds it.
+        for i, j in ((0, 0), (result.output.shape[0] - 1, result.output.shape[1] - 1)):
+            traced = trace(model, 0, (i, j, f), x)
+            assert [result.positions[0][i], result.positions[1][j]] == \
+                [list(p) for p in traced.positions]
+            np.testing.assert_allclose(result.channel_maps[i, j], traced.partial_sums,
+                                       rtol=1e-4, atol=1e-5)
 
 
 def test_filter_maps_of_a_grouped_conv_use_its_groups_channels_and_a_later_layer():

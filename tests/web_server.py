@@ -29,7 +29,7 @@ def main() -> None:
     import uvicorn
 
     from convlens.web import create_app
-    from convlens.web.api import API_ROUTES
+    from convlens.web.routes import API_ROUTES
 
     port, config = int(sys.argv[1]), json.loads(sys.argv[2])
     routes = dict(API_ROUTES)

@@ -49,6 +49,9 @@ class FilterMaps:
     output: np.ndarray
     activation: str
     max_abs_diff: float  # |sum of channel maps + bias - the layer's own pre-activation|
+    # per spatial axis, per output coordinate: the input coordinates its window reads
+    # (outside [0, n) where the window lies on zero padding)
+    positions: list
 
     @property
     def matches(self) -> bool:
@@ -95,9 +98,14 @@ def filter_maps(model, layer, filter: int, x) -> FilterMaps:
     whole, _ = conv_forward(h, target.kernel.value, None if bias is None else target.bias.value,
                             target.strides, pads, target.dilation_rate, target.groups)
     diff = float(np.max(np.abs(pre - whole[0, ..., filter]), initial=0.0))
+    positions = [
+        [[o * stride - before + tap * dilation for tap in range(size)] for o in range(count)]
+        for count, size, stride, dilation, (before, _) in zip(
+            maps.shape[1:-1], target.kernel_size, target.strides, target.dilation_rate, pads)
+    ]
     return FilterMaps(
         layer_index=position, layer_name=target.name, filter=int(filter),
         input_channels=channels, kernel=kernel, channel_maps=maps[0], bias=bias,
         pre_activation=pre, output=output, activation=target.activation.name,
-        max_abs_diff=diff,
+        max_abs_diff=diff, positions=positions,
     )

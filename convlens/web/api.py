@@ -28,13 +28,15 @@ concurrent requests and the caller's generator and name counts never see each ot
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import numpy as np
 
 from convlens.utils import session
 
-__all__ = ["API_ROUTES", "ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples",
-           "explain_request"]
+__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples", "explain_request",
+           "jsonable", "model_input", "model_session", "read_int", "read_position", "read_seed",
+           "request_object", "seeded_model", "trace_entry"]
 
 MAX_SPEC_CHARS = 2_000
 # Weights are allocated when the spec is parsed; past this a page would take seconds and
@@ -65,14 +67,20 @@ class ApiError(ValueError):
 
 def examples() -> dict:
     """The example specs the page offers (the seed's two models come from ``convlens.demo``),
-    the spec it opens with, and the spec grammar (``convlens.spec.GRAMMAR``)."""
+    the spec it opens with, the spec grammar (``convlens.spec.GRAMMAR``) and the shipped
+    MNIST test digits (``images``: each 784 values 0-255, row by row; ``labels``)."""
+    from convlens.datasets.digits import sample_digits
     from convlens.demo import model_a, model_b
     from convlens.spec import GRAMMAR, format_spec
+
+    images, labels, _ = sample_digits()
 
     seed = format_spec(model_a())
     return {
         "initial": seed,
         "grammar": GRAMMAR,
+        "digits": {"images": images.reshape(len(images), -1).tolist(),
+                   "labels": labels.tolist()},
         "examples": [
             {"title": "The seed question", "spec": seed,
              "note": "Why does the second layer output 24x24x64 and not 24x24x(32*64)?"},
@@ -92,7 +100,8 @@ def examples() -> dict:
     }
 
 
-def _int(value, name: str) -> int:
+def read_int(value, name: str) -> int:
+    """``value`` as an int (a JSON integer or a string of ASCII digits), or an ``ApiError``."""
     if isinstance(value, bool):
         raise ApiError(f"`{name}` must be an integer; received {value!r}.", field=name)
     if isinstance(value, int):
@@ -158,15 +167,16 @@ def _layer_entry(layer, explanation) -> dict:
         "params_formula": explanation.params_formula,
         "html": explanation.to_html(level=3),
         "svg": _svg(layer),
-        "contrast": None if contrast is None else _jsonable(contrast.to_dict()),
+        "contrast": None if contrast is None else jsonable(contrast.to_dict()),
     }
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` with NumPy arrays and scalars turned into lists and Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -176,9 +186,11 @@ def _jsonable(value):
     return str(value)
 
 
-def _trace(model, data: dict, seed: int, total_macs) -> dict:
-    from convlens.explain import trace
-    from convlens.explain.report import centre_index, last_conv_index, sample_input
+def read_position(model, data: dict) -> tuple[int, tuple]:
+    """The request's ``layer`` (index or name; default the last conv layer) as an index into
+    ``model.layers``, and its ``index`` (default the centre, channel 0) as a tuple."""
+    from convlens.explain.derivation import resolve_layer_index
+    from convlens.explain.report import centre_index, last_conv_index
 
     layer = data.get("layer")
     if layer is None or layer == "":
@@ -186,27 +198,30 @@ def _trace(model, data: dict, seed: int, total_macs) -> dict:
         if layer is None:
             layer = len(model.layers) - 1
     elif not (isinstance(layer, str) and not _INTEGER.match(layer)):
-        layer = _int(layer, "layer")
-    from convlens.explain.derivation import resolve_layer_index
-
+        layer = read_int(layer, "layer")
     position = resolve_layer_index(model, layer)
-    target = model.layers[position]
     index = data.get("index")
     if index is None or index == "" or index == []:
-        index = centre_index(target)
+        index = centre_index(model.layers[position])
     elif isinstance(index, str):
-        index = [_int(part, "index") for part in index.replace(" ", "").split(",")]
+        index = [read_int(part, "index") for part in index.replace(" ", "").split(",")]
     elif isinstance(index, list):
-        index = [_int(part, "index") for part in index]
+        index = [read_int(part, "index") for part in index]
     else:
         raise ValueError(f"`index` must be a list of integers such as [5, 7, 3]; received "
                          f"{index!r}.")
+    return position, tuple(index)
+
+
+def check_trace_cost(total_macs) -> None:
     if total_macs is not None and total_macs > MAX_TRACE_MACS:
         raise ValueError(f"the model needs {total_macs:,} multiply-adds per sample; the web "
                          f"page traces models of at most {MAX_TRACE_MACS:,}. Use the command "
                          "line: convlens explain SPEC --trace I,J,C.")
-    x = sample_input(model, seed=seed)
-    result = trace(model, position, tuple(index), x)
+
+
+def trace_entry(result) -> dict:
+    """The JSON of a ``Trace``: where, the value and its check, and the trace as HTML."""
     return {
         "layer": result.layer_index,
         "layer_name": result.layer_name,
@@ -220,27 +235,86 @@ def _trace(model, data: dict, seed: int, total_macs) -> dict:
     }
 
 
-def explain_request(data) -> dict:
-    """Answer one explain request (see the module docstring); raise ``ApiError`` if malformed."""
+def _trace(model, data: dict, x, total_macs) -> dict:
+    from convlens.explain import trace
+
+    position, index = read_position(model, data)
+    check_trace_cost(total_macs)
+    return trace_entry(trace(model, position, index, x))
+
+
+def model_input(model, data: dict, seed: int) -> np.ndarray:
+    """The request's ``input`` as a batch of one for ``model``:
+
+    - absent, or ``{"seed": s}``: ``sample_input(model, s)``, uniform [0, 1) (``s`` defaults
+      to the request's ``seed``), the input the CLI's ``--trace`` uses;
+    - ``{"digit": k}``: shipped MNIST test digit ``k`` (``convlens.datasets.digits``) scaled
+      to [0, 1], for a model taking 28x28 (``(28, 28, 1)``, ``(28, 28)``, ``(1, 28, 28)``);
+    - ``{"pixels": [[...], ...]}``: the values themselves, nested as the input shape (a
+      trailing channel axis of 1 may be left out).
+    """
+    from convlens.explain.report import sample_input
+
+    choice = data.get("input")
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    if choice is None:
+        return sample_input(model, seed)
+    if not isinstance(choice, dict) or len(choice) != 1:
+        raise ApiError('`input` must be one of {"digit": K}, {"pixels": [...]} or {"seed": S}; '
+                       f"received {str(choice)[:80]}.", field="input")
+    (kind, value), = choice.items()
+    if kind == "seed":
+        chosen = read_int(value, "input.seed")
+        if not 0 <= chosen < 2**32:
+            raise ApiError(f"`input.seed` must be in [0, 2**32); received {chosen}.",
+                           field="input")
+        return sample_input(model, chosen)
+    if kind == "digit":
+        from convlens.datasets.digits import sample_digits
+
+        images, _, _ = sample_digits()
+        number = read_int(value, "input.digit")
+        if not 0 <= number < len(images):
+            raise ApiError(f"`input.digit` must be in [0, {len(images) - 1}]; received "
+                           f"{number}.", field="input")
+        if shape not in ((28, 28, 1), (28, 28), (1, 28, 28)):
+            raise ApiError(f"an MNIST digit is 28x28x1; this model takes inputs of shape "
+                           f"{shape}. Send {{\"pixels\": ...}} or {{\"seed\": S}} instead.",
+                           field="input")
+        return (images[number].astype(np.float32) / 255.0).reshape(1, *shape)
+    if kind == "pixels":
+        try:
+            pixels = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise ApiError("`input.pixels` must be numbers nested as the input shape "
+                           f"{shape}.", field="input") from None
+        if pixels.shape != shape and (*pixels.shape, 1) != shape:
+            raise ApiError(f"`input.pixels` has shape {pixels.shape}; this model takes "
+                           f"{shape}.", field="input")
+        if not np.all(np.isfinite(pixels)):
+            raise ApiError("`input.pixels` holds a value that is not a finite number.",
+                           field="input")
+        return pixels.reshape(1, *shape)
+    raise ApiError(f"unknown input kind {kind[:40]!r}: use digit, pixels or seed.",
+                   field="input")
+
+
+def request_object(data) -> dict:
+    """``data`` if it is a JSON object, else an ``ApiError`` showing what one looks like."""
     if not isinstance(data, dict):
         raise ApiError("the request must be a JSON object such as {\"spec\": \"input 28x28x1 | "
                        "conv2d 32 3\"}.")
-    spec = _spec_text(data)
-    seed = _int(data.get("seed", 0), "seed")
+    return data
+
+
+def read_seed(data: dict) -> int:
+    seed = read_int(data.get("seed", 0), "seed")
     if not 0 <= seed < 2**32:
         raise ApiError(f"`seed` must be in [0, 2**32); received {seed}.", field="seed")
-    # Names counted from zero (``conv2d``, ``conv2d_1``... as a fresh Keras session names them)
-    # and weights from the seed; the process's own generator and names come back afterwards.
-    with session(seed=seed):
-        return _answer(data, spec, seed)
+    return seed
 
 
-def _answer(data: dict, spec: str, seed: int) -> dict:
-    from convlens.explain import explain_model
-    from convlens.explain.render import to_html
-    from convlens.explain.report import _summary_text
-    from convlens.spec import format_spec
-
+def _built_model(spec: str):
     model = _parse(spec)
     if not model.built:
         raise ApiError("the model has no input shape, so its sizes are unknown; start the spec "
@@ -251,6 +325,41 @@ def _answer(data: dict, spec: str, seed: int) -> dict:
         raise ApiError(f"the model has {params:,} parameters; the web page explains models of "
                        f"at most {MAX_PARAMS:,}. Use the command line: convlens explain SPEC.",
                        field="spec")
+    return model
+
+
+@contextmanager
+def model_session(data: dict):
+    """Inside: ``(model, seed)`` -- the request's spec built with the request's seed, in a
+    fresh session that stays current (for readers that build layers) until the block ends."""
+    request_object(data)
+    spec = _spec_text(data)
+    seed = read_seed(data)
+    # Names counted from zero (``conv2d``, ``conv2d_1``... as a fresh Keras session names them)
+    # and weights from the seed; the process's own generator and names come back afterwards.
+    with session(seed=seed):
+        yield _built_model(spec), seed
+
+
+def seeded_model(data: dict):
+    """``(model, seed)`` of the request: its spec built with its seed in a fresh session."""
+    with model_session(data) as (model, seed):
+        return model, seed
+
+
+def explain_request(data) -> dict:
+    """Answer one explain request (see the module docstring); raise ``ApiError`` if malformed."""
+    with model_session(data) as (model, seed):
+        return _answer(model, data, seed)
+
+
+def _answer(model, data: dict, seed: int) -> dict:
+    from convlens.explain import explain_model
+    from convlens.explain.render import to_html
+    from convlens.explain.report import _summary_text
+    from convlens.spec import format_spec
+
+    params = model.count_params()
     explanation = explain_model(model, contrast=True)
     response = {
         "spec": format_spec(model),
@@ -266,15 +375,10 @@ def _answer(data: dict, spec: str, seed: int) -> dict:
         "trace_error": None,
     }
     try:
-        response["trace"] = _trace(model, data, seed, explanation.total_macs)
+        response["trace"] = _trace(model, data, model_input(model, data, seed),
+                                   explanation.total_macs)
     except ApiError as error:
         response["trace_error"] = str(error)
     except (ValueError, TypeError) as error:
         response["trace_error"] = " ".join(str(error).split())
     return response
-
-
-# Each API route: the function answering its decoded JSON body, and the largest body it takes.
-API_ROUTES = {
-    "/api/explain": (explain_request, 64 * 1024),
-}

@@ -4,9 +4,10 @@ Routes:
 
 - ``GET /``: ``static/index.html``; ``GET /static/NAME``: a file directly inside ``static/``
   (no sub-folders, no dot files); ``GET /favicon.ico``: the page's icon;
-- ``GET /api/examples``: the example specs and the spec the page starts with;
-- ``POST /api/<name>`` with a JSON body: the model questions of :mod:`convlens.web.api`
-  (``explain``, ...), answered in a worker thread.
+- ``GET /api/examples``: the example specs, the spec the page starts with, the shipped digits;
+- ``GET /openapi.json``: the OpenAPI description of the API;
+- ``POST /api/<name>`` with a JSON body: the model questions of ``convlens.web.routes``
+  (``summary``, ``explain``, ``trace``, ``feature-maps``), answered in a worker thread.
 
 Who may ask. Every request must name this server in its ``Host`` header: by default a
 loopback name or address (``localhost``, ``127.0.0.1``, ``::1``) or the address it listens
@@ -36,7 +37,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from convlens.web.api import API_ROUTES, ApiError, examples
+from convlens.web.api import ApiError, examples
+from convlens.web.routes import API_ROUTES, openapi
 
 __all__ = ["LOOPBACK_HOSTS", "MAX_BODY_BYTES", "MAX_INT_DIGITS", "MAX_JSON_DEPTH",
            "STATIC_DIR", "create_app"]
@@ -304,6 +306,9 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
             raise _Refused(405 if path in ("/", "/api/examples") else 404,
                            f"{method} {path[:200]}: only GET here.",
                            headers=[(b"allow", b"GET, HEAD")])
+        if path == "/openapi.json":
+            await _send_json(send, 200, openapi(), head)
+            return
         if path == "/api/examples":
             data = examples()
             if initial_spec is not None:
