@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from convlens.cli import main
 from convlens.explain.report import sample_input
@@ -102,7 +103,7 @@ def test_index_is_served_and_loads_only_local_files():
     assert page.urls, "the page should load its script and style"
     for url in page.urls:
         assert not re.match(r"^(https?:)?//", url), url
-        assert url.startswith("/static/"), url
+        assert url.startswith("/static/") or url == "/openapi.json", url
         status, _, body = call("GET", url)
         assert status == 200 and body, url
     assert {"/static/app.js", "/static/style.css"} <= set(page.urls)
@@ -118,16 +119,18 @@ def test_static_files_have_content_types_and_no_external_urls():
     assert "default-src 'self'" in headers["content-security-policy"]
 
 
-def test_element_ids_used_by_app_js_exist_in_index_html():
+def test_element_ids_used_by_the_scripts_exist_in_index_html():
+    scripts = "".join(path.read_text() for path in STATIC_DIR.glob("*.js"))
+    used = set(re.findall(r"""(?:\$|byId)\(\s*["']([\w-]+)["']\s*\)""", scripts))
+    assert {"spec", "summary", "layers", "trace-layer", "trace-index", "spec-error", "maps",
+            "cell", "kernels", "digits", "draw", "play"} <= used
     script = (STATIC_DIR / "app.js").read_text()
-    used = set(re.findall(r"""\$\(\s*["']([\w-]+)["']\s*\)""", script))
-    assert {"spec", "summary", "layers", "trace-layer", "trace-index", "spec-error"} <= used
     missing = used - parsed_index().ids
     assert not missing, f"app.js uses ids that index.html lacks: {sorted(missing)}"
     # The JSON keys app.js reads are keys the API returns.
     _, data = post_json({"spec": SEED_SPEC})
     for key in re.findall(r"data\.(\w+)", script):
-        assert key in data or key in ("error", "examples", "grammar", "initial"), key
+        assert key in data or key in ("error", "examples", "grammar", "initial", "digits"), key
 
 
 def test_examples_come_from_the_library_and_all_parse():
@@ -357,3 +360,105 @@ def test_every_static_file_is_packaged():
     entries = list(STATIC_DIR.iterdir())
     assert {"index.html", "app.js", "style.css"} <= {p.name for p in entries}
     assert all(p.is_file() for p in entries)
+
+
+# ----- /api/summary, /api/feature-maps, /api/trace, /openapi.json ------------------------------
+
+
+def post(path: str, data):
+    status, headers, body = call("POST", path, json.dumps(data).encode())
+    assert headers["content-type"].startswith("application/json")
+    return status, json.loads(body)
+
+
+def test_summary_is_the_libraries_summary_of_the_seeded_model():
+    status, data = post("/api/summary", {"spec": SEED_SPEC, "seed": 4})
+    model = seeded_model(SEED_SPEC, 4)
+    chunks = []
+    model.summary(print_fn=lambda text, *a, **k: chunks.append(text))
+    assert status == 200 and data["summary"] == "".join(chunks)
+    assert [layer["params"] for layer in data["layers"]] == [320, 18_496]
+    assert data["layers"][1]["input_shape"] == [26, 26, 32]
+
+
+def test_feature_maps_are_the_layer_outputs_for_a_shipped_digit():
+    from convlens.datasets.digits import sample_digits
+
+    spec = SEED_SPEC + " | maxpool 2 | flatten | dense 10 softmax"
+    status, data = post("/api/feature-maps", {"spec": spec, "seed": 1, "input": {"digit": 4}})
+    assert status == 200
+    model = seeded_model(spec, 1)
+    x = (sample_digits()[0][4] / 255.0).astype(np.float32).reshape(1, 28, 28, 1)
+    np.testing.assert_allclose(data["input"]["values"], x[0], atol=1e-6)
+    h = x
+    for layer, entry in zip(model.layers, data["layers"]):
+        h = layer.call(h)
+        assert entry["shape"] == list(h.shape[1:]) and entry["name"] == layer.name
+        np.testing.assert_allclose(entry["maps"], h[0], atol=1e-6)
+        assert entry["low"] == pytest.approx(float(h.min())) and \
+            entry["high"] == pytest.approx(float(h.max()))
+    np.testing.assert_allclose(data["layers"][1]["kernel"], model.layers[1].kernel.value,
+                               atol=1e-6)
+    probabilities = model.predict(x, verbose=0)[0]
+    assert data["prediction"]["class"] == int(np.argmax(probabilities))
+    np.testing.assert_allclose(data["prediction"]["probabilities"], probabilities, atol=1e-6)
+
+
+def test_inputs_as_pixels_or_a_seed_and_their_refusals():
+    pixels = np.linspace(0, 1, 36, dtype=np.float32).reshape(6, 6)
+    status, data = post("/api/feature-maps", {"spec": "input 6x6x1 | conv2d 2 3",
+                                               "input": {"pixels": pixels.tolist()}})
+    model = seeded_model("input 6x6x1 | conv2d 2 3")
+    expected = model.predict(pixels.reshape(1, 6, 6, 1), verbose=0)[0]
+    assert status == 200
+    np.testing.assert_allclose(data["layers"][0]["maps"], expected, atol=1e-6)
+    status, data = post("/api/feature-maps", {"spec": "input 6x6x1 | conv2d 2 3",
+                                               "input": {"seed": 5}})
+    expected = model.predict(sample_input(model, seed=5), verbose=0)[0]
+    np.testing.assert_allclose(data["layers"][0]["maps"], expected, atol=1e-6)
+    for bad in ({"digit": 50}, {"digit": 0, "seed": 1}, {"pixels": [[1, 2], [3]]},
+                {"pixels": [[0.5] * 5] * 6}, {"pixels": "x"}, {"colour": 1}, [1], 3):
+        status, data = post("/api/feature-maps", {"spec": "input 6x6x1 | conv2d 2 3",
+                                                   "input": bad})
+        assert status == 400 and data["error"]["field"] == "input", bad
+    status, data = post("/api/feature-maps", {"spec": "input 8x8x3 | conv2d 2 3",
+                                               "input": {"digit": 1}})
+    assert status == 400 and "28x28x1" in data["error"]["message"]
+
+
+def test_trace_gives_the_filters_per_channel_maps_summing_to_the_value():
+    from convlens.explain import trace
+
+    body = {"spec": SEED_SPEC, "seed": 2, "layer": 1, "index": [5, 7, 3], "input": {"digit": 9}}
+    status, data = post("/api/trace", body)
+    assert status == 200
+    model = seeded_model(SEED_SPEC, 2)
+    from convlens.datasets.digits import sample_digits
+
+    x = (sample_digits()[0][9] / 255.0).astype(np.float32).reshape(1, 28, 28, 1)
+    expected = trace(model, 1, (5, 7, 3), x)
+    assert data["trace"]["value"] == pytest.approx(expected.value, abs=1e-7)
+    np.testing.assert_allclose(data["terms"]["partial_sums"], expected.partial_sums, atol=1e-6)
+    split = data["filter_maps"]
+    assert split["filter"] == 3 and split["input_channels"] == list(range(32))
+    np.testing.assert_allclose(split["channel_maps"][5][7], expected.partial_sums, atol=1e-5)
+    assert split["pre_activation"][5][7] == pytest.approx(expected.pre_activation, abs=1e-5)
+    assert split["positions"][0][5] == [5, 6, 7] and split["positions"][1][7] == [7, 8, 9]
+    assert data["contrast"]["separate_output_shape"] == [None, 24, 24, 2048]
+    status, data = post("/api/trace", {**body, "index": [30, 0, 0]})
+    assert status == 400 and "[0, 23]" in data["error"]["message"]
+
+
+def test_openapi_describes_every_api_route():
+    from convlens.web.routes import API_ROUTES
+
+    status, _, body = call("GET", "/openapi.json")
+    schema = json.loads(body)
+    assert status == 200 and schema["openapi"].startswith("3.")
+    assert set(schema["paths"]) == set(API_ROUTES)
+    for path, methods in schema["paths"].items():
+        assert set(methods) == {"post"}, path
+        body_schema = methods["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert "spec" in body_schema["properties"] and body_schema["required"] == ["spec"]
+        assert call("POST", path, json.dumps({"spec": "input 4x4x1 | conv2d 1 3"}).encode())[0] \
+            == 200, path

@@ -99,7 +99,8 @@ def feature_maps_request(data) -> dict:
         values = _channels_last(layer, output[0])
         entry = {"index": index, "name": layer.name, "class_name": type(layer).__name__,
                  "output_shape": _shape(layer.output_shape[1:]), "shape": list(values.shape),
-                 "low": float(values.min(initial=0.0)), "high": float(values.max(initial=0.0)),
+                 "low": float(values.min()) if values.size else 0.0,
+                 "high": float(values.max()) if values.size else 0.0,
                  "maps": None, "kernel": None}
         budget -= values.size
         if budget >= 0:

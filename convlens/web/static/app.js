@@ -17,6 +17,7 @@ function setStatus(text) {
 function showSpecError(error) {
   $("spec-error").textContent = error.message;
   show($("spec-error"), true);
+  show($("stale"), !$("results").hidden);
   const caret = $("spec-caret");
   if (error.column) {
     // The spec on one line, with a caret under the column the server named.
@@ -30,22 +31,12 @@ function showSpecError(error) {
 
 function clearSpecError() {
   show($("spec-error"), false);
+  show($("stale"), false);
   show($("spec-caret"), false);
 }
 
-async function ask(body) {
-  const response = await fetch("/api/explain", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  let data;
-  try {
-    data = await response.json();
-  } catch (ignored) {
-    data = { error: { message: `the server answered ${response.status} without JSON` } };
-  }
-  return { ok: response.ok, data };
+function ask(body) {
+  return Maps.post("/api/explain", body);
 }
 
 function request(withTrace) {
@@ -76,6 +67,7 @@ async function explain(withTrace) {
   }
   clearSpecError();
   render(answer.data);
+  Maps.show(answer.data, { spec: $("spec").value, seed: $("seed").value || "0" });
   window.location.hash = "spec=" + encodeURIComponent($("spec").value);
 }
 
@@ -151,8 +143,8 @@ function renderTrace(trace, error) {
   }
   const verdict = trace.matches ? "equals the forward pass" : "DIFFERS from the forward pass";
   $("trace-value").textContent =
-    `${trace.layer_name}[${trace.index.join(", ")}] = ${trace.value} ` +
-    `(recomputed from its terms; ${verdict}: ${trace.forward_value})`;
+    `${trace.layer_name}[${trace.index.join(", ")}] = ${Draw.number(trace.value)} ` +
+    `(recomputed from its terms; ${verdict}: ${Draw.number(trace.forward_value)})`;
   $("trace-result").innerHTML = trace.html; // escaped by convlens' renderer
 }
 
@@ -173,6 +165,7 @@ async function loadExamples() {
     container.appendChild(button);
   }
   $("grammar").textContent = data.grammar;
+  Maps.showDigits(data.digits);
   const fromLink = new URLSearchParams(window.location.hash.slice(1)).get("spec");
   $("spec").value = fromLink || data.initial;
 }

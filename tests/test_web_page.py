@@ -1,0 +1,199 @@
+"""The page's pictures in real headless Chromium (Playwright driving Debian's chromium): the
+feature maps drawn on canvases are predict's activations, a clicked cell's per-channel sums
+are trace's, the window slides, and the page is not blank."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from convlens.datasets.digits import sample_digits
+from convlens.explain import trace
+from convlens.explain.maps import layer_outputs
+from convlens.layers.base import _name_counts
+from convlens.spec import parse_spec
+from convlens.utils import set_random_seed
+from tests.test_web_security import server
+
+SEED_SPEC = "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu"
+MNIST_SPEC = ("input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | "
+              "dense 10 softmax")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def seeded(spec: str, seed: int = 0):
+    """The model the API builds: weights from set_random_seed(seed), names from zero."""
+    _name_counts.clear()
+    set_random_seed(seed)
+    return parse_spec(spec)
+
+
+def digit(k: int) -> np.ndarray:
+    return (sample_digits()[0][k].astype(np.float32) / 255.0).reshape(1, 28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = next((path for path in map(shutil.which, BROWSERS) if path), None)
+    assert executable, "no Chromium found: ./dev test installs the Debian package 'chromium'"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with server() as (port, _):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    opened = context.new_page()
+    errors = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.set_default_timeout(60_000)
+    yield opened
+    context.close()
+    assert not errors, errors
+
+
+def open_page(page, base_url, spec: str, digit_index: int):
+    from urllib.parse import quote
+
+    page.goto(f"{base_url}/#spec={quote(spec)}")
+    page.wait_for_selector("#cell .channel-card")
+    page.click(f'#digits button[data-digit="{digit_index}"]')
+    marker = json.dumps({'digit': digit_index}, separators=(',', ':'))
+    page.wait_for_selector(f"#maps[data-input='{marker}']")
+
+
+def canvas_grey(page, layer: str, channel: int) -> np.ndarray:
+    """The red channel of every pixel of one map's canvas (grey: r = g = b)."""
+    data = page.evaluate(
+        """([layer, channel]) => {
+            const c = document.querySelector(
+                `#maps canvas[data-layer="${layer}"][data-channel="${channel}"]`);
+            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            return {w: c.width, h: c.height, px: Array.from(d)};
+        }""", [layer, str(channel)])
+    pixels = np.array(data["px"], dtype=np.int64).reshape(data["h"], data["w"], 4)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 3] == 255).all()
+    return pixels[..., 0]
+
+
+def test_every_layers_maps_are_predicts_activations(page, base_url):
+    open_page(page, base_url, MNIST_SPEC, 7)
+    model = seeded(MNIST_SPEC)
+    x = digit(7)
+    outputs = layer_outputs(model, x)
+    for index, output in enumerate(outputs):
+        maps = output[0]
+        count = page.locator(f'#maps canvas[data-layer="{index}"]').count()
+        assert count == (maps.shape[-1] if maps.ndim == 3 else 1), index
+        if maps.ndim != 3:
+            continue
+        low, high = float(maps.min()), float(maps.max())
+        for channel in (0, maps.shape[-1] // 2, maps.shape[-1] - 1):
+            expected = np.round(255 * (maps[..., channel] - low) / (high - low))
+            shown = canvas_grey(page, str(index), channel)
+            assert np.abs(shown - expected).max() <= 1, (index, channel)
+    # The input itself, and the prediction of the classifier.
+    assert np.abs(canvas_grey(page, "input", 0) - np.round(255 * x[0, ..., 0])).max() <= 1
+    predicted = int(np.argmax(model.predict(x, verbose=0)[0]))
+    assert page.get_attribute("#predicted-class", "data-class") == str(predicted)
+
+
+def test_a_clicked_cell_shows_each_channels_window_and_the_traces_partial_sums(page, base_url):
+    open_page(page, base_url, SEED_SPEC, 3)
+    row, col, channel = 5, 7, 3
+    target = page.locator('#maps canvas[data-layer="1"][data-channel="3"]')
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / 24,
+                     box["y"] + (row + 0.5) * box["height"] / 24)
+    page.wait_for_selector(f"#cell-position:has-text('[{row}, {col}, {channel}]')")
+    model = seeded(SEED_SPEC)
+    expected = trace(model, 1, (row, col, channel), digit(3))
+    page.wait_for_function(
+        "v => Number(document.getElementById('cell-check').dataset.value) === v",
+        arg=float(expected.value))
+    cards = page.locator("#cell .channel-card[data-channel]")
+    assert cards.count() == 32
+    windows = page.eval_on_selector_all(
+        "#cell .channel-card .mark.window", "ms => ms.map(m => [m.dataset.rows, m.dataset.cols])")
+    assert windows == [[f"{row},{row + 2}", f"{col},{col + 2}"]] * 32
+    partials = page.eval_on_selector_all(
+        "#cell .partial-value", "vs => vs.map(v => Number(v.dataset.value))")
+    np.testing.assert_allclose(partials, expected.partial_sums, rtol=1e-5, atol=1e-6)
+    shown = float(page.get_attribute("#cell-sum", "data-value"))
+    assert abs(shown - expected.value) <= 1e-6 and expected.matches
+    assert abs(float(page.get_attribute("#cell-sum", "data-pre")) - expected.pre_activation) \
+        <= 1e-5
+    # The misconception beside it, in the layer's own numbers.
+    contrast = page.inner_text("#contrast")
+    assert "DepthwiseConv2D(kernel_size=3, depth_multiplier=64)" in contrast
+    assert "2,048 maps" in contrast and "18,432" in contrast
+    assert "18,496" in page.inner_text("#answer")
+
+
+def test_play_slides_the_window_and_pause_checks_the_position(page, base_url):
+    open_page(page, base_url, SEED_SPEC, 0)
+    start = page.inner_text("#cell-position")
+    page.click("#play")
+    page.wait_for_function("s => document.getElementById('cell-position').textContent !== s",
+                           arg=start)
+    page.click("#play")  # pause: the position shown is traced
+    text = page.inner_text("#cell-position")
+    position = [int(v) for v in text.split("[", 1)[1].split("]", 1)[0].split(",")]
+    model = seeded(SEED_SPEC)
+    expected = trace(model, 1, tuple(position), digit(0))
+    page.wait_for_function(
+        "v => Number(document.getElementById('cell-check').dataset.value) === v",
+        arg=float(expected.value))
+    windows = page.eval_on_selector_all("#cell .mark.window", "ms => ms.map(m => m.dataset.rows)")
+    assert set(windows) == {f"{position[0]},{position[0] + 2}"}
+
+
+def test_the_kernels_are_drawn_as_every_channel_slice_and_the_page_is_not_blank(page, base_url):
+    from PIL import Image
+
+    open_page(page, base_url, SEED_SPEC, 1)
+    size = page.eval_on_selector('#kernels canvas[data-layer="1"]', "c => [c.width, c.height]")
+    assert size == [64 * 4, 32 * 4]  # 64 filters across, 32 slices of 3x3 down, 1 px apart
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    pixels = np.asarray(shot.resize((300, 600))).reshape(-1, 3)
+    colours = len(np.unique(pixels, axis=0))
+    assert colours > 200, colours
+
+
+def test_a_drawn_digit_goes_through_the_model(page, base_url):
+    open_page(page, base_url, SEED_SPEC, 0)
+    page.click("#draw-clear")
+    pad = page.locator("#draw")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * 0.5,
+                        box["y"] + box["height"] * (0.2 + 0.06 * step))
+    page.mouse.up()
+    page.wait_for_function("() => (document.getElementById('maps').dataset.input || '')"
+                           ".startsWith('{\"pixels\"')")
+    pixels = np.array(page.evaluate("() => Maps.input.pixels"), dtype=np.float32)
+    assert pixels.shape == (28, 28) and pixels.max() == 1.0 and pixels[:, :8].max() == 0.0
+    model = seeded(SEED_SPEC)
+    maps = model.layers[0].call(pixels.reshape(1, 28, 28, 1))[0]
+    low, high = float(maps.min()), float(maps.max())
+    expected = np.round(255 * (maps[..., 5] - low) / (high - low))
+    assert np.abs(canvas_grey(page, "0", 5) - expected).max() <= 1
