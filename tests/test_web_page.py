@@ -14,22 +14,13 @@ import pytest
 from convlens.datasets.digits import sample_digits
 from convlens.explain import trace
 from convlens.explain.maps import layer_outputs
-from convlens.layers.base import _name_counts
-from convlens.spec import parse_spec
-from convlens.utils import set_random_seed
+from tests.test_web import seeded_model as seeded
 from tests.test_web_security import server
 
 SEED_SPEC = "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu"
 MNIST_SPEC = ("input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | "
               "dense 10 softmax")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-
-def seeded(spec: str, seed: int = 0):
-    """The model the API builds: weights from set_random_seed(seed), names from zero."""
-    _name_counts.clear()
-    set_random_seed(seed)
-    return parse_spec(spec)
 
 
 def digit(k: int) -> np.ndarray:
