@@ -27,7 +27,7 @@ from convlens.shapes import (
 )
 
 if TYPE_CHECKING:
-    from convlens.explain.derivation import LayerExplanation
+    from convlens.explain.layer_explanation import LayerExplanation
 
 
 def _geometry_parts(layer, shape):

@@ -14,7 +14,7 @@ from convlens.explain.wording import _activation_line, _count, _prod, _weights
 from convlens.shapes import format_shape
 
 if TYPE_CHECKING:
-    from convlens.explain.derivation import LayerExplanation
+    from convlens.explain.layer_explanation import LayerExplanation
 
 
 def _explain_dense(layer, exp: LayerExplanation) -> None:
