@@ -64,7 +64,6 @@ def filter_maps(model, layer, filter: int, x) -> FilterMaps:
     (a batch of one) into its per-input-channel maps; see the module docstring."""
     from convlens.explain.derivation import resolve_layer_index
     from convlens.layers import Conv
-    from convlens.layers.conv import padding_pairs
     from convlens.ops.conv import conv_forward
 
     position = resolve_layer_index(model, layer)
@@ -88,7 +87,7 @@ def filter_maps(model, layer, filter: int, x) -> FilterMaps:
     first = (filter // (target.filters // target.groups)) * per_group
     channels = list(range(first, first + per_group))
     kernel = target.kernel.value[..., filter]  # (*k, per_group)
-    pads = padding_pairs(target, h.shape[1:-1])
+    pads = target.window.pads_for(h.shape[1:-1])
     # One group per channel, one filter per group: group c convolves channel c with slice c.
     maps, _ = conv_forward(np.ascontiguousarray(h[..., first:first + per_group]),
                            kernel[..., None, :], None, target.strides, pads,
