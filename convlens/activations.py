@@ -23,6 +23,11 @@ class Activation:
         self.__name__ = name
 
     @property
+    def is_custom(self) -> bool:
+        """True for a Python callable rather than one of the named activations."""
+        return self._fn is not None
+
+    @property
     def is_linear(self) -> bool:
         return self._fn is None and self.name == "linear"
 

@@ -1,10 +1,12 @@
 """Files and other frameworks: Keras weight files (``.weights.h5``), whole-model files
-(``.keras``), PyTorch import (``from_torch``) and ONNX export (``export_onnx``).
+(``.keras``), PyTorch both ways (``from_torch``, ``to_torch``) and ONNX export
+(``export_onnx``).
 
 ``torch`` and ``onnx`` are imported only when those functions run.
 """
 
 from convlens.io.onnx_export import export_onnx
+from convlens.io.torch_export import to_torch
 from convlens.io.torch_import import from_torch
 
-__all__ = ["export_onnx", "from_torch"]
+__all__ = ["export_onnx", "from_torch", "to_torch"]

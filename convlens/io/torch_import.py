@@ -50,6 +50,7 @@ from convlens import layers as cl
 from convlens.models import Sequential
 from convlens.shapes import (
     conv_output_length,
+    deconv_padding_amounts,
     effective_kernel_size,
     format_shape,
     padding_amounts,
@@ -69,14 +70,18 @@ class _Unsupported(ValueError):
     """Why one module can't be converted; ``from_torch`` adds the module's name and index."""
 
 
-def _torch():
+def import_torch(feature: str = "convlens.io.from_torch"):
+    """``torch``, or an ImportError saying that ``feature`` needs it."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a test dependency here
         raise ImportError(
-            "convlens.io.from_torch needs PyTorch: pip install torch (the CPU wheel is enough)."
+            f"{feature} needs PyTorch: pip install torch (the CPU wheel is enough)."
         ) from None
     return torch
+
+
+_torch = import_torch
 
 
 def _flatten(module, prefix: str = "") -> list[tuple[str, object]]:
@@ -101,11 +106,39 @@ def _tuple(value, rank: int) -> tuple:
 
 
 class _Converter:
-    """Walks the flattened modules, tracking the batch shape, and collects convlens layers."""
+    """Walks the flattened modules, tracking the batch shape, and collects convlens layers.
+
+    ``channels_last`` is True between a ``Permute`` to channels first and the ``Permute`` back
+    (what ``to_torch`` writes around channels_last layers): torch then holds
+    ``moveaxis(x, -1, 1)`` of the convlens tensor ``x``, so its convolutions become
+    channels_last layers.
+    """
 
     def __init__(self, input_shape: tuple):
-        self.shape = (None, *input_shape)  # channels first, as torch
+        self.shape = (None, *input_shape)  # the convlens tensor's (torch's unless permuted)
         self.layers: list = []
+        self.channels_last = False
+
+    @property
+    def data_format(self) -> str:
+        return "channels_last" if self.channels_last else "channels_first"
+
+    @property
+    def spatial(self) -> tuple:
+        return self.shape[1:-1] if self.channels_last else self.shape[2:]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[-1] if self.channels_last else self.shape[1]
+
+    def expect_torch_order(self, module) -> None:
+        if self.channels_last:
+            raise _Unsupported(
+                f"{type(module).__name__} works on torch's channels-first tensor here, after a "
+                "Permute to channels first, where the convlens layers hold it channels last: "
+                "only convolutions, pooling, BatchNorm, padding, dropout and activations "
+                "convert there. Permute back first."
+            )
 
     def add(self, layer, weights=None) -> None:
         self.shape = layer.build_from_shape(self.shape)
@@ -126,13 +159,13 @@ class _Converter:
         if not any(before or after for before, after in pads):
             return
         if len(pads) == 2:
-            self.add(cl.ZeroPadding2D(pads, data_format="channels_first"))
+            self.add(cl.ZeroPadding2D(pads, data_format=self.data_format))
             return
         for axis, (before, after) in enumerate(pads):
             if not (before or after):
                 continue
-            dims = self.shape[1:]  # (C, *spatial)
-            position = axis + 1
+            dims = self.shape[1:]  # (C, *spatial) or (*spatial, C)
+            position = axis if self.channels_last else axis + 1
             outer = math.prod(dims[:position])
             inner = math.prod(dims[position + 1:])
             # (N, outer, length, inner): the padded axis becomes the "height" of a 2-D image
@@ -173,12 +206,11 @@ class _Converter:
                 f"stride={module.stride} together with dilation={module.dilation}: Keras "
                 "convolutions refuse strides > 1 combined with dilation_rate > 1."
             )
-        spatial = self.shape[2:]
-        padding = self.keras_padding(module, spatial, module.kernel_size, module.stride,
+        padding = self.keras_padding(module, self.spatial, module.kernel_size, module.stride,
                                      module.dilation, module.padding)
         layer = getattr(cl, f"Conv{rank}D")(
             module.out_channels, module.kernel_size, strides=module.stride, padding=padding,
-            data_format="channels_first", dilation_rate=module.dilation, groups=module.groups,
+            data_format=self.data_format, dilation_rate=module.dilation, groups=module.groups,
             use_bias=module.bias is not None,
         )
         weight = _array(module.weight)  # (out, in // groups, *k)
@@ -186,7 +218,8 @@ class _Converter:
         weights = [kernel] + ([_array(module.bias)] if module.bias is not None else [])
         self.add(layer, weights)
 
-    def conv_transpose(self, module) -> None:
+    def conv_transpose(self, module, crop=None) -> None:
+        """``crop``: a following ZeroPad2d's negative amounts, (before, after) per axis."""
         self.expect_rank(module, 2)
         if module.padding_mode != "zeros":
             raise _Unsupported(f"padding_mode={module.padding_mode!r}: only 'zeros' converts.")
@@ -199,21 +232,24 @@ class _Converter:
                 f"stride={module.stride} together with dilation={module.dilation}: Keras "
                 "refuses strides > 1 combined with dilation_rate > 1."
             )
-        spans = [effective_kernel_size(k, d) for k, d in zip(module.kernel_size, module.dilation)]
-        pads, extra = module.padding, module.output_padding
-        if not any(pads):
-            padding = "valid"  # output (n-1)*s + span + output_padding, zeros appended
-        elif all(p == span // 2 for p, span in zip(pads, spans)) and not any(extra):
-            padding = "same"  # crops span // 2 before and after, as torch's padding does
-        else:
+        # torch keeps full[p : full - p + output_padding] of the full output, then the crop
+        crops = tuple(
+            (p + before, p - extra + after) for p, extra, (before, after) in zip(
+                module.padding, module.output_padding, crop or ((0, 0), (0, 0)))
+        )
+        found = _keras_transpose_padding(self.spatial, module.kernel_size, module.stride,
+                                         module.dilation, crops)
+        if found is None:
             raise _Unsupported(
-                f"padding={pads} with output_padding={extra} and kernel spans {tuple(spans)}: "
-                "Keras's Conv2DTranspose crops either nothing ('valid') or span // 2 on each "
-                "side without output_padding ('same')."
+                f"padding={module.padding}, output_padding={module.output_padding}"
+                + (f" and a crop of {crop}" if crop else "") + f" crop the full output by "
+                f"{crops} (before, after) per axis, which neither of Keras's 'valid' and "
+                "'same' (with or without output_padding) does for this input."
             )
+        padding, extra = found
         layer = cl.Conv2DTranspose(
             module.out_channels, module.kernel_size, strides=module.stride, padding=padding,
-            output_padding=extra, data_format="channels_first", dilation_rate=module.dilation,
+            output_padding=extra, data_format=self.data_format, dilation_rate=module.dilation,
             use_bias=module.bias is not None,
         )
         # (in, out, kh, kw) -> (kh, kw, out, in)
@@ -222,6 +258,7 @@ class _Converter:
         self.add(layer, weights)
 
     def linear(self, module) -> None:
+        self.expect_torch_order(module)
         if self.shape[-1] != module.in_features:
             raise _Unsupported(
                 f"in_features={module.in_features}, but its input has shape "
@@ -233,11 +270,26 @@ class _Converter:
             weights.append(_array(module.bias))
         self.add(layer, weights)
 
-    def pool(self, module, mode: str, rank: int) -> None:
+    def pool(self, module, mode: str, rank: int, minus_inf_pads=None) -> None:
+        """``minus_inf_pads``: the (before, after) pairs of a -inf ConstantPad just before."""
         self.expect_rank(module, rank)
         kernel = _tuple(module.kernel_size, rank)
         strides = _tuple(module.stride if module.stride not in (None, ()) else kernel, rank)
         pads = _tuple(module.padding, rank)
+        if minus_inf_pads is not None:
+            if any(pads) or module.ceil_mode:
+                raise _Unsupported("a -inf ConstantPad before it converts only with padding=0 "
+                                   "and ceil_mode=False.")
+            same = tuple(padding_amounts(n, k, "same", s)
+                         for n, k, s in zip(self.spatial, kernel, strides))
+            if tuple(minus_inf_pads) != same:
+                raise _Unsupported(
+                    f"the -inf padding {minus_inf_pads} before it is not Keras's 'same' "
+                    f"padding {same} for input {format_shape(self.shape)}."
+                )
+            self.add(getattr(cl, f"MaxPooling{rank}D")(
+                kernel, strides=strides, padding="same", data_format=self.data_format))
+            return
         if mode == "max":
             if any(d != 1 for d in _tuple(module.dilation, rank)):
                 raise _Unsupported(f"dilation={module.dilation}: Keras pools without dilation.")
@@ -248,7 +300,7 @@ class _Converter:
                 raise _Unsupported(f"divisor_override={module.divisor_override}: Keras divides "
                                    "by the number of cells.")
         allowed = {"valid", "same"}
-        for n, k, s, p in zip(self.shape[2:], kernel, strides, pads):
+        for n, k, s, p in zip(self.spatial, kernel, strides, pads):
             allowed &= _pool_modes(n, k, s, p, module.ceil_mode)
             if mode == "average" and p and module.count_include_pad:
                 # Keras's 'same' divides by the real cells only (count_include_pad=False).
@@ -265,18 +317,20 @@ class _Converter:
         padding = "valid" if "valid" in allowed else "same"
         name = {"max": "MaxPooling", "average": "AveragePooling"}[mode]
         self.add(getattr(cl, f"{name}{rank}D")(
-            kernel, strides=strides, padding=padding, data_format="channels_first"))
+            kernel, strides=strides, padding=padding, data_format=self.data_format))
 
     def adaptive_pool(self, module, mode: str, rank: int, flatten_next: bool) -> bool:
         """Global pooling for output size 1, else fixed windows when they tile the input."""
         self.expect_rank(module, rank)
         size = _tuple(module.output_size, rank)
-        spatial = self.shape[2:]
+        spatial = self.spatial
         size = tuple(n if o is None else o for n, o in zip(spatial, size))
         if all(o == 1 for o in size):
             name = {"max": "GlobalMaxPooling", "average": "GlobalAveragePooling"}[mode]
             self.add(getattr(cl, f"{name}{rank}D")(
-                data_format="channels_first", keepdims=not flatten_next))
+                data_format=self.data_format, keepdims=not flatten_next))
+            if flatten_next:
+                self.channels_last = False  # (N, C) either way
             return flatten_next  # the Flatten after it is absorbed
         if any(n % o for n, o in zip(spatial, size)):
             raise _Unsupported(
@@ -285,7 +339,7 @@ class _Converter:
             )
         window = tuple(n // o for n, o in zip(spatial, size))
         name = {"max": "MaxPooling", "average": "AveragePooling"}[mode]
-        self.add(getattr(cl, f"{name}{rank}D")(window, data_format="channels_first"))
+        self.add(getattr(cl, f"{name}{rank}D")(window, data_format=self.data_format))
         return False
 
     def batch_norm(self, module, rank: int) -> None:
@@ -299,7 +353,8 @@ class _Converter:
                 "Keras's BatchNormalization uses its moving statistics."
             )
         momentum = 0.99 if module.momentum is None else 1.0 - module.momentum
-        layer = cl.BatchNormalization(axis=1, momentum=momentum, epsilon=module.eps,
+        axis = -1 if self.channels_last else 1
+        layer = cl.BatchNormalization(axis=axis, momentum=momentum, epsilon=module.eps,
                                       center=module.affine, scale=module.affine)
         weights = []
         if module.affine:
@@ -310,6 +365,10 @@ class _Converter:
     def softmax(self, module, name: str) -> None:
         dim = module.dim
         ndim = len(self.shape)
+        if self.channels_last and dim is not None and dim % ndim == 1:
+            self.add(cl.Activation(name))  # torch's channel axis is convlens's last one
+            return
+        self.expect_torch_order(module)
         if dim is None or dim % ndim != ndim - 1:
             raise _Unsupported(
                 f"dim={dim} on input {format_shape(self.shape)}: Keras's {name} works on the "
@@ -318,6 +377,7 @@ class _Converter:
         self.add(cl.Activation(name))
 
     def flatten(self, module) -> None:
+        self.expect_torch_order(module)
         end = module.end_dim % len(self.shape)
         if module.start_dim % len(self.shape) != 1 or end != len(self.shape) - 1:
             raise _Unsupported(
@@ -330,20 +390,84 @@ class _Converter:
 
     def zero_pad_module(self, module, rank: int) -> None:
         self.expect_rank(module, rank)
-        amounts = tuple(module.padding)  # (left, right[, top, bottom[, front, back]])
-        if getattr(module, "value", 0.0) != 0.0:
-            raise _Unsupported(f"value={module.value}: only zero padding converts.")
-        if any(a < 0 for a in amounts):
-            raise _Unsupported(f"padding={amounts}: negative padding (cropping) doesn't convert.")
-        pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(rank)]
-        self.zero_pad(tuple(reversed(pairs)))  # torch lists the last axis first
+        pairs, value = _constant_pads(module)
+        if value != 0.0:
+            raise _Unsupported(f"value={value}: only zero padding converts (and -inf right "
+                               "before a MaxPool with Keras's 'same' amounts).")
+        if any(a < 0 for pair in pairs for a in pair):
+            raise _Unsupported(f"padding={tuple(module.padding)}: negative padding (cropping) "
+                               "converts only right after a ConvTranspose2d.")
+        self.zero_pad(pairs)
 
     def dropout(self, module, spatial: int) -> None:
-        if spatial and len(self.shape) == spatial + 2:
+        if spatial and len(self.shape) == spatial + 2 and self.channels_last:
+            noise = (None, *([1] * spatial), self.channels)
+            self.add(cl.Dropout(module.p, noise_shape=noise))
+        elif spatial and len(self.shape) == spatial + 2:
             noise = (None, self.shape[1], *([1] * spatial))
             self.add(cl.Dropout(module.p, noise_shape=noise))
         else:
             self.add(cl.Dropout(module.p))
+
+
+    def permute(self, module) -> None:
+        from convlens.io.torch_modules import to_channels_first, to_channels_last
+
+        ndim = len(self.shape)
+        if ndim > 2 and not self.channels_last and module.dims == to_channels_first(ndim):
+            self.channels_last = True
+        elif self.channels_last and module.dims == to_channels_last(ndim):
+            self.channels_last = False
+        else:
+            raise _Unsupported(
+                f"dims={module.dims} on a {ndim}-D input: only the move of the last axis to "
+                "axis 1 and back (what to_torch writes around channels_last layers) converts."
+            )
+        # self.shape stays the convlens tensor's: only torch's view of it moved
+
+    def flattens_channels_last(self, module) -> bool:
+        """Add Keras's channels_first Flatten if ``module`` moves the channels last."""
+        from convlens.io.torch_modules import to_channels_last
+
+        ndim = len(self.shape)
+        if self.channels_last or ndim < 3 or module.dims != to_channels_last(ndim):
+            return False
+        self.add(cl.Flatten(data_format="channels_first"))
+        return True
+
+    def unflatten(self, module) -> None:
+        self.expect_torch_order(module)
+        if len(self.shape) != 2 or module.dim not in (1, -1):
+            raise _Unsupported(f"dim={module.dim} on input {format_shape(self.shape)}: only "
+                               "unflattening axis 1 of a 2-D input converts (a Reshape).")
+        self.add(cl.Reshape(tuple(module.unflattened_size)))
+
+    def hardtanh(self, module) -> None:
+        if module.min_val != 0.0:
+            raise _Unsupported(f"min_val={module.min_val}: only Hardtanh(0, max_val) converts "
+                               "(a ReLU with max_value).")
+        self.add(cl.ReLU(max_value=module.max_val))
+
+
+def _keras_transpose_padding(spatial, kernel, strides, dilation, crops):
+    """Keras's (padding, output_padding) that crops the full output by ``crops``, or None."""
+    options = [(padding, None) for padding in ("valid", "same")]
+    for padding in ("valid", "same"):
+        extra = []
+        for k, d, (_, after) in zip(kernel, dilation, crops):
+            pad = effective_kernel_size(k, d) // 2 if padding == "same" else 0
+            extra.append(pad - after)
+        options.append((padding, tuple(extra)))
+    for padding, extra in options:
+        if extra is not None and not all(0 <= e < s for e, s in zip(extra, strides)):
+            continue
+        got = tuple(
+            deconv_padding_amounts(n, k, padding, s, d, None if extra is None else e)
+            for n, k, s, d, e in zip(spatial, kernel, strides, dilation, extra or kernel)
+        )
+        if got == tuple(crops):
+            return padding, extra
+    return None
 
 
 def _pool_modes(n: int, k: int, s: int, p: int, ceil_mode: bool) -> set:
@@ -368,10 +492,29 @@ def _convert(conv: _Converter, module, modules: list, position: int) -> int:
     next_module = modules[position + 1][1] if position + 1 < len(modules) else None
     flatten_next = isinstance(next_module, nn.Flatten) and next_module.start_dim == 1 and (
         next_module.end_dim == -1)
+    from convlens.io.torch_modules import Permute
+
+    pads = _constant_pads(module)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         conv.conv(module)
     elif isinstance(module, nn.ConvTranspose2d):
+        crop = _constant_pads(next_module)
+        if crop is not None and crop[1] == 0.0 and all(a <= 0 for pair in crop[0] for a in pair):
+            conv.conv_transpose(module, tuple((-a, -b) for a, b in crop[0]))
+            return 1
         conv.conv_transpose(module)
+    elif pads is not None and pads[1] == -np.inf and isinstance(
+            next_module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        conv.pool(next_module, "max", len(pads[0]), minus_inf_pads=pads[0])
+        return 1
+    elif isinstance(module, Permute) and flatten_next and conv.flattens_channels_last(module):
+        return 1  # Keras's Flatten(data_format="channels_first") moves the channels last too
+    elif isinstance(module, Permute):
+        conv.permute(module)
+    elif isinstance(module, nn.Unflatten):
+        conv.unflatten(module)
+    elif isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):
+        conv.hardtanh(module)
     elif isinstance(module, nn.Linear):
         conv.linear(module)
     elif kind in ACTIVATIONS:
@@ -395,10 +538,10 @@ def _convert(conv: _Converter, module, modules: list, position: int) -> int:
         conv.softmax(module, "softmax")
     elif isinstance(module, nn.LogSoftmax):
         conv.softmax(module, "log_softmax")
-    elif isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
-        conv.pool(module, "max", 1 if isinstance(module, nn.MaxPool1d) else 2)
-    elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
-        conv.pool(module, "average", 1 if isinstance(module, nn.AvgPool1d) else 2)
+    elif isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        conv.pool(module, "max", _RANKS[type(module).__name__[-2:]])
+    elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        conv.pool(module, "average", _RANKS[type(module).__name__[-2:]])
     elif isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         rank = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         return int(conv.adaptive_pool(module, "average", rank, flatten_next))
@@ -412,25 +555,45 @@ def _convert(conv: _Converter, module, modules: list, position: int) -> int:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         rank = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}[type(module)]
         conv.batch_norm(module, rank)
-    elif isinstance(module, (nn.ZeroPad2d, nn.ConstantPad2d)):
-        conv.zero_pad_module(module, 2)
-    elif isinstance(module, (nn.ConstantPad1d, getattr(nn, "ZeroPad1d", nn.ConstantPad1d))):
-        conv.zero_pad_module(module, 1)
+    elif pads is not None:
+        conv.zero_pad_module(module, len(pads[0]))
     elif isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
         spatial = {nn.Dropout1d: 1, nn.Dropout2d: 2, nn.Dropout3d: 3}.get(type(module), 0)
         conv.dropout(module, spatial)
     elif isinstance(module, nn.Identity):
         pass
+    elif any(True for _ in module.children()):
+        raise _Unsupported(
+            "it is a module with its own forward(), which from_torch does not read: it reads "
+            "a torch.nn.Sequential of layers (nested Sequentials are opened)."
+        )
     else:
         raise _Unsupported(
             "convlens has no equivalent layer. Supported: Conv1d/2d/3d, ConvTranspose2d, "
-            "Linear, Flatten, BatchNorm1d/2d/3d, MaxPool1d/2d, AvgPool1d/2d, "
-            "AdaptiveAvg/MaxPool1d/2d, ZeroPad2d, ConstantPad1d/2d (value 0), Dropout*, "
-            "Identity and the activations " + ", ".join(
-                sorted([*ACTIVATIONS, "GELU", "ELU", "LeakyReLU", "Softplus", "Softmax",
-                        "LogSoftmax"])) + "."
+            "Linear, Flatten, Unflatten, BatchNorm1d/2d/3d, MaxPool1d/2d/3d, AvgPool1d/2d/3d, "
+            "AdaptiveAvg/MaxPool1d/2d, ZeroPad1d/2d/3d, ConstantPad1d/2d/3d (value 0), "
+            "Dropout*, Identity, Hardtanh(0, max), to_torch's Permute and the activations "
+            + ", ".join(sorted([*ACTIVATIONS, "GELU", "ELU", "LeakyReLU", "Softplus", "Softmax",
+                                "LogSoftmax"])) + "."
         )
     return 0
+
+
+_RANKS = {"1d": 1, "2d": 2, "3d": 3}
+
+
+def _constant_pads(module):
+    """``(((before, after) per spatial axis, first axis first), value)`` of a torch
+    ZeroPad/ConstantPad module, else None."""
+    name = type(module).__name__
+    if not name.startswith(("ZeroPad", "ConstantPad")) or name[-2:] not in _RANKS:
+        return None
+    rank = _RANKS[name[-2:]]
+    amounts = tuple(module.padding)  # (left, right[, top, bottom[, front, back]])
+    if len(amounts) != 2 * rank:
+        return None
+    pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(rank)]
+    return tuple(reversed(pairs)), float(getattr(module, "value", 0.0))
 
 
 def from_torch(module, input_shape, name: str | None = None) -> Sequential:
@@ -486,6 +649,17 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
             position += 1 + _convert(converter, child, modules, position)
         except ValueError as error:
             raise ValueError(
-                f"from_torch: cannot convert module {position} ({path!r}: {child!r}): {error}"
+                f"from_torch: cannot convert module {position} '{path}' "
+                f"({type(child).__name__}): {_one_line(error)}"
             ) from None
+    if converter.channels_last:
+        raise ValueError(
+            "from_torch: the module ends in the channels-first order of a Permute to channels "
+            "first without the Permute back; convlens can't return that order."
+        )
     return Sequential([cl.Input(input_shape)] + converter.layers, name=name)
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 400 else text[:397] + "..."

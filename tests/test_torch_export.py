@@ -1,0 +1,223 @@
+"""to_torch: a convlens Sequential as a torch module with the same numbers, trainable by torch,
+and read back by from_torch to the same numbers; random architectures of every layer kind."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convlens.layers as cl
+from convlens import optimizers
+from convlens.io import from_torch, to_torch
+from convlens.models import Sequential
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+from tests.test_keras_differential import architectures, build_model  # noqa: E402
+
+# What torch has no module for; anything else refused is a bug.
+KNOWN_REFUSALS = ("has no torch", "torch's AvgPool pads", "torch's BatchNorm normalises axis 1")
+
+
+def many_kinds(data_format="channels_last"):
+    """Every layer kind, with the uneven paddings that need more than one torch module."""
+    last = data_format == "channels_last"
+    return Sequential([
+        cl.Input((8, 8, 3) if last else (3, 8, 8)),
+        cl.Conv2D(4, 3, activation="relu", padding="same", data_format=data_format),
+        cl.BatchNormalization(momentum=0.9, axis=-1 if last else 1),
+        cl.SeparableConv2D(5, 3, depth_multiplier=2, strides=2, padding="same",
+                           data_format=data_format),
+        cl.Conv2DTranspose(3, 3, strides=2, padding="same", data_format=data_format),
+        cl.Conv2DTranspose(3, 4, strides=2, padding="same", activation="gelu",
+                           data_format=data_format),
+        cl.DepthwiseConv2D(3, depth_multiplier=2, activation="tanh", data_format=data_format),
+        cl.ZeroPadding2D(((1, 0), (0, 1)), data_format=data_format),
+        cl.AveragePooling2D(2, data_format=data_format),
+        cl.MaxPooling2D(2, strides=1, padding="same", data_format=data_format),
+        cl.GlobalAveragePooling2D(data_format=data_format, keepdims=True),
+        cl.Dropout(0.3),
+        cl.Flatten(data_format=data_format),
+        cl.Dense(12, activation="selu"),
+        cl.ReLU(max_value=6.0),
+        cl.Reshape((6, 2)),
+        cl.Conv1D(3, 2, dilation_rate=2, padding="causal"),
+        cl.BatchNormalization(),
+        cl.MaxPooling1D(1),
+        cl.GlobalMaxPooling1D(),
+        cl.Activation("softmax"),
+    ])
+
+
+def volumes():
+    return Sequential([
+        cl.Input((6, 6, 6, 2)), cl.Conv3D(3, 3, padding="same", strides=2),
+        cl.MaxPooling3D(2, padding="same", strides=1), cl.AveragePooling3D(1),
+        cl.ReLU(negative_slope=0.1), cl.Flatten(), cl.Dense(2, activation="log_softmax"),
+    ])
+
+
+def randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    model.set_weights([
+        rng.uniform(0.5, 2.0, v.shape) if "variance" in v.name else rng.normal(0.0, 0.3, v.shape)
+        for v in model.weights
+    ])
+    return model
+
+
+def sample(model, n=3, seed=1):
+    return np.random.default_rng(seed).standard_normal((n, *model.input_shape[1:])).astype(
+        np.float32)
+
+
+def torch_predict(module, x):
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("make", [lambda: many_kinds("channels_last"),
+                                  lambda: many_kinds("channels_first"), volumes])
+def test_outputs_equal_predict_and_read_back_the_same(make):
+    model = randomize(make())
+    module = to_torch(model)
+    assert isinstance(module, nn.Module) and not module.training
+    x = sample(model)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(torch_predict(module, x), expected, rtol=1e-5, atol=1e-5)
+    back = from_torch(module, model.input_shape[1:])
+    np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert back.count_params() >= model.count_params()  # nothing dropped on the way
+
+
+def test_one_torch_sgd_step_equals_one_convlens_sgd_step():
+    model = randomize(Sequential([
+        cl.Input((7, 7, 2)), cl.Conv2D(3, 3, padding="same", activation="relu"),
+        cl.MaxPooling2D(2), cl.Conv2D(4, 2, strides=2, padding="same"), cl.Flatten(),
+        cl.Dense(3),
+    ]))
+    module = to_torch(model).train()
+    x, y = sample(model, n=5), np.random.default_rng(2).standard_normal((5, 3)).astype(
+        np.float32)
+    sgd = torch.optim.SGD(module.parameters(), lr=0.1)
+    loss = nn.functional.mse_loss(module(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    sgd.step()
+
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse")
+    history = model.fit(x, y, batch_size=5, epochs=1, shuffle=False, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(loss.item(), rel=1e-5)
+    trained = from_torch(module.eval(), model.input_shape[1:])
+    for got, want in zip(trained.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_frozen_layers_and_models_do_not_train_in_torch():
+    model = Sequential([cl.Input((4,)), cl.Dense(3, name="frozen"), cl.Dense(2, name="free")])
+    model.get_layer("frozen").trainable = False
+    module = to_torch(model)
+    assert [p.requires_grad for p in module.frozen.parameters()] == [False, False]
+    assert [p.requires_grad for p in module.free.parameters()] == [True, True]
+    model.trainable = False
+    assert not any(p.requires_grad for p in to_torch(model).parameters())
+
+
+def test_weights_are_copies():
+    model = Sequential([cl.Input((4,)), cl.Dense(3)])
+    module = to_torch(model)
+    with torch.no_grad():
+        module[0].weight.add_(1.0)
+    assert not np.allclose(module[0].weight.detach().numpy().T, model.get_weights()[0])
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    (cl.AveragePooling2D(2, strides=1, padding="same"), "torch's AvgPool pads both sides"),
+    (cl.Activation("exponential"), "'exponential' has no torch.nn module"),
+    (cl.Activation(lambda x: x * 2), "custom activation"),
+    (cl.ReLU(threshold=0.5), "threshold=0.5"),
+    (cl.BatchNormalization(axis=2), "axis=2"),
+    (cl.Dropout(0.5, noise_shape=(None, 1, 6, 1)), "noise_shape"),
+])
+def test_what_torch_has_no_module_for_is_refused_naming_the_layer(layer, message):
+    model = Sequential([cl.Input((6, 6, 2)), layer])
+    with pytest.raises(ValueError, match=f"'{layer.name}'") as error:
+        to_torch(model)
+    assert message in str(error.value)
+
+
+def test_unbuilt_models_are_refused():
+    with pytest.raises(ValueError, match="isn't built"):
+        to_torch(Sequential([cl.Dense(2)]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(architectures(), st.integers(0, 2**31 - 1))
+def test_random_models_equal_their_torch_modules_and_come_back(architecture, seed):
+    input_shape, specs, _, _, batch = architecture
+    model = randomize(build_model(__import__("convlens"), input_shape, specs, "Input", False),
+                      seed)
+    try:
+        module = to_torch(model)
+    except ValueError as error:
+        assert any(reason in str(error) for reason in KNOWN_REFUSALS), str(error)
+        return
+    x = sample(model, n=batch, seed=seed)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(torch_predict(module, x), expected, rtol=1e-5, atol=1e-5)
+    back = from_torch(module, model.input_shape[1:])
+    np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+# ----- from_torch: the cases it used to refuse ---------------------------------------------
+@pytest.mark.parametrize("size", [3, 4, 7])
+def test_dcgan_transposed_conv_becomes_keras_same(size):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1))
+    model = from_torch(module, (3, size, size + 1))
+    layer = model.layers[0]
+    assert (layer.padding, layer.output_padding, layer.kernel_size) == ("same", None, (4, 4))
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size + 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), torch_predict(module, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool3d(2), nn.MaxPool3d(3, stride=1, padding=1), nn.AvgPool3d(2, stride=1),
+    nn.AvgPool3d(3, stride=2, padding=1, count_include_pad=False),
+])
+def test_3d_pooling_converts(pool):
+    module = nn.Sequential(nn.Conv3d(2, 3, 1), pool)
+    model = from_torch(module, (2, 5, 7, 5))
+    assert type(model.layers[-1]).__name__.endswith("Pooling3D")
+    x = np.random.default_rng(1).standard_normal((2, 2, 5, 7, 5)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), torch_predict(module, x),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_resnet_is_refused_in_one_short_line():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.downsample = nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8))
+
+        def forward(self, x):
+            return self.conv(x) + self.downsample(x)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.layer1 = nn.Sequential(*[Block() for _ in range(8)])
+
+        def forward(self, x):
+            return self.layer1(self.stem(x))
+
+    assert len(repr(ResNet())) > 2000
+    for module, where in ((ResNet(), "module 0 'ResNet' (ResNet)"),
+                          (nn.Sequential(nn.Conv2d(3, 8, 3), Block()), "module 1 '1' (Block)")):
+        with pytest.raises(ValueError) as error:
+            from_torch(module, (3, 16, 16))
+        message = str(error.value)
+        assert "\n" not in message and len(message) < 300, message
+        assert where in message and "own forward()" in message
