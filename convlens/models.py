@@ -30,8 +30,12 @@ class Sequential:
         self._layer_names: set[str] = set()  # so adding n layers takes n steps, not n**2
         self._input_layer: InputLayer | None = None
         self.built = False
+        # what compile() sets; training, the summary and callbacks read them
         self.optimizer = None
         self.loss = None
+        self.loss_weight: float | None = None
+        self.metrics_list: list = []  # [(display name, function)]
+        self.weighted_metrics_list: list = []
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -63,8 +67,8 @@ class Sequential:
                     f"All layers added to a Sequential model should have unique names. Name "
                     f"{layer.name!r} is already the name of a layer in '{self.name}'."
                 )
-            if not self._layers and self._input_layer is None and layer._batch_input_shape:
-                self._input_layer = InputLayer(batch_shape=layer._batch_input_shape)
+            if not self._layers and self._input_layer is None and layer.batch_input_shape:
+                self._input_layer = InputLayer(batch_shape=layer.batch_input_shape)
             self._layers.append(layer)
             self._layer_names.add(layer.name)
         else:
@@ -95,8 +99,7 @@ class Sequential:
         for layer in self._layers:
             shape = layer.build_from_shape(shape)
         for index, layer in enumerate(self._layers):
-            if hasattr(layer, "needs_input_grad"):
-                layer.needs_input_grad = index > 0
+            layer.needs_input_grad = index > 0
         self.built = True
 
     def build(self, input_shape=None) -> None:
@@ -120,6 +123,11 @@ class Sequential:
     @property
     def layers(self) -> list[Layer]:
         return list(self._layers)
+
+    @property
+    def input_layer(self) -> InputLayer | None:
+        """The ``Input``/``InputLayer`` the model starts with (None until it knows a shape)."""
+        return self._input_layer
 
     @property
     def input_shape(self):
@@ -226,10 +234,16 @@ class Sequential:
             x = layer.call(x, training=training)
         return x
 
-    def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        """Back-propagate ``grad`` (wrt the output) through every layer; fills weight grads."""
-        for layer in reversed(self._layers):
-            grad = layer.backward(grad)
+    def backward(self, grad: np.ndarray, pre_activation: bool = False) -> np.ndarray | None:
+        """Back-propagate ``grad`` (wrt the output) through every layer; fills weight grads.
+
+        ``pre_activation=True``: ``grad`` is wrt the last layer's input to its activation (the
+        trainer's fused softmax + cross-entropy)."""
+        for index, layer in enumerate(reversed(self._layers)):
+            if index == 0 and pre_activation:
+                grad = layer.backward_from_pre_activation(grad)
+            else:
+                grad = layer.backward(grad)
             if grad is None:
                 break
         return grad

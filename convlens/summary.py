@@ -41,7 +41,8 @@ import rich.console
 import rich.markup
 import rich.table
 
-__all__ = ["print_summary", "count_params", "weight_memory_size", "readable_memory_size"]
+__all__ = ["print_summary", "summary_text", "count_params", "weight_memory_size",
+           "readable_memory_size"]
 
 # Keras's layout for a sequential model: total width and where each column ends.
 _BASE_LINE_LENGTH = 88
@@ -291,6 +292,13 @@ def _footer_line(label: str, count: int, num_bytes: float) -> str:
     return _bold(f" {label}: ") + _number(f"{count:,}") + f" ({readable_memory_size(num_bytes)})"
 
 
+def summary_text(model) -> str:
+    """What ``model.summary()`` prints, as one string (the HTML report and the web page show it)."""
+    chunks: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: chunks.append(text))
+    return "".join(chunks)
+
+
 def print_summary(
     model,
     line_length: int | None = None,
@@ -366,9 +374,8 @@ def print_summary(
         "Trainable params": (count_params(trainable), weight_memory_size(trainable)),
         "Non-trainable params": (count_params(non_trainable), weight_memory_size(non_trainable)),
     }
-    optimizer = getattr(model, "optimizer", None)
-    compiled = getattr(model, "compiled", optimizer is not None)
-    if compiled and optimizer is not None and getattr(optimizer, "built", False):
+    optimizer = model.optimizer
+    if model.compiled and optimizer is not None and optimizer.built:
         slots = list(optimizer.variables)
         counts["Optimizer params"] = (count_params(slots), weight_memory_size(slots))
     total = (

@@ -58,7 +58,7 @@ def compile_model(model, optimizer, loss, metric_names, loss_weights=None,
 
 
 def _check_compiled(model, what: str) -> None:
-    if not getattr(model, "compiled", False):
+    if not model.compiled:
         raise ValueError(
             f"You must call compile() before {what}(): e.g. model.compile(optimizer='adam', "
             "loss='sparse_categorical_crossentropy', metrics=['accuracy'])."
@@ -129,17 +129,16 @@ def _validation_tuple(model, validation_data):
 def _loss_and_grad(model, y_true, y_pred, sample_weight=None):
     """(loss, gradient wrt the last layer's input to its activation or its output, fused?)."""
     last = model.layers[-1]
+    logits = last.pre_activation() if model.loss.fusable_with_softmax else None
     fused = (
-        model.loss.fusable_with_softmax
+        logits is not None
         and getattr(getattr(last, "activation", None), "name", None) == "softmax"
-        and getattr(last, "_activation_cache", None) is not None
     )
     if fused:
-        logits = last._activation_cache[0]
         loss, grad = model.loss.from_logits_fused(y_true, logits, sample_weight)
     else:
         loss, grad = model.loss(y_true, y_pred, sample_weight)
-    loss_weight = getattr(model, "loss_weight", None)
+    loss_weight = model.loss_weight
     if loss_weight is not None:  # Keras multiplies the loss itself, so the logged loss too
         loss *= loss_weight
         grad *= grad.dtype.type(loss_weight)
@@ -149,12 +148,7 @@ def _loss_and_grad(model, y_true, y_pred, sample_weight=None):
 def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     y_pred = model.forward(x, training=True)
     loss, grad, fused = _loss_and_grad(model, y, y_pred, sample_weight)
-    last = model.layers[-1]
-    last.skip_activation_grad = fused
-    try:
-        model.backward(grad)
-    finally:
-        last.skip_activation_grad = False
+    model.backward(grad, pre_activation=fused)
     model.optimizer.apply(model.trainable_weights)
     return loss, y_pred
 
@@ -168,7 +162,7 @@ class _Trackers:
         self.loss = metrics.Mean()
         self.plain = [(name, fn, metrics.Mean()) for name, fn in model.metrics_list]
         self.weighted = [(name, fn, metrics.Mean())
-                         for name, fn in getattr(model, "weighted_metrics_list", [])]
+                         for name, fn in model.weighted_metrics_list]
 
     def update(self, loss: float, y_true, y_pred, sample_weight) -> None:
         self.loss.update(loss, len(y_pred))
@@ -346,7 +340,7 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
         w_batch = None if sample_weight is None else sample_weight[batch]
         y_pred = model.forward(x_batch, training=False)
         loss, _ = model.loss(y_batch, y_pred, w_batch)
-        if getattr(model, "loss_weight", None) is not None:
+        if model.loss_weight is not None:
             loss *= model.loss_weight
         trackers.update(loss, y_batch, y_pred, w_batch)
         logs = trackers.logs()

@@ -68,6 +68,7 @@ class FakeModel:
         self.trainable_weights = [w for w in weights if w.trainable]
         self.non_trainable_weights = [w for w in weights if not w.trainable]
         self.optimizer = optimizer
+        self.compiled = optimizer is not None
 
 
 _fake_classes: dict[str, type] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def _print(message: str) -> None:
+def print_line(message: str) -> None:
     print(message, flush=True)
 
 

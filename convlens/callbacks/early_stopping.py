@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from convlens.callbacks.base import Callback, _print
+from convlens.callbacks.base import Callback, print_line
 from convlens.callbacks.monitor import MonitorCallback
 
 
@@ -72,10 +72,10 @@ class EarlyStopping(MonitorCallback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            _print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            print_line(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                _print(
+                print_line(
                     "Restoring model weights from the end of the best epoch: "
                     f"{self.best_epoch + 1}."
                 )
@@ -113,5 +113,5 @@ class TerminateOnNaN(Callback):
                 f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
                 "Terminating training immediately."
             )
-        _print(f"Batch {batch}: Invalid loss, terminating training")
+        print_line(f"Batch {batch}: Invalid loss, terminating training")
         self.model.stop_training = True

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from convlens.callbacks.base import _print
+from convlens.callbacks.base import print_line
 from convlens.callbacks.monitor import MonitorCallback
 
 
@@ -106,7 +106,7 @@ class ModelCheckpoint(MonitorCallback):
         logs = logs or {}
         if not self.save_best_only:
             if self.verbose > 0:
-                _print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+                print_line(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         current = logs.get(self.monitor)
         if current is None:
@@ -124,14 +124,14 @@ class ModelCheckpoint(MonitorCallback):
         best_text = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if self.verbose > 0:
-                _print(
+                print_line(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_text} to "
                     f"{current:.5f}, saving model to {filepath}"
                 )
             self.best = current
             return True
         if self.verbose > 0:
-            _print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_text}")
+            print_line(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_text}")
         return False
 
     def _save_model(self, epoch, batch, logs) -> None:
@@ -152,7 +152,7 @@ class ModelCheckpoint(MonitorCallback):
         else:
             self.model.save(filepath)
         if self.verbose > 0:
-            _print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
+            print_line(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
     def _get_file_path(self, epoch, batch, logs) -> str:
         try:

@@ -36,7 +36,7 @@ class MonitorCallback(Callback):
         elif self.mode == "max":
             self._larger_is_better = True
         else:
-            found = metrics.direction(self.monitor, getattr(self.model, "metrics_list", None))
+            found = metrics.direction(self.monitor, self.model.metrics_list)
             if found is None:
                 raise ValueError(
                     f"{type(self).__name__} callback received monitor={self.monitor}, but "

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from convlens.kinds import kind_of
+from convlens.summary import summary_text
 
 __all__ = ["report_html", "write_report", "sample_input", "last_conv_index"]
 
@@ -84,12 +85,6 @@ def centre_index(layer) -> tuple:
     return (*(d // 2 for d in shape[:-1]), 0)
 
 
-def _summary_text(model) -> str:
-    chunks: list[str] = []
-    model.summary(print_fn=lambda text, *args, **kwargs: chunks.append(text))
-    return "".join(chunks)
-
-
 def _png_img(data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"/>'
@@ -125,7 +120,7 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
     except ValueError:
         pass
     out.append("<h3>Summary (as Keras prints it)</h3>")
-    out.append(f"<pre>{html.escape(_summary_text(model))}</pre>")
+    out.append(f"<pre>{html.escape(summary_text(model))}</pre>")
 
     out.append("<h3>How every number is computed</h3>")
     out.append(explain_model(model, contrast=True).to_html())

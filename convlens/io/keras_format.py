@@ -124,7 +124,7 @@ def model_to_config(model) -> dict:
             "Input(...) or call model.build(input_shape)."
         )
     input_shape = list(model.input_shape)
-    input_config = {**model._input_layer.get_config(), **_INPUT_LAYER_DEFAULTS}
+    input_config = {**model.input_layer.get_config(), **_INPUT_LAYER_DEFAULTS}
     layers = [_entry("InputLayer", input_config)]
     layers += [_layer_entry(layer) for layer in model.layers]
     return {
@@ -193,7 +193,7 @@ def _initializer_entry(layer, key: str, entry: dict) -> dict:
 
 
 def _compile_config(model) -> dict:
-    if not getattr(model, "compiled", False):
+    if not model.compiled:
         return {}
     loss = model.loss
     if loss.get_config() == type(loss)().get_config():
@@ -201,12 +201,12 @@ def _compile_config(model) -> dict:
     else:
         loss_entry = {"module": "keras.losses", "class_name": type(loss).__name__,
                       "config": loss.get_config(), "registered_name": None}
-    names = [name for name, _ in getattr(model, "metrics_list", [])]
+    names = [name for name, _ in model.metrics_list]
     # A weighted metric whose name clashes with a plain one is logged as weighted_<name>;
     # the file holds the name it was compiled with.
     weighted = [
         name[len("weighted_"):] if name.startswith("weighted_") and name[9:] in names else name
-        for name, _ in getattr(model, "weighted_metrics_list", [])
+        for name, _ in model.weighted_metrics_list
     ]
     for name in names + weighted:
         try:
@@ -219,7 +219,7 @@ def _compile_config(model) -> dict:
     return {
         "optimizer": optimizers.serialize(model.optimizer),
         "loss": loss_entry,
-        "loss_weights": getattr(model, "loss_weight", None),
+        "loss_weights": model.loss_weight,
         "metrics": names or None,
         "weighted_metrics": weighted or None,
         "run_eagerly": False,

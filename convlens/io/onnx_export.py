@@ -329,7 +329,7 @@ def _export_batchnorm(graph, layer, value):
 
 
 def _export_zero_padding(graph, layer, value):
-    pairs = layer._pad_width()  # per convlens axis
+    pairs = layer.pad_width()  # per convlens axis
     if value.moved:
         pairs = [pairs[0], pairs[-1], *pairs[1:-1]]
     pads = graph.constant(np.array([p[0] for p in pairs] + [p[1] for p in pairs], np.int64),
@@ -396,7 +396,7 @@ def to_onnx(model, opset_version: int | None = None):
             "Build it first: model.build((None, ...)) or start it with Input(...)."
         )
     graph = _GraphBuilder(onnx, opset)
-    input_name = model._input_layer.name if model._input_layer is not None else "input"
+    input_name = model.input_layer.name if model.input_layer is not None else "input"
     value = _Value(input_name, len(model.input_shape))
     for index, layer in enumerate(model.layers):
         exporter = EXPORTERS.get(kind_of(layer).onnx)

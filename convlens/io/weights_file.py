@@ -130,7 +130,7 @@ def load_weights(model, filepath) -> None:
 
 
 def _compiled_optimizer(model):
-    return model.optimizer if getattr(model, "compiled", False) else None
+    return model.optimizer if model.compiled else None
 
 
 def _optimizer_arrays(model, store, path: str) -> list:

@@ -95,6 +95,8 @@ class Layer:
     # own (weightless layers: Activation, Dropout, pooling...); Flatten and ZeroPadding2D have
     # one in Keras, so they start unbuilt. The summary prints "0", not "0 (unbuilt)", for them.
     built_at_init = False
+    # A model sets False on its first layer: nothing upstream wants the gradient wrt the data.
+    needs_input_grad = True
 
     def __init__(
         self,
@@ -128,7 +130,8 @@ class Layer:
         self._fixed_axes: dict[int, int] = {}
         self._cache = None
         self._batch_input_shape = None
-        self.skip_activation_grad = False
+        self._activation_cache = None  # (z, y) of the last training call, for backward
+        self._grad_is_pre_activation = False
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if batch_input_shape is not None:
@@ -154,6 +157,11 @@ class Layer:
         variable = Variable(value, name=name, path=f"{self.name}/{name}", trainable=trainable)
         self._variables.append(variable)
         return variable
+
+    @property
+    def batch_input_shape(self) -> tuple | None:
+        """The shape declared with ``input_shape``/``batch_input_shape`` (batch axis first)."""
+        return self._batch_input_shape
 
     @property
     def trainable(self) -> bool:
@@ -287,16 +295,28 @@ class Layer:
         return y
 
     def activation_grad(self, grad_y: np.ndarray) -> np.ndarray:
-        # The trainer sets skip_activation_grad when it already holds the gradient wrt the
-        # pre-activation (softmax fused with cross-entropy).
-        if self.activation.is_linear or self.skip_activation_grad:
+        if self.activation.is_linear or self._grad_is_pre_activation:
             return grad_y
-        z, y = getattr(self, "_activation_cache", None) or (None, None)
+        z, y = self._activation_cache or (None, None)
         if z is None:
             raise RuntimeError(
                 f"Layer '{self.name}': backward() needs a preceding call with training=True."
             )
         return self.activation.backward(z, y, grad_y)
+
+    def pre_activation(self) -> np.ndarray | None:
+        """What the last ``training=True`` call fed its activation (the logits before a
+        softmax), or None for a linear activation or no training call."""
+        return None if self._activation_cache is None else self._activation_cache[0]
+
+    def backward_from_pre_activation(self, grad_z: np.ndarray) -> np.ndarray:
+        """``backward`` given the gradient wrt the activation's input instead of the output
+        (what the trainer holds when it fuses softmax with cross-entropy)."""
+        self._grad_is_pre_activation = True
+        try:
+            return self.backward(grad_z)
+        finally:
+            self._grad_is_pre_activation = False
 
     def require_cache(self):
         if self._cache is None:

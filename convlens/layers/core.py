@@ -370,19 +370,20 @@ class ZeroPadding2D(Layer):
                 shape[axis] += before + after
         return tuple(shape)
 
-    def _pad_width(self):
+    def pad_width(self) -> list[tuple[int, int]]:
+        """``np.pad``'s widths for a batch: zero on the batch and channel axes."""
         spatial = [tuple(p) for p in self.padding]
         if self.data_format == "channels_last":
             return [(0, 0), *spatial, (0, 0)]
         return [(0, 0), (0, 0), *spatial]
 
     def call(self, x, training=False):
-        return np.pad(x, self._pad_width())
+        return np.pad(x, self.pad_width())
 
     def backward(self, grad_output):
         index = tuple(
             slice(before, grad_output.shape[axis] - after)
-            for axis, (before, after) in enumerate(self._pad_width())
+            for axis, (before, after) in enumerate(self.pad_width())
         )
         return grad_output[index]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convlens.optimizers.base import Optimizer, _check_number
+from convlens.optimizers.base import Optimizer, check_number
 
 
 class Adagrad(Optimizer):
@@ -29,10 +29,10 @@ class Adagrad(Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        _check_number(
+        check_number(
             "initial_accumulator_value", initial_accumulator_value, 0.0, np.inf, high_open=True
         )
-        _check_number("epsilon", epsilon, 0.0, np.inf, high_open=True)
+        check_number("epsilon", epsilon, 0.0, np.inf, high_open=True)
         super().__init__(
             learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
             ema_momentum, ema_overwrite_frequency, loss_scale_factor,

@@ -63,7 +63,7 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_number(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
+def check_number(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
     """Raise ValueError unless ``value`` is a real number in the stated interval."""
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
@@ -82,7 +82,7 @@ def _check_number(name: str, value, low: float, high: float, *, low_open=False, 
 
 def _check_optional_positive(name: str, value) -> None:
     if value is not None:
-        _check_number(name, value, 0.0, np.inf, low_open=True, high_open=True)
+        check_number(name, value, 0.0, np.inf, low_open=True, high_open=True)
 
 
 class Optimizer:
@@ -115,9 +115,9 @@ class Optimizer:
             )
         if kwargs:
             raise ValueError(f"Argument(s) not recognized: {kwargs}")
-        _check_number("learning_rate", learning_rate, 0.0, np.inf, low_open=True, high_open=True)
+        check_number("learning_rate", learning_rate, 0.0, np.inf, low_open=True, high_open=True)
         if weight_decay is not None:
-            _check_number("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
+            check_number("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
         for arg_name, value in (
             ("clipnorm", clipnorm),
             ("clipvalue", clipvalue),
@@ -180,7 +180,7 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         # 0 is allowed here so that schedules and callbacks can anneal to zero.
-        _check_number("learning_rate", value, 0.0, np.inf, high_open=True)
+        check_number("learning_rate", value, 0.0, np.inf, high_open=True)
         self._learning_rate.value[...] = value
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convlens.optimizers.base import Optimizer, _check_number
+from convlens.optimizers.base import Optimizer, check_number
 
 
 class RMSprop(Optimizer):
@@ -36,9 +36,9 @@ class RMSprop(Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        _check_number("rho", rho, 0.0, 1.0, high_open=True)
-        _check_number("momentum", momentum, 0.0, 1.0)
-        _check_number("epsilon", epsilon, 0.0, np.inf, high_open=True)
+        check_number("rho", rho, 0.0, 1.0, high_open=True)
+        check_number("momentum", momentum, 0.0, 1.0)
+        check_number("epsilon", epsilon, 0.0, np.inf, high_open=True)
         super().__init__(
             learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
             ema_momentum, ema_overwrite_frequency, loss_scale_factor,

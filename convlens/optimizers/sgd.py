@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convlens.optimizers.base import Optimizer, OptimizerVariable, _check_number
+from convlens.optimizers.base import Optimizer, OptimizerVariable, check_number
 
 
 class SGD(Optimizer):
@@ -34,7 +34,7 @@ class SGD(Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        _check_number("momentum", momentum, 0.0, 1.0)
+        check_number("momentum", momentum, 0.0, 1.0)
         super().__init__(
             learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
             ema_momentum, ema_overwrite_frequency, loss_scale_factor,

@@ -66,8 +66,8 @@ def format_spec(model: Sequential, names: bool = False) -> str:
                 "input needs every size, e.g. input 28x28x1."
             )
         segment = "input " + "x".join(str(d) for d in shape)
-        if names and model._input_layer is not None:
-            segment += f" name={model._input_layer.name}"
+        if names and model.input_layer is not None:
+            segment += f" name={model.input_layer.name}"
         segments.append(segment)
     segments += [_layer_segment(layer, names) for layer in model.layers]
     return " | ".join(segments)

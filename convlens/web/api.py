@@ -356,8 +356,8 @@ def explain_request(data) -> dict:
 def _answer(model, data: dict, seed: int) -> dict:
     from convlens.explain import explain_model
     from convlens.explain.render import to_html
-    from convlens.explain.report import _summary_text
     from convlens.spec import format_spec
+    from convlens.summary import summary_text
 
     params = model.count_params()
     explanation = explain_model(model, contrast=True)
@@ -368,7 +368,7 @@ def _answer(model, data: dict, seed: int) -> dict:
         "input_shape": _shape(model.input_shape[1:]),
         "output_shape": _shape(model.output_shape[1:]),
         "total_params": int(params),
-        "summary": _summary_text(model),
+        "summary": summary_text(model),
         "overview_html": to_html([explanation.overview()], level=3),
         "layers": [_layer_entry(layer, e) for layer, e in zip(model.layers, explanation.layers)],
         "trace": None,

@@ -54,13 +54,13 @@ def _total_macs(model) -> int | None:
 
 def summary_request(data) -> dict:
     """The summary text Keras prints and each layer's name, class, shapes and parameters."""
-    from convlens.explain.report import _summary_text
+    from convlens.summary import summary_text
 
     model, seed = seeded_model(data)
     return {
         "model_name": model.name,
         "seed": seed,
-        "summary": _summary_text(model),
+        "summary": summary_text(model),
         "input_shape": _shape(model.input_shape[1:]),
         "output_shape": _shape(model.output_shape[1:]),
         "total_params": int(model.count_params()),
