@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import convlens.layers as cl
 from convlens import optimizers
-from convlens.io import from_torch, to_torch
+from convlens.io import from_torch, load_torch_weights, to_torch
 from convlens.models import Sequential
 
 torch = pytest.importorskip("torch")
@@ -221,3 +221,33 @@ def test_a_resnet_is_refused_in_one_short_line():
         message = str(error.value)
         assert "\n" not in message and len(message) < 300, message
         assert where in message and "own forward()" in message
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_trained_torch_weights_come_back_into_the_same_model(data_format):
+    model = randomize(many_kinds(data_format))
+    module = to_torch(model).train()
+    x = sample(model, n=4)
+    sgd = torch.optim.SGD(module.parameters(), lr=0.05)
+    for _ in range(2):  # BatchNorm's running statistics move too
+        sgd.zero_grad()
+        module(torch.from_numpy(x)).square().mean().backward()
+        sgd.step()
+    module.eval()
+    before = model.get_weights()
+    load_torch_weights(model, module)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    np.testing.assert_allclose(model.predict(x, verbose=0), torch_predict(module, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_weights_of_another_module_are_refused_before_anything_changes():
+    model = randomize(Sequential([cl.Input((4,)), cl.Dense(3, name="a"), cl.Dense(2, name="b")]))
+    before = model.get_weights()
+    other = to_torch(Sequential([cl.Input((4,)), cl.Dense(3, name="a"), cl.Dense(5, name="b")]))
+    with pytest.raises(ValueError, match=r"holds shape \(3, 5\) for .b/kernel. of shape \(3, 2\)"):
+        load_torch_weights(model, other)
+    with pytest.raises(ValueError, match="has no"):
+        load_torch_weights(model, nn.Sequential(nn.Linear(4, 3)))
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)

@@ -6,7 +6,7 @@
 """
 
 from convlens.io.onnx_export import export_onnx
-from convlens.io.torch_export import to_torch
+from convlens.io.torch_export import load_torch_weights, to_torch
 from convlens.io.torch_import import from_torch
 
-__all__ = ["export_onnx", "from_torch", "to_torch"]
+__all__ = ["export_onnx", "from_torch", "load_torch_weights", "to_torch"]

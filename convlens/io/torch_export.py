@@ -51,7 +51,7 @@ from convlens.io.torch_import import import_torch
 from convlens.ops.activations import ALIASES
 from convlens.shapes import deconv_padding_amounts, padding_amounts
 
-__all__ = ["to_torch"]
+__all__ = ["load_torch_weights", "to_torch"]
 
 
 class _Builder:
@@ -67,10 +67,17 @@ class _Builder:
         self.torch, self.nn, self.modules = torch, torch.nn, torch_modules
         self.ndim, self.moved = ndim, False
         self.items: list[tuple[str, object]] = []
-        self.frozen: list = []
+        # (convlens variable, torch module, attribute, torch array -> convlens array)
+        self.bindings: list[tuple] = []
 
     def add(self, name: str, module) -> None:
-        self.items.append((name.replace("/", "_"), module))  # a sub-layer's path
+        name = stem = name.replace("/", "_")  # a sub-layer's path
+        taken = {existing for existing, _ in self.items}
+        count = 0
+        while name in taken:
+            count += 1
+            name = f"{stem}_{count}"
+        self.items.append((name, module))
 
     def logical(self, name: str) -> None:
         if self.moved:
@@ -93,9 +100,39 @@ class _Builder:
             return axis
         return 1 if axis == self.ndim - 1 else axis + 1
 
-    def parameter(self, array, trainable: bool = True):
-        value = self.torch.tensor(np.ascontiguousarray(array, dtype=np.float32))
-        return self.nn.Parameter(value, requires_grad=trainable)
+    def bind(self, module, attribute: str, variable, layout=None, trainable=True) -> None:
+        """Set ``module.attribute`` to ``variable``'s value moved to torch's layout.
+
+        ``layout`` is a pair of functions, convlens array -> torch array and back (default:
+        the same array); ``variable`` may be a plain array (a constant with no convlens twin).
+        """
+        to_torch, from_torch = layout or (_same, _same)
+        array = getattr(variable, "value", variable)
+        value = self.torch.tensor(np.ascontiguousarray(to_torch(array), dtype=np.float32))
+        if attribute.startswith("running_"):  # a buffer, not a parameter
+            getattr(module, attribute).copy_(value)
+        else:
+            setattr(module, attribute, self.nn.Parameter(value, requires_grad=trainable))
+        if not isinstance(variable, np.ndarray):
+            self.bindings.append((variable, module, attribute, from_torch))
+
+
+def _same(array):
+    return array
+
+
+def _permutation(*axes):
+    """The layout pair of ``np.transpose(array, axes)``."""
+    return (lambda array: np.transpose(array, axes),
+            lambda array: np.transpose(array, np.argsort(axes)))
+
+
+def _depthwise_layout(kh, kw, channels, multiplier):
+    """(kh, kw, C, m) <-> (C*m, 1, kh, kw): output channel c*m + j, as torch's groups order them."""
+    return (lambda array: np.transpose(array.reshape(kh, kw, channels * multiplier),
+                                       (2, 0, 1))[:, None],
+            lambda array: np.transpose(array[:, 0], (1, 2, 0)).reshape(
+                kh, kw, channels, multiplier))
 
 
 # ----- activations -----------------------------------------------------------------------
@@ -149,10 +186,13 @@ def _window_pads(layer, kernel, dilation) -> list[tuple[int, int]]:
             for n, k, s, d in zip(_spatial(layer), kernel, layer.strides, dilation)]
 
 
-def _conv_module(builder, layer, weight, bias, groups, pads, name) -> None:
-    """A Conv{r}d of ``weight`` (out, in // groups, *k) with Keras's zeros ``pads``."""
+def _conv_module(builder, layer, layout, groups, name) -> None:
+    """A Conv{r}d of ``layer``'s kernel (``layout`` makes it (out, in // groups, *k)) and bias
+    with Keras's zeros."""
     nn = builder.nn
+    weight = layout[0](layer.kernel.value)
     rank = weight.ndim - 2
+    pads = _window_pads(layer, layer.kernel_size, layer.dilation_rate)
     symmetric = all(before == after for before, after in pads)
     if not symmetric:
         builder.add(f"{name}_pad", getattr(nn, f"ConstantPad{rank}d")(_torch_pads(pads), 0.0))
@@ -160,32 +200,26 @@ def _conv_module(builder, layer, weight, bias, groups, pads, name) -> None:
     module = getattr(nn, f"Conv{rank}d")(
         weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
         stride=tuple(layer.strides), padding=padding, dilation=tuple(layer.dilation_rate),
-        groups=groups, bias=bias is not None,
+        groups=groups, bias=layer.use_bias,
     )
-    module.weight = builder.parameter(weight, layer.trainable)
-    if bias is not None:
-        module.bias = builder.parameter(bias, layer.trainable)
+    builder.bind(module, "weight", layer.kernel, layout, layer.trainable)
+    if layer.use_bias:
+        builder.bind(module, "bias", layer.bias, trainable=layer.trainable)
     builder.add(name, module)
 
 
 def _conv(builder, layer) -> None:
     rank = len(layer.kernel_size)
     builder.channels_first(layer.name, layer.data_format)
-    kernel = np.transpose(layer.kernel.value, (rank + 1, rank, *range(rank)))
-    bias = layer.bias.value if layer.use_bias else None
-    pads = _window_pads(layer, layer.kernel_size, layer.dilation_rate)
-    _conv_module(builder, layer, kernel, bias, layer.groups, pads, layer.name)
+    # (*k, in // groups, out) -> (out, in // groups, *k)
+    _conv_module(builder, layer, _permutation(rank + 1, rank, *range(rank)), layer.groups,
+                 layer.name)
     _activation(builder, layer.activation, f"{layer.name}_activation", layer.where)
 
 
 def _depthwise_module(builder, layer) -> None:
-    kh, kw, channels, multiplier = layer.kernel.shape
-    # (kh, kw, C, m) -> (C*m, 1, kh, kw): output channel c*m + j, as torch's groups order them
-    kernel = np.transpose(layer.kernel.value.reshape(kh, kw, channels * multiplier),
-                          (2, 0, 1))[:, None]
-    bias = layer.bias.value if layer.use_bias else None
-    pads = _window_pads(layer, layer.kernel_size, layer.dilation_rate)
-    _conv_module(builder, layer, kernel, bias, channels, pads, layer.name)
+    layout = _depthwise_layout(*layer.kernel.shape)
+    _conv_module(builder, layer, layout, layer.kernel.shape[2], layer.name)
 
 
 def _depthwise(builder, layer) -> None:
@@ -226,10 +260,9 @@ def _conv_transpose(builder, layer) -> None:
         dilation=tuple(layer.dilation_rate), bias=layer.use_bias,
     )
     # (kh, kw, out, in) -> (in, out, kh, kw)
-    module.weight = builder.parameter(np.transpose(layer.kernel.value, (3, 2, 0, 1)),
-                                      layer.trainable)
+    builder.bind(module, "weight", layer.kernel, _permutation(3, 2, 0, 1), layer.trainable)
     if layer.use_bias:
-        module.bias = builder.parameter(layer.bias.value, layer.trainable)
+        builder.bind(module, "bias", layer.bias, trainable=layer.trainable)
     builder.add(layer.name, module)
     if crop is not None:
         builder.add(f"{layer.name}_crop", nn.ZeroPad2d(_torch_pads(crop)))
@@ -239,9 +272,9 @@ def _conv_transpose(builder, layer) -> None:
 def _dense(builder, layer) -> None:
     builder.logical(layer.name)
     module = builder.nn.Linear(layer.kernel.shape[0], layer.units, bias=layer.use_bias)
-    module.weight = builder.parameter(layer.kernel.value.T, layer.trainable)  # (out, in)
+    builder.bind(module, "weight", layer.kernel, _permutation(1, 0), layer.trainable)
     if layer.use_bias:
-        module.bias = builder.parameter(layer.bias.value, layer.trainable)
+        builder.bind(module, "bias", layer.bias, trainable=layer.trainable)
     builder.add(layer.name, module)
     _activation(builder, layer.activation, f"{layer.name}_activation", layer.where)
 
@@ -320,12 +353,12 @@ def _batchnorm(builder, layer) -> None:
         channels, eps=layer.epsilon, momentum=1.0 - layer.momentum)
     ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
     # A missing gamma or beta is a constant 1 or 0 that never trains.
-    module.weight = builder.parameter(layer.gamma.value if layer.scale else ones,
-                                      layer.trainable and layer.scale)
-    module.bias = builder.parameter(layer.beta.value if layer.center else zeros,
-                                    layer.trainable and layer.center)
-    module.running_mean.copy_(builder.torch.tensor(layer.moving_mean.value))
-    module.running_var.copy_(builder.torch.tensor(layer.moving_variance.value))
+    builder.bind(module, "weight", layer.gamma if layer.scale else ones,
+                 trainable=layer.trainable and layer.scale)
+    builder.bind(module, "bias", layer.beta if layer.center else zeros,
+                 trainable=layer.trainable and layer.center)
+    builder.bind(module, "running_mean", layer.moving_mean)
+    builder.bind(module, "running_var", layer.moving_variance)
     builder.add(layer.name, module)
 
 
@@ -404,6 +437,12 @@ def to_torch(model):
     Raises:
         ValueError: a layer or setting that torch has no module for, naming the layer.
     """
+    module, _ = _build(model)
+    return module
+
+
+def _build(model):
+    """``(torch module, bindings)`` for ``model``; see :func:`to_torch`."""
     torch = import_torch("convlens.io.to_torch")
     if not getattr(model, "built", False) or getattr(model, "input_shape", None) is None:
         raise ValueError(
@@ -426,4 +465,37 @@ def to_torch(model):
     module = torch.nn.Sequential(OrderedDict(builder.items))
     if not trainable:
         module.requires_grad_(False)
-    return module.eval()
+    return module.eval(), builder.bindings
+
+
+def load_torch_weights(model, module) -> None:
+    """Copy the weights of ``module`` -- made by ``to_torch(model)`` and trained since, or
+    wrapped in ``DistributedDataParallel`` -- back into ``model``.
+
+    The keys and shapes of ``module.state_dict()`` are checked against what ``to_torch(model)``
+    writes before any weight changes; BatchNorm's running statistics come back too.
+    """
+    torch = import_torch("convlens.io.load_torch_weights")
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        module = module.module
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"load_torch_weights expects the torch.nn.Module to_torch made; "
+                        f"received {type(module).__name__}.")
+    reference, bindings = _build(model)
+    names = {id(child): name for name, child in reference.named_modules()}
+    state = module.state_dict()
+    arrays = []
+    for variable, child, attribute, from_torch in bindings:
+        key = f"{names[id(child)]}.{attribute}"
+        if key not in state:
+            raise ValueError(
+                f"The torch module has no '{key}' for '{variable.path}': it is not what "
+                f"to_torch(model) writes for model '{model.name}'."
+            )
+        array = from_torch(state[key].detach().cpu().numpy())
+        if array.shape != variable.shape:
+            raise ValueError(f"'{key}' holds shape {array.shape} for '{variable.path}' of "
+                             f"shape {variable.shape}.")
+        arrays.append((variable, array))
+    for variable, array in arrays:
+        variable.assign(array)

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -51,7 +52,6 @@ from convlens.models import Sequential
 from convlens.shapes import (
     conv_output_length,
     deconv_padding_amounts,
-    effective_kernel_size,
     format_shape,
     padding_amounts,
 )
@@ -452,15 +452,9 @@ class _Converter:
 def _keras_transpose_padding(spatial, kernel, strides, dilation, crops):
     """Keras's (padding, output_padding) that crops the full output by ``crops``, or None."""
     options = [(padding, None) for padding in ("valid", "same")]
-    for padding in ("valid", "same"):
-        extra = []
-        for k, d, (_, after) in zip(kernel, dilation, crops):
-            pad = effective_kernel_size(k, d) // 2 if padding == "same" else 0
-            extra.append(pad - after)
-        options.append((padding, tuple(extra)))
+    options += [(padding, extra) for padding in ("valid", "same")
+                for extra in itertools.product(*(range(s) for s in strides))]
     for padding, extra in options:
-        if extra is not None and not all(0 <= e < s for e, s in zip(extra, strides)):
-            continue
         got = tuple(
             deconv_padding_amounts(n, k, padding, s, d, None if extra is None else e)
             for n, k, s, d, e in zip(spatial, kernel, strides, dilation, extra or kernel)
