@@ -19,6 +19,7 @@ The rule names each field takes, and the module that reads them:
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout;
+* ``torch``   (io/torch_export.py): the same names as ``onnx``;
 * ``keras_class``, ``builds_from_shape``, ``keras_only_keys``, ``convlens_only_keys``
   (io/keras_format.py): the class name in ``.keras`` files (the class's own name by default),
   whether Keras writes a ``build_config`` for it (Keras layers that override ``build``), the
@@ -46,6 +47,7 @@ class Kind:
     trace: str | None = None
     picture: str | None = None
     onnx: str | None = None
+    torch: str | None = None
     keras_class: str | None = None
     builds_from_shape: bool = False
     keras_only_keys: tuple[tuple[str, object], ...] = ()  # (key, value) pairs; a dict is taken

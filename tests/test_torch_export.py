@@ -251,3 +251,19 @@ def test_weights_of_another_module_are_refused_before_anything_changes():
         load_torch_weights(model, nn.Sequential(nn.Linear(4, 3)))
     for got, want in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, want)
+
+
+def test_layers_are_looked_up_in_the_kind_registry():
+    class MyConv(cl.Conv2D):  # a subclass computes as its registered base
+        pass
+
+    class Doubling(cl.Layer):  # nobody registered it
+        def call(self, x, training=False):
+            return 2 * x
+
+    model = randomize(Sequential([cl.Input((5, 5, 2)), MyConv(3, 3)]))
+    x = sample(model)
+    np.testing.assert_allclose(torch_predict(to_torch(model), x), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"layer 1 '.*' \(Doubling\) has no torch form.*Conv2D"):
+        to_torch(Sequential([cl.Input((5, 5, 2)), MyConv(3, 3), Doubling()]))

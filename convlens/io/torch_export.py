@@ -48,6 +48,7 @@ from collections import OrderedDict
 import numpy as np
 
 from convlens.io.torch_import import import_torch
+from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.ops.activations import ALIASES
 from convlens.shapes import deconv_padding_amounts, padding_amounts
 
@@ -410,16 +411,13 @@ def _dropout(builder, layer) -> None:
     builder.add(layer.name, getattr(nn, f"Dropout{rank}d")(layer.rate))
 
 
+# Handlers by the ``torch`` rule name of each layer's registered kind (convlens.kinds).
 WRITERS = {
-    "Conv1D": _conv, "Conv2D": _conv, "Conv3D": _conv, "DepthwiseConv2D": _depthwise,
-    "SeparableConv2D": _separable, "Conv2DTranspose": _conv_transpose, "Dense": _dense,
-    "MaxPooling1D": _pool, "MaxPooling2D": _pool, "MaxPooling3D": _pool,
-    "AveragePooling1D": _pool, "AveragePooling2D": _pool, "AveragePooling3D": _pool,
-    "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
-    "GlobalMaxPooling1D": _global_pool, "GlobalMaxPooling2D": _global_pool,
-    "Flatten": _flatten, "Reshape": _reshape, "BatchNormalization": _batchnorm,
-    "ZeroPadding2D": _zero_padding, "ReLU": _relu, "Activation": _activation_layer,
-    "Dropout": _dropout,
+    "conv": _conv, "depthwise": _depthwise, "separable": _separable,
+    "transpose": _conv_transpose, "dense": _dense, "pool": _pool, "global_pool": _global_pool,
+    "flatten": _flatten, "reshape": _reshape, "batchnorm": _batchnorm,
+    "zero_padding": _zero_padding, "relu": _relu, "activation": _activation_layer,
+    "dropout": _dropout,
 }
 
 
@@ -454,11 +452,13 @@ def _build(model):
     builder = _Builder(torch, len(model.input_shape))
     trainable = getattr(model, "trainable", True)
     for index, layer in enumerate(model.layers):
-        writer = WRITERS.get(type(layer).__name__)
+        writer = WRITERS.get(kind_of(layer).torch)
         if writer is None:
+            convertible = [name for name in registered_names()
+                           if kind_of(registered_class(name)).torch in WRITERS]
             raise ValueError(
                 f"to_torch: layer {index} '{layer.name}' ({type(layer).__name__}) has no torch "
-                f"form in convlens. Convertible layers: {', '.join(sorted(WRITERS))}."
+                f"form in convlens. Convertible layers: {', '.join(convertible)}."
             )
         writer(builder, layer)
     builder.logical("output")

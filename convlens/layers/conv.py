@@ -309,6 +309,6 @@ Convolution3D = Conv3D
 
 
 CONV_KIND = Kind(words="conv", cost="conv", field="window", trace="conv", picture="conv",
-                 onnx="conv", builds_from_shape=True)
+                 onnx="conv", torch="conv", builds_from_shape=True)
 for _cls in (Conv1D, Conv2D, Conv3D):
     register(_cls, CONV_KIND)

@@ -164,7 +164,7 @@ class Conv2DTranspose(Layer):
 
 register(Conv2DTranspose, Kind(
     words="transpose", cost="transpose", field="transpose", trace="transpose",
-    picture="transpose", onnx="transpose", builds_from_shape=True,
+    picture="transpose", onnx="transpose", torch="transpose", builds_from_shape=True,
     keras_only_keys={
         "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
         "kernel_regularizer": None, "kernel_constraint": None,

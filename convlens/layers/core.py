@@ -414,14 +414,19 @@ def _normalize_pad_pairs(padding, where: str) -> tuple:
 
 
 register(Dense, Kind(words="dense", cost="dense", field="dense", trace="dense", onnx="dense",
+                     torch="dense",
                      builds_from_shape=True, keras_only_keys={"quantization_config": None},
                      convlens_only_keys=("activity_regularizer",)))
 register(Flatten, Kind(words="flatten", field="mix", trace="copy", onnx="flatten",
-                       builds_from_shape=True))
-register(Reshape, Kind(words="reshape", field="mix", trace="copy", onnx="reshape"))
+                       torch="flatten", builds_from_shape=True))
+register(Reshape, Kind(words="reshape", field="mix", trace="copy", onnx="reshape",
+                       torch="reshape"))
 register(Activation, Kind(words="elementwise", field="pointwise", trace="elementwise",
-                          onnx="activation"))
-register(ReLU, Kind(words="relu", field="pointwise", trace="relu", onnx="relu"))
-register(Dropout, Kind(words="dropout", field="pointwise", trace="copy", onnx="dropout"))
+                          onnx="activation", torch="activation"))
+register(ReLU, Kind(words="relu", field="pointwise", trace="relu", onnx="relu",
+                    torch="relu"))
+register(Dropout, Kind(words="dropout", field="pointwise", trace="copy", onnx="dropout",
+                       torch="dropout"))
 register(ZeroPadding2D, Kind(words="zero_padding", field="shift", trace="copy",
-                             onnx="zero_padding", builds_from_shape=True))
+                             onnx="zero_padding", torch="zero_padding",
+                             builds_from_shape=True))

@@ -293,11 +293,11 @@ class SeparableConv2D(Layer):
 
 register(DepthwiseConv2D, Kind(
     words="depthwise", cost="depthwise", field="window", trace="depthwise", picture="depthwise",
-    onnx="depthwise", builds_from_shape=True,
+    onnx="depthwise", torch="depthwise", builds_from_shape=True,
 ))
 register(SeparableConv2D, Kind(
     words="separable", cost="separable", field="window", trace="separable", picture="separable",
-    onnx="separable", builds_from_shape=True,
+    onnx="separable", torch="separable", builds_from_shape=True,
     keras_only_keys={
         "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
         "depthwise_regularizer": None, "pointwise_regularizer": None,

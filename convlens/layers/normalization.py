@@ -175,7 +175,7 @@ class BatchNormalization(Layer):
 
 register(BatchNormalization, Kind(
     words="batchnorm", cost="per_value", field="pointwise", trace="batchnorm", onnx="batchnorm",
-    builds_from_shape=True,
+    torch="batchnorm", builds_from_shape=True,
     keras_only_keys={
         "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
         "gamma_constraint": None, "synchronized": False, "renorm": False,

@@ -166,8 +166,9 @@ class GlobalMaxPooling2D(GlobalPooling):
 GlobalAvgPool2D, GlobalMaxPool2D = GlobalAveragePooling2D, GlobalMaxPooling2D
 
 
-POOL_KIND = Kind(words="pool", field="window", trace="pool", onnx="pool")
-GLOBAL_POOL_KIND = Kind(words="global_pool", field="mix", trace="global_pool", onnx="global_pool")
+POOL_KIND = Kind(words="pool", field="window", trace="pool", onnx="pool", torch="pool")
+GLOBAL_POOL_KIND = Kind(words="global_pool", field="mix", trace="global_pool", onnx="global_pool",
+                        torch="global_pool")
 for _cls in (MaxPooling1D, MaxPooling2D, MaxPooling3D,
              AveragePooling1D, AveragePooling2D, AveragePooling3D):
     register(_cls, POOL_KIND)
