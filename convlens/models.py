@@ -343,11 +343,17 @@ class Sequential:
 
 
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
-    """Read a Keras 3 ``.keras`` file (written by Keras or by convlens) into a Sequential.
+    """Read a Keras 3 ``.keras`` file (written by Keras or by convlens), or a legacy ``.h5``
+    model file (Keras 2's ``model.save("m.h5")``), into a Sequential.
 
     The file's JSON config is parsed as data, never executed; layers come from an allow-list
     of convlens classes, and what convlens cannot represent is a ``ValueError`` naming it.
     """
+    path = str(filepath)
+    if path.endswith(".h5") and not path.endswith(".weights.h5"):
+        from convlens.io import legacy_h5  # doorway
+
+        return legacy_h5.load_model(path, compile=compile)
     from convlens.io import keras_format  # doorway
 
     return keras_format.load_model(

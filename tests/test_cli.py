@@ -142,7 +142,7 @@ def test_keras_model_files_are_read(tmp_path, capsys):
     broken.write_bytes(b"PK\x03\x04")
     legacy = tmp_path / "old.h5"
     legacy.write_bytes(b"\x89HDF")
-    for path, words in ((broken, "zip"), (legacy, "legacy"),
+    for path, words in ((broken, "zip"), (legacy, "not a readable HDF5 file"),
                         (tmp_path / "m.weights.h5", "weights file")):
         assert main(["summary", str(path)]) == 2
         err = capsys.readouterr().err

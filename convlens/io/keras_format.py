@@ -262,7 +262,7 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
             raise ValueError(f"{path!r} is a damaged zip archive: {error}") from None
         model = model_from_config(config, path)
         if compile:  # first, so that the optimizer state loads with the weights
-            _compile(model, config.get("compile_config"), path)
+            compile_from_config(model, config.get("compile_config"), path)
         if model.built:
             weights_file.load_weights(model, weights_path)
     return model
@@ -421,7 +421,9 @@ def _short(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _compile(model, config, path: str) -> None:
+def compile_from_config(model, config, path: str) -> None:
+    """Compile ``model`` from a ``compile_config`` dict (optimizer, loss, metrics) and build
+    its optimizer, as Keras's ``compile_from_config`` does; nothing for an empty config."""
     if not config:
         return
     if not isinstance(config, dict):
