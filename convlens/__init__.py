@@ -19,12 +19,13 @@ from convlens import (
     utils,
 )
 from convlens.layers import Input, InputLayer, Layer
-from convlens.models import Sequential, load_model
+from convlens.models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "InputLayer", "Layer", "Sequential", "activations", "callbacks", "datasets",
+    "Input", "InputLayer", "Layer", "Model", "Sequential", "activations", "callbacks",
+    "datasets",
     "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers", "saving",
     "utils", "__version__",
 ]

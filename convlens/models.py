@@ -1,15 +1,266 @@
-"""Sequential: a stack of layers, built, run, trained and summarised as in Keras 3."""
+"""Model and Sequential: layers built, run, trained and summarised as in Keras 3."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from convlens.functional import Graph
+from convlens.graph import KerasTensor
 from convlens.layers.base import Layer, as_float32, unique_name
-from convlens.layers.core import InputLayer, KerasTensor
+from convlens.layers.core import InputLayer
 from convlens.shapes import format_shape
 
 
-class Sequential:
+class Model:
+    """A model: layers connected into a graph from ``inputs`` to ``outputs`` (Keras 3).
+
+    ``Model(inputs, outputs)`` takes the symbolic tensors of ``Input(...)`` and of the layers
+    called on them; ``Sequential`` is the same model as a chain. Both build, run, train,
+    save and explain alike.
+
+    Example:
+        >>> from convlens.layers import Conv2D, Input
+        >>> x = Input((28, 28, 1))
+        >>> model = Model(x, Conv2D(64, 3)(Conv2D(32, 3)(x)))
+        >>> model.output_shape
+        (None, 24, 24, 64)
+    """
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None,
+                 trainable: bool = True, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to Model: {kwargs}")
+        if inputs is None or outputs is None:
+            raise TypeError(
+                "Model(inputs, outputs) builds a model from the symbolic tensors of "
+                "Input(...) and the layers called on them; convlens does not run subclassed "
+                "models. For a plain stack of layers use Sequential([...])."
+            )
+        self._init_state(name or unique_name("functional"), trainable)
+        self.graph = Graph(inputs, outputs, self.name)
+        self.built = True
+
+    def _init_state(self, name: str, trainable: bool) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
+        self.name = name
+        self.trainable = trainable
+        self.built = False
+        # what compile() sets; training, the summary and callbacks read them
+        self.optimizer = None
+        self.loss = None
+        self.loss_weight: float | None = None
+        self.metrics_list: list = []  # [(display name, function)]
+        self.weighted_metrics_list: list = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+
+    # ----- structure -----------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """Every layer, InputLayers first, in Keras's order (by depth from the outputs)."""
+        return list(self.graph.layers)
+
+    @property
+    def inputs(self) -> list:
+        return list(self.graph.inputs)
+
+    @property
+    def outputs(self) -> list:
+        return list(self.graph.outputs)
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.graph.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.graph.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def sequential_like(self) -> bool:
+        """Whether Keras prints this model's summary without the Connected to column."""
+        return self.graph.sequential_like
+
+    def connections(self, layer) -> str:
+        """The summary's Connected to cell: ``name[node][tensor]`` of every input."""
+        return self.graph.connections(layer)
+
+    # ----- running -------------------------------------------------------------------------
+    def check_input(self, x):
+        """The input(s) as float32 arrays, checked against the model's inputs."""
+        arrays = self.graph.check_inputs(x, self.name)
+        return arrays[0] if len(arrays) == 1 else arrays
+
+    def forward(self, x, training: bool = False):
+        outputs = self.graph.forward(x if isinstance(x, list) else [x], training)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def backward(self, grad, pre_activation: bool = False):
+        """Back-propagate the gradient(s) wrt the output(s); fills weight grads.
+
+        ``pre_activation=True``: ``grad`` is wrt the output layer's input to its activation
+        (the trainer's fused softmax + cross-entropy)."""
+        self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
+
+    def __repr__(self) -> str:
+        return f"<Functional name={self.name}, built={self.built}>"
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has "
+                    f"{len(self.layers)} layers."
+                )
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        names = ", ".join(layer.name for layer in self.layers)
+        raise ValueError(f"No such layer: {name}. Existing layers are: [{names}].")
+
+    # ----- weights -------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [v for layer in self.layers for v in layer.non_trainable_weights]
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on model '{self.name}', but the model isn't "
+                "built. Build it first: model.build((None, ...)) or start it with Input(...)."
+            )
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        """Set all weights in ``model.weights`` order; every shape is checked first."""
+        weights = list(weights)
+        variables = self.weights
+        if not self.built and weights:
+            raise ValueError(
+                f"Model '{self.name}' isn't built yet, so it has no weights to set; received "
+                f"{len(weights)} array(s). Build it first: model.build((None, ...)) or start it "
+                "with Input(...)."
+            )
+        if len(weights) != len(variables):
+            raise ValueError(
+                f"Model '{self.name}' has {len(variables)} weight arrays; received "
+                f"{len(weights)}. Expected, in order: "
+                + ", ".join(f"{v.path} {v.shape}" for v in variables)
+            )
+        arrays = [as_float32(value, f"Weight '{variable.path}'")
+                  for variable, value in zip(variables, weights)]
+        for variable, array in zip(variables, arrays):
+            if array.shape != variable.shape:
+                raise ValueError(
+                    f"Weight '{variable.path}' has shape {variable.shape}; received an array "
+                    f"of shape {array.shape}."
+                )
+        for variable, array in zip(variables, arrays):
+            variable.assign(array)
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        return self.forward(self.check_input(x), training=training)
+
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None,
+                callbacks=None) -> np.ndarray:
+        from convlens import training  # doorway
+
+        return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                callbacks=callbacks)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None, columns=None) -> None:
+        """Print the Keras table; ``columns=[...]`` adds convlens's optional columns."""
+        from convlens.summary import print_summary  # doorway
+
+        extra = None
+        if columns:
+            from convlens.explain.columns import summary_columns  # doorway
+
+            extra = summary_columns(self, columns)
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      show_trainable=show_trainable, columns=extra, layer_range=layer_range,
+                      expand_nested=expand_nested)
+
+    # ----- training ------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, **kwargs) -> None:
+        from convlens import training  # doorway
+
+        training.compile_model(self, optimizer, loss, metrics, loss_weights=loss_weights,
+                               weighted_metrics=weighted_metrics, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, **kwargs):
+        from convlens import training  # doorway
+
+        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                            callbacks=callbacks, validation_split=validation_split,
+                            validation_data=validation_data, shuffle=shuffle,
+                            class_weight=class_weight, sample_weight=sample_weight,
+                            initial_epoch=initial_epoch, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        from convlens import training  # doorway
+
+        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                 sample_weight=sample_weight, steps=steps, callbacks=callbacks,
+                                 return_dict=return_dict, **kwargs)
+
+    # ----- files ---------------------------------------------------------------------------
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        from convlens.io import weights_file  # doorway
+
+        weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        from convlens.io import weights_file  # doorway
+
+        weights_file.load_weights(self, filepath)
+
+    def save(self, filepath, overwrite: bool = True) -> None:
+        from convlens.io import keras_format  # doorway
+
+        keras_format.save(self, filepath, overwrite=overwrite)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs) -> None:
+        """As Keras 3's ``model.export``; convlens writes ``format="onnx"`` only."""
+        from convlens.io import onnx_export  # doorway
+
+        onnx_export.export(self, filepath, format=format, verbose=verbose,
+                           input_signature=input_signature, **kwargs)
+
+    # ----- explanations --------------------------------------------------------------------
+    def explain(self, **kwargs):
+        from convlens.explain import explain_model  # doorway
+
+        return explain_model(self, **kwargs)
+
+
+class Sequential(Model):
     """A linear stack of layers.
 
     Example:
@@ -21,24 +272,15 @@ class Sequential:
         (3, 3, 32, 64)
     """
 
+    sequential_like = True  # its summary has no Connected to column
+
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
-        self.name = name or unique_name("sequential")
-        self.trainable = trainable
+        self._init_state(name or unique_name("sequential"), trainable)
         self._layers: list[Layer] = []
         self._layer_names: set[str] = set()  # so adding n layers takes n steps, not n**2
         self._input_layer: InputLayer | None = None
-        self.built = False
-        # what compile() sets; training, the summary and callbacks read them
-        self.optimizer = None
-        self.loss = None
-        self.loss_weight: float | None = None
-        self.metrics_list: list = []  # [(display name, function)]
-        self.weighted_metrics_list: list = []
-        self.compiled = False
-        self.stop_training = False
-        self.history = None
         if layers is not None:
             if not isinstance(layers, (list, tuple)):
                 raise TypeError(
@@ -139,75 +381,6 @@ class Sequential:
             return self.input_shape if self.built else None
         return self._layers[-1].output_shape
 
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        if index is not None:
-            if not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(
-                    f"Was asked to retrieve layer at index {index} but model only has "
-                    f"{len(self._layers)} layers."
-                )
-            return self._layers[index]
-        for layer in self._layers:
-            if layer.name == name:
-                return layer
-        names = ", ".join(layer.name for layer in self._layers)
-        raise ValueError(f"No such layer: {name}. Existing layers are: [{names}].")
-
-    # ----- weights -------------------------------------------------------------------------
-    @property
-    def weights(self):
-        return [v for layer in self._layers for v in layer.weights]
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return [v for layer in self._layers for v in layer.trainable_weights]
-
-    @property
-    def non_trainable_weights(self):
-        if not self.trainable:
-            return self.weights
-        return [v for layer in self._layers for v in layer.non_trainable_weights]
-
-    def count_params(self) -> int:
-        if not self.built:
-            raise ValueError(
-                f"You tried to call `count_params` on model '{self.name}', but the model isn't "
-                "built. Build it first: model.build((None, ...)) or start it with Input(...)."
-            )
-        return sum(layer.count_params() for layer in self._layers)
-
-    def get_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._layers for w in layer.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        """Set all weights in ``model.weights`` order; every shape is checked first."""
-        weights = list(weights)
-        variables = self.weights
-        if not self.built and weights:
-            raise ValueError(
-                f"Model '{self.name}' isn't built yet, so it has no weights to set; received "
-                f"{len(weights)} array(s). Build it first: model.build((None, ...)) or start it "
-                "with Input(...)."
-            )
-        if len(weights) != len(variables):
-            raise ValueError(
-                f"Model '{self.name}' has {len(variables)} weight arrays; received "
-                f"{len(weights)}. Expected, in order: "
-                + ", ".join(f"{v.path} {v.shape}" for v in variables)
-            )
-        arrays = [as_float32(value, f"Weight '{variable.path}'")
-                  for variable, value in zip(variables, weights)]
-        for variable, array in zip(variables, arrays):
-            if array.shape != variable.shape:
-                raise ValueError(
-                    f"Weight '{variable.path}' has shape {variable.shape}; received an array "
-                    f"of shape {array.shape}."
-                )
-        for variable, array in zip(variables, arrays):
-            variable.assign(array)
-
     # ----- running -------------------------------------------------------------------------
     def check_input(self, x) -> np.ndarray:
         """The input as float32, checked against the model's input shape (builds if needed)."""
@@ -247,87 +420,6 @@ class Sequential:
             if grad is None:
                 break
         return grad
-
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        return self.forward(self.check_input(x), training=training)
-
-    def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None,
-                callbacks=None) -> np.ndarray:
-        from convlens import training  # doorway
-
-        return training.predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
-                                callbacks=callbacks)
-
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False, layer_range=None, columns=None) -> None:
-        """Print the Keras table; ``columns=[...]`` adds convlens's optional columns."""
-        from convlens.summary import print_summary  # doorway
-
-        extra = None
-        if columns:
-            from convlens.explain.columns import summary_columns  # doorway
-
-            extra = summary_columns(self, columns)
-        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
-                      show_trainable=show_trainable, columns=extra, layer_range=layer_range,
-                      expand_nested=expand_nested)
-
-    # ----- training ------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
-                weighted_metrics=None, **kwargs) -> None:
-        from convlens import training  # doorway
-
-        training.compile_model(self, optimizer, loss, metrics, loss_weights=loss_weights,
-                               weighted_metrics=weighted_metrics, **kwargs)
-
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, **kwargs):
-        from convlens import training  # doorway
-
-        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                            callbacks=callbacks, validation_split=validation_split,
-                            validation_data=validation_data, shuffle=shuffle,
-                            class_weight=class_weight, sample_weight=sample_weight,
-                            initial_epoch=initial_epoch, **kwargs)
-
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False, **kwargs):
-        from convlens import training  # doorway
-
-        return training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                                 sample_weight=sample_weight, steps=steps, callbacks=callbacks,
-                                 return_dict=return_dict, **kwargs)
-
-    # ----- files ---------------------------------------------------------------------------
-    def save_weights(self, filepath, overwrite: bool = True) -> None:
-        from convlens.io import weights_file  # doorway
-
-        weights_file.save_weights(self, filepath, overwrite=overwrite)
-
-    def load_weights(self, filepath) -> None:
-        from convlens.io import weights_file  # doorway
-
-        weights_file.load_weights(self, filepath)
-
-    def save(self, filepath, overwrite: bool = True) -> None:
-        from convlens.io import keras_format  # doorway
-
-        keras_format.save(self, filepath, overwrite=overwrite)
-
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
-               **kwargs) -> None:
-        """As Keras 3's ``model.export``; convlens writes ``format="onnx"`` only."""
-        from convlens.io import onnx_export  # doorway
-
-        onnx_export.export(self, filepath, format=format, verbose=verbose,
-                           input_signature=input_signature, **kwargs)
-
-    # ----- explanations --------------------------------------------------------------------
-    def explain(self, **kwargs):
-        from convlens.explain import explain_model  # doorway
-
-        return explain_model(self, **kwargs)
 
     def get_config(self) -> dict:
         layers = []

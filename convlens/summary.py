@@ -47,6 +47,9 @@ __all__ = ["print_summary", "summary_text", "count_params", "weight_memory_size"
 # Keras's layout for a sequential model: total width and where each column ends.
 _BASE_LINE_LENGTH = 88
 _BASE_POSITIONS = (0.45, 0.80, 1.0)
+# ... and for a graph (a functional model that is not a plain chain), with "Connected to".
+_GRAPH_LINE_LENGTH = 108
+_GRAPH_POSITIONS = (0.3, 0.56, 0.74, 1.0)
 _TRAINABLE_EXTRA_LENGTH = 12
 _TRAINABLE_SHRINK = 0.90
 # An extra column gets at least this many characters, or its title plus a margin.
@@ -171,6 +174,7 @@ def _layout(
     positions: Sequence[float] | None,
     show_trainable: bool,
     extra_titles: Sequence[str],
+    graph: bool = False,
 ) -> tuple[int, list[int]]:
     """Table width and the width of every column.
 
@@ -180,15 +184,16 @@ def _layout(
     width; Keras's columns share what is left by Keras's positions, unless ``positions``
     names the end of every column itself.
     """
-    default_length = _BASE_LINE_LENGTH
-    keras_ends = list(positions) if positions else list(_BASE_POSITIONS)
+    default_length = _GRAPH_LINE_LENGTH if graph else _BASE_LINE_LENGTH
+    base_positions = _GRAPH_POSITIONS if graph else _BASE_POSITIONS
+    keras_ends = list(positions) if positions else list(base_positions)
     if show_trainable:
         default_length += _TRAINABLE_EXTRA_LENGTH
         if keras_ends[-1] <= 1:
             keras_ends = [p * _TRAINABLE_SHRINK for p in keras_ends] + [1.0]
         else:  # absolute positions: the Trainable column gets its own characters
             keras_ends = keras_ends + [keras_ends[-1] + _TRAINABLE_EXTRA_LENGTH]
-    keras_column_count = len(_BASE_POSITIONS) + int(show_trainable)
+    keras_column_count = len(base_positions) + int(show_trainable)
 
     extra_widths = [_extra_width(title) for title in extra_titles]
     column_count = keras_column_count + len(extra_widths)
@@ -342,10 +347,15 @@ def print_summary(
         TypeError: if an entry of ``columns`` is not a ``(str, callable)`` pair.
     """
     extras = _validate_columns(columns)
-    length, widths = _layout(line_length, positions, show_trainable, [t for t, _ in extras])
+    graph = not model.sequential_like
+    length, widths = _layout(line_length, positions, show_trainable, [t for t, _ in extras],
+                             graph)
 
     headers = ["Layer (type)", "Output Shape", "Param #"]
     justify = ["left", "left", "right"]
+    if graph:
+        headers.append("Connected to")
+        justify.append("left")
     if show_trainable:
         headers.append("Trainable")
         justify.append("center")
@@ -363,6 +373,8 @@ def print_summary(
     )
     for layer in _select_layers(list(model.layers), layer_range):
         row = [_name_cell(layer), _shape_cell(layer), _params_cell(layer)]
+        if graph:
+            row.append(rich.markup.escape(model.connections(layer)))
         if show_trainable:
             row.append(_trainable_cell(layer))
         row.extend(rich.markup.escape(str(fn(layer))) for _, fn in extras)

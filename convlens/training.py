@@ -213,6 +213,18 @@ _UNSUPPORTED_FIT = {
 }
 
 
+def _check_one_input_and_output(model, what: str) -> None:
+    """Training reads one input array and one target array (several: a clear refusal)."""
+    for side in ("input", "output"):
+        shape = getattr(model, f"{side}_shape")
+        if isinstance(shape, list):
+            raise ValueError(
+                f"{what}() trains models with one input and one output; model "
+                f"'{model.name}' has {len(shape)} {side}s. predict() takes several; to train, "
+                f"build a model with one {side} (e.g. concatenate the {side}s)."
+            )
+
+
 def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
         sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -226,6 +238,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             f"{_UNSUPPORTED_FIT['steps_per_epoch']}."
         )
     _check_compiled(model, "fit")
+    _check_one_input_and_output(model, "fit")
     x = model.check_input(x)
     y = _as_targets(y, len(x), "fit")
     sample_weight = weighting.check_sample_weight(sample_weight, len(x), "fit")
@@ -366,17 +379,21 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     x = model.check_input(x)
     batch_size = _batch_size(batch_size)
     verbose = _verbosity(verbose)
-    steps = _steps(steps, len(x), batch_size)
+    several = isinstance(x, list)  # a model with several inputs
+    steps = _steps(steps, len(x[0]) if several else len(x), batch_size)
     callback_list = _hooks(callbacks, model, verbose, steps)
     bar = progress.Progbar(steps, verbose=verbose) if verbose else None
     outputs = []
     callback_list.on_predict_begin()
     for step in range(steps):
         callback_list.on_predict_batch_begin(step)
-        outputs.append(model.forward(x[step * batch_size:(step + 1) * batch_size]))
+        rows = slice(step * batch_size, (step + 1) * batch_size)
+        outputs.append(model.forward([a[rows] for a in x] if several else x[rows]))
         callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
         if bar is not None:
             bar.update(step + 1, [], finalize=step + 1 == steps)
     callback_list.on_predict_end()
+    if outputs and isinstance(outputs[0], list):  # several outputs: one array each
+        return [np.concatenate(parts) for parts in zip(*outputs)]
     return np.concatenate(outputs) if outputs else np.zeros((0,) + model.output_shape[1:],
                                                             np.float32)

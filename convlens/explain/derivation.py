@@ -29,10 +29,12 @@ from convlens.explain.derivation_conv import (
 )
 from convlens.explain.derivation_core import (
     _explain_batchnorm,
+    _explain_concatenate,
     _explain_dense,
     _explain_dropout,
     _explain_elementwise,
     _explain_flatten,
+    _explain_merge,
     _explain_relu,
     _explain_reshape,
     _explain_zero_padding,
@@ -59,6 +61,7 @@ EXPLAINERS = {
     "dense": _explain_dense, "flatten": _explain_flatten, "reshape": _explain_reshape,
     "elementwise": _explain_elementwise, "relu": _explain_relu, "dropout": _explain_dropout,
     "batchnorm": _explain_batchnorm, "zero_padding": _explain_zero_padding,
+    "merge": _explain_merge, "concatenate": _explain_concatenate,
 }
 
 

@@ -128,3 +128,26 @@ def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
         "(before, after); the input values are unchanged. No weights."
     ]
 
+
+
+def _explain_merge(layer, exp: LayerExplanation) -> None:
+    shapes = " and ".join(format_shape(s) for s in layer.input_shape)
+    what = type(layer).__name__.lower()
+    exp.mechanism = [
+        f"Combines {len(layer.input_shape)} inputs ({shapes}) value by value ({what}): each "
+        f"output value is the {what} of the values at the same position of every input, so "
+        f"the inputs must have the same shape and the output `{format_shape(layer.output_shape)}`"
+        " keeps it. No weights.",
+    ]
+
+
+def _explain_concatenate(layer, exp: LayerExplanation) -> None:
+    shapes = " and ".join(format_shape(s) for s in layer.input_shape)
+    rank = len(layer.output_shape)
+    axis = layer.axis % rank
+    sizes = " + ".join(str(s[axis]) for s in layer.input_shape)
+    exp.mechanism = [
+        f"Stacks its inputs ({shapes}) along axis {axis}: {sizes} = "
+        f"{layer.output_shape[axis]}, so the channels of the branches add up while every other "
+        "axis must match. Nothing is computed. No weights.",
+    ]

@@ -1,5 +1,6 @@
 """Layers with Keras 3 names, arguments and weight layouts."""
 
+from convlens.graph import KerasTensor
 from convlens.layers.base import Layer
 from convlens.layers.conv import (
     Conv,
@@ -18,12 +19,20 @@ from convlens.layers.core import (
     Flatten,
     Input,
     InputLayer,
-    KerasTensor,
     ReLU,
     Reshape,
     ZeroPadding2D,
 )
 from convlens.layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from convlens.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+)
 from convlens.layers.normalization import BatchNormalization
 from convlens.layers.pooling import (
     AveragePooling1D,
@@ -47,6 +56,7 @@ from convlens.layers.pooling import (
 )
 
 __all__ = [
+    "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
     "Activation", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D",
     "AvgPool2D", "AvgPool3D", "BatchNormalization", "Conv", "Conv1D", "Conv2D",
     "Conv2DTranspose", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D", "Dense",

@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from convlens import initializers, session
+from convlens.graph import Node, symbolic_inputs
 from convlens.shapes import format_shape
 from convlens.variables import Variable
 
@@ -59,6 +60,13 @@ def resolve(getter, value, where: str):
         raise type(error)(f"{where}: {error}") from None
 
 
+def normalize_shape(shape):
+    """A batch shape as a tuple of ints/None; a merge layer's list of shapes as a list of them."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return [normalize_shape(s) for s in shape]
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def _built_once(build):
     """Wrap a layer's ``build`` as Keras does: record the shapes and mark the layer built.
 
@@ -67,7 +75,7 @@ def _built_once(build):
 
     @functools.wraps(build)
     def wrapper(self, input_shape):
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        input_shape = normalize_shape(input_shape)
         # A layer built at construction (``built_at_init``) still records its first shape.
         if self.built and self.input_shape is not None:
             self.check_input_shape(input_shape)
@@ -97,6 +105,8 @@ class Layer:
     built_at_init = False
     # A model sets False on its first layer: nothing upstream wants the gradient wrt the data.
     needs_input_grad = True
+    # Merge layers (Add, Concatenate, ...) are called on a list of inputs.
+    takes_list = False
 
     def __init__(
         self,
@@ -129,6 +139,7 @@ class Layer:
         self._variables: list[Variable] = []
         self._fixed_axes: dict[int, int] = {}
         self._cache = None
+        self.inbound_nodes: list = []  # one Node per call on symbolic tensors
         self._batch_input_shape = None
         self._activation_cache = None  # (z, y) of the last training call, for backward
         self._grad_is_pre_activation = False
@@ -246,7 +257,7 @@ class Layer:
 
     def build_from_shape(self, input_shape) -> tuple:
         """Build (once) for ``input_shape`` (batch axis first, may be None); return output shape."""
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        input_shape = normalize_shape(input_shape)
         self.build(input_shape)
         self.output_shape = self.compute_output_shape(input_shape)
         return self.output_shape
@@ -256,6 +267,9 @@ class Layer:
         if self.input_shape is None:
             return
         expected = self.input_shape
+        if isinstance(expected, list) or isinstance(input_shape, list):
+            self._check_input_shapes(input_shape)
+            return
         if len(input_shape) != len(expected):
             raise ValueError(
                 f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
@@ -272,12 +286,78 @@ class Layer:
                     f"{format_shape(input_shape)}."
                 )
 
+    def _check_input_shapes(self, input_shapes) -> None:
+        """A layer called on a list (a merge) takes the same number of inputs of each rank."""
+        expected = self.input_shape
+        if not (isinstance(expected, list) and isinstance(input_shapes, list)
+                and len(expected) == len(input_shapes)
+                and all(len(a) == len(b) for a, b in zip(expected, input_shapes))):
+            raise ValueError(
+                f"Input of layer '{self.name}' ({type(self).__name__}) is incompatible: it was "
+                f"built for {_shapes_text(expected)} and received {_shapes_text(input_shapes)}."
+            )
+
     def __call__(self, x, training: bool = False):
+        where = f"Layer '{self.name}' ({type(self).__name__})"
+        tensors = symbolic_inputs(x, where)
+        if tensors is not None:
+            return self.call_symbolic(tensors, isinstance(x, (list, tuple)))
+        if self.takes_list and isinstance(x, (list, tuple)):
+            arrays = [as_float32(a, where) for a in x]
+            shapes = [(None,) + a.shape[1:] for a in arrays]
+            if self.built:
+                self.check_input_shape(shapes)
+            self.build_from_shape(shapes)
+            return self.call(arrays, training=training)
         x = as_float32(x, f"Layer '{self.name}'")
         if self.built:
             self.check_input_shape(x.shape)
         self.build_from_shape((None,) + x.shape[1:])
         return self.call(x, training=training)
+
+    def call_symbolic(self, tensors: list, list_input: bool):
+        """Record a call on symbolic tensors: build for their shapes, add a node, return its
+        output tensor."""
+        shapes = [t.shape for t in tensors]
+        if list_input and not self.takes_list:
+            raise TypeError(
+                f"Layer '{self.name}' ({type(self).__name__}) takes one input tensor; received "
+                f"a list of {len(tensors)}. Merge them first, e.g. with Concatenate or Add."
+            )
+        input_shape = normalize_shape(shapes if list_input else shapes[0])
+        if self.built and self.input_shape is not None:
+            self.check_input_shape(input_shape)
+        self.build_from_shape(input_shape)
+        node = Node(self, tensors, [self.compute_output_shape(input_shape)], list_input)
+        return node.outputs[0]
+
+    @property
+    def input(self):
+        """The symbolic input of this layer's first call (a list for a merge layer)."""
+        return self._node_tensors("input", lambda node: node.inputs)
+
+    @property
+    def output(self):
+        """The symbolic output of this layer's first call."""
+        return self._node_tensors("output", lambda node: node.outputs)
+
+    def _node_tensors(self, what: str, pick):
+        if not self.inbound_nodes:
+            raise AttributeError(
+                f"Layer '{self.name}' has never been called on symbolic tensors, so it has no "
+                f"{what}. Call it on Input(...) tensors first."
+            )
+        node = self.inbound_nodes[0]
+        tensors = pick(node)
+        return list(tensors) if (what == "input" and node.list_input) else tensors[0]
+
+    def cache_state(self):
+        """What a training call kept for ``backward``; a graph that calls this layer twice
+        keeps one per call and puts it back with ``restore_cache`` before each backward."""
+        return (self._cache, self._activation_cache)
+
+    def restore_cache(self, state) -> None:
+        self._cache, self._activation_cache = state
 
     def call(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x
@@ -349,6 +429,12 @@ class Layer:
 
 
 Layer.build = _built_once(Layer.build)
+
+
+def _shapes_text(shapes) -> str:
+    if isinstance(shapes, list):
+        return "[" + ", ".join(format_shape(s) for s in shapes) + "]"
+    return format_shape(shapes)
 
 
 def _batch_hint(received, expected) -> str:

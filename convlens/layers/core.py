@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from convlens import activations, initializers
+from convlens.graph import Node
 from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers, positive_int
@@ -53,28 +54,18 @@ class InputLayer(Layer):
             shape = _sample_shape(shape, "InputLayer")
         self.batch_shape = (batch_size, *shape)
         self.build_from_shape(self.batch_shape)
+        # The node with no inputs whose output is what Input(...) returns.
+        self.output_tensor = Node(self, [], [self.batch_shape], False).outputs[0]
 
     def get_config(self):
         return {"batch_shape": list(self.batch_shape), "dtype": "float32", "sparse": False,
                 "ragged": False, "name": self.name}
 
 
-class KerasTensor:
-    """What ``Input(...)`` returns: a symbolic batch shape that a Sequential starts from."""
-
-    def __init__(self, layer: InputLayer):
-        self.layer = layer
-        self.shape = layer.batch_shape
-        self.dtype = "float32"
-        self.name = layer.name
-
-    def __repr__(self) -> str:
-        return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
-
-
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, **kwargs):  # noqa: N802
-    """``Input((28, 28, 1))``: the first entry of a ``Sequential`` (Keras 3 style)."""
-    return KerasTensor(InputLayer(shape, batch_size, dtype, batch_shape, name, **kwargs))
+    """``Input((28, 28, 1))``: a symbolic tensor to build a ``Model`` from, or the first entry
+    of a ``Sequential`` (Keras 3 style)."""
+    return InputLayer(shape, batch_size, dtype, batch_shape, name, **kwargs).output_tensor
 
 
 class Dense(Layer):

@@ -1,0 +1,146 @@
+"""The Functional API against real Keras: graphs with branches, merges, shared layers and
+several inputs/outputs print the same summary, predict the same and train the same."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import convlens  # noqa: E402
+from convlens.models import Model  # noqa: E402
+
+
+def _residual(lib, model_cls, input_fn):
+    L = lib
+    x = input_fn((8, 8, 3), name="img")
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(x)
+    b = L.Conv2D(4, 1, name="c2")(x)
+    s = L.Add(name="add")([a, b])
+    c = L.Concatenate(name="cat")([s, b])
+    f = L.Flatten(name="flat")(c)
+    return model_cls(x, L.Dense(3, name="out")(f), name="residual")
+
+
+def _two_heads(lib, model_cls, input_fn):
+    L = lib
+    x = input_fn((6, 6, 2), name="img")
+    h = L.Conv2D(3, 3, name="trunk")(x)
+    f = L.Flatten(name="flat")(h)
+    return model_cls(x, [L.Dense(2, name="left")(f), L.Dense(4, name="right")(f)], name="heads")
+
+
+def _shared(lib, model_cls, input_fn):
+    L = lib
+    p = input_fn((5,), name="p")
+    q = input_fn((5,), name="q")
+    encode = L.Dense(4, activation="tanh", name="encode")
+    m = L.Concatenate(name="cat")([encode(p), encode(q)])
+    d = L.Subtract(name="diff")([encode(p), encode(q)])
+    out = L.Dense(1, name="out")(L.Multiply(name="mul")([m, L.Concatenate(name="cat2")([d, d])]))
+    return model_cls([p, q], out, name="siamese")
+
+
+def _chain(lib, model_cls, input_fn):
+    L = lib
+    x = input_fn((7, 7, 1), name="img")
+    y = L.Dense(2, name="out")(L.Flatten(name="flat")(L.Conv2D(2, 3, name="conv")(x)))
+    return model_cls(x, y, name="chain")
+
+
+def _reused(lib, model_cls, input_fn):
+    L = lib
+    x = input_fn((5,), name="x")
+    encode = L.Dense(5, activation="tanh", name="encode")
+    h = L.Add(name="skip")([encode(encode(x)), x])
+    return model_cls(x, L.Dense(1, name="out")(h), name="reused")
+
+
+BUILDERS = [_residual, _two_heads, _shared, _chain, _reused]
+
+
+def _pair(builder):
+    reference = builder(keras.layers, keras.Model, keras.Input)
+    ours = builder(convlens.layers, Model, convlens.Input)
+    ours.set_weights(reference.get_weights())
+    return reference, ours
+
+
+def _inputs(model, rng):
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    arrays = [rng.standard_normal((4, *s[1:])).astype("float32") for s in shapes]
+    return arrays if len(arrays) > 1 else arrays[0]
+
+
+def _summary(model) -> str:
+    lines = []
+    model.summary(print_fn=lambda text, line_break=True: lines.append(text))
+    return "\n".join(lines).strip()
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__.strip("_"))
+def test_summary_and_predict_equal_keras(builder):
+    reference, ours = _pair(builder)
+    assert _summary(ours) == _summary(reference)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in reference.layers]
+    x = _inputs(ours, np.random.default_rng(0))
+    expected = reference.predict(x, verbose=0)
+    got = ours.predict(x, verbose=0)
+    for e, g in zip(expected if isinstance(expected, list) else [expected],
+                    got if isinstance(got, list) else [got]):
+        np.testing.assert_allclose(g, np.asarray(e), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("builder", [_residual, _reused, _chain],
+                         ids=lambda b: b.__name__.strip("_"))
+def test_one_sgd_step_equals_keras(builder):
+    reference, ours = _pair(builder)
+    rng = np.random.default_rng(1)
+    x = _inputs(ours, rng)
+    y = rng.standard_normal((4, *ours.output_shape[1:])).astype("float32")
+    for model, optimizer in ((reference, keras.optimizers.SGD(0.1)),
+                             (ours, convlens.optimizers.SGD(0.1))):
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for expected, got in zip(reference.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layer_input_output_and_get_layer():
+    _, ours = _pair(_residual)
+    add = ours.get_layer("add")
+    assert [t.name for t in add.input] == ["c1", "c2"]
+    assert add.output.shape == (None, 8, 8, 4)
+    assert ours.inputs[0].name == "img" and ours.outputs[0].layer.name == "out"
+
+
+def test_add_refuses_unequal_shapes_naming_the_layer_and_both():
+    x = convlens.Input((8, 8, 3))
+    a = convlens.layers.Conv2D(4, 3, name="a")(x)
+    b = convlens.layers.Conv2D(4, 1, name="b")(x)
+    with pytest.raises(ValueError, match=r"Add 'bad'.*\(None, 6, 6, 4\) and \(None, 8, 8, 4\)"):
+        convlens.layers.Add(name="bad")([a, b])
+    with pytest.raises(ValueError, match=r"Concatenate 'cat2'.*\(None, 6, 6, 4\) and "
+                                         r"\(None, 8, 8, 4\)"):
+        convlens.layers.Concatenate(name="cat2")([a, b])
+
+
+def test_disconnected_graph_and_bad_inputs_are_named():
+    x1 = convlens.Input((4,), name="first")
+    x2 = convlens.Input((4,), name="second")
+    hidden = convlens.layers.Dense(3, name="hidden")(x1)
+    y = convlens.layers.Add(name="sum")([hidden, convlens.layers.Dense(3, name="h2")(x2)])
+    with pytest.raises(ValueError, match=r"disconnected.*'h2'|disconnected.*second"):
+        Model(x1, y)
+    with pytest.raises(ValueError, match=r"'hidden'.*not a convlens.Input"):
+        Model(hidden, y)
+    with pytest.raises(TypeError, match="mix of symbolic tensors and concrete arrays"):
+        convlens.layers.Add()([hidden, np.ones((1, 3), "float32")])
+    with pytest.raises(TypeError, match="symbolic tensor"):
+        Model(x1, np.ones(3))
+
+
+def test_fit_refuses_several_inputs_clearly():
+    _, ours = _pair(_shared)
+    ours.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="one input and one output; model 'siamese' has 2 inputs"):
+        ours.fit([np.ones((2, 5))] * 2, np.ones((2, 1)), verbose=0)
