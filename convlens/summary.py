@@ -320,7 +320,8 @@ def print_summary(
     Args:
         model: an object with ``name``, ``layers`` (no InputLayer), ``trainable_weights``,
             ``non_trainable_weights``, ``optimizer`` and ``compiled`` (see the module
-            docstring).
+            docstring); a graph also has ``sequential_like = False`` and
+            ``connections(layer)``.
         line_length: total width of the table. Defaults to 88 (100 with
             ``show_trainable``, wider with extra ``columns``), capped at the terminal
             width minus 4 (``COLUMNS`` in the environment counts).
@@ -347,7 +348,8 @@ def print_summary(
         TypeError: if an entry of ``columns`` is not a ``(str, callable)`` pair.
     """
     extras = _validate_columns(columns)
-    graph = not model.sequential_like
+    # A graph (``sequential_like`` False) adds Keras's Connected to column.
+    graph = not getattr(model, "sequential_like", True)
     length, widths = _layout(line_length, positions, show_trainable, [t for t, _ in extras],
                              graph)
 
