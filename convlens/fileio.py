@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_regular_file"]
 
 Data = bytes | bytearray | memoryview | str | Callable[[BinaryIO], object]
+
+
+def check_regular_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse before opening what a loader must not read: a missing path (FileNotFoundError),
+    a folder, a FIFO, a device or a socket (ValueError), which would hang or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No {what} at {os.fspath(path)!r}.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise ValueError(f"{os.fspath(path)!r} is {kind}; expected a {what}.")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import io
 import json
 import os
-import tempfile
 import zipfile
 
 from convlens import initializers, losses, metrics, optimizers
-from convlens.fileio import atomic_write
+from convlens.budget import DEFAULT_LIMITS, Budget, check_budget
+from convlens.fileio import atomic_write, check_regular_file
 from convlens.io import weights_file
 from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.layers import InputLayer  # importing the layers registers every kind
@@ -48,6 +49,7 @@ METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
 MEMBERS = (METADATA, CONFIG, WEIGHTS)
 KERAS_VERSION = "3.15.1"  # the Keras release whose layout these files follow
 _MAX_JSON_BYTES = 64 * 2**20  # a config larger than this is not a model description
+_MAX_DEPTH = 64  # Keras nests a layer's settings about 8 levels deep
 
 # The only classes a file may name are those registered in ``convlens.kinds`` (each under its
 # own class name, as Keras writes it, never an alias); what Keras writes for a class beyond
@@ -96,17 +98,14 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
         raise ValueError(f"{path!r} exists and overwrite=False.")
     config = json.dumps(model_to_config(model), indent=4)
     metadata = json.dumps({"keras_version": KERAS_VERSION, "date_saved": _now()}, indent=4)
-    with tempfile.TemporaryDirectory() as folder:
-        weights_path = os.path.join(folder, WEIGHTS)
-        weights_file.save_weights(model, weights_path)
-        with open(weights_path, "rb") as handle:
-            weights = handle.read()
+    weights = io.BytesIO()  # in memory: the temp folder never holds a copy of the model
+    weights_file.write_weights(model, weights)
 
     def write(handle) -> None:
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(METADATA, metadata)
             archive.writestr(CONFIG, config)
-            archive.writestr(WEIGHTS, weights)
+            archive.writestr(WEIGHTS, weights.getbuffer())
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, write)
@@ -243,29 +242,44 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
             f"{sorted(custom_objects)}. Only the built-in layers are allowed: "
             f"{', '.join(registered_names())}."
         )
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No .keras file at {path!r}.")
+    check_regular_file(path, ".keras file")
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{path!r} is not a .keras file: it is not a zip archive. Expected the zip Keras 3 "
             f"writes with model.save('model{SUFFIX}'), holding {', '.join(MEMBERS)}."
         )
-    with tempfile.TemporaryDirectory() as folder:
-        weights_path = os.path.join(folder, WEIGHTS)
-        try:
-            with zipfile.ZipFile(path) as archive:
-                config = _read_config(archive, path)
-                with archive.open(WEIGHTS) as source, open(weights_path, "wb") as target:
-                    while chunk := source.read(2**20):
-                        target.write(chunk)
-        except zipfile.BadZipFile as error:
-            raise ValueError(f"{path!r} is a damaged zip archive: {error}") from None
-        model = model_from_config(config, path)
-        if compile:  # first, so that the optimizer state loads with the weights
-            compile_from_config(model, config.get("compile_config"), path)
-        if model.built:
-            weights_file.load_weights(model, weights_path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = _read_config(archive, path)
+            model = model_from_config(config, path)
+            if compile:  # first, so that the optimizer state loads with the weights
+                compile_from_config(model, config.get("compile_config"), path)
+            if model.built:
+                _read_weights_member(archive, model, path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path!r} is a damaged zip archive: {error}") from None
     return model
+
+
+def _read_weights_member(archive: zipfile.ZipFile, model, path: str) -> None:
+    """Read the weights straight from the archive, never extracted: the member's size is
+    checked against what the model can hold first, and h5py reads only the arrays it checked.
+    """
+    info = archive.getinfo(WEIGHTS)
+    # The weights, up to three optimizer slots per weight, and room for HDF5's own records.
+    cap = 4 * 4 * model.count_params() + _MAX_JSON_BYTES
+    if info.file_size > cap:
+        raise ValueError(
+            f"{path!r}: {WEIGHTS} is {info.file_size:,} bytes uncompressed; a model of "
+            f"{model.count_params():,} parameters needs at most {cap:,}. The file is not "
+            "this model's."
+        )
+    where = f"{path}/{WEIGHTS}"
+    with archive.open(WEIGHTS) as member:
+        if info.compress_type == zipfile.ZIP_STORED:
+            weights_file.read_weights(model, member, where)
+        else:  # a compressed member can't seek cheaply: inflate it once, within the cap
+            weights_file.read_weights(model, io.BytesIO(member.read(cap + 1)), where)
 
 
 def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
@@ -277,11 +291,18 @@ def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
             f"the members {list(MEMBERS)}; it holds {names[:10]}."
         )
     if archive.getinfo(CONFIG).file_size > _MAX_JSON_BYTES:
-        raise ValueError(f"{path!r}: {CONFIG} is larger than {_MAX_JSON_BYTES} bytes.")
+        raise ValueError(f"{path!r}: {CONFIG} is larger than {_MAX_JSON_BYTES:,} bytes.")
     try:
-        config = json.loads(archive.read(CONFIG).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        with archive.open(CONFIG) as member:
+            config = json.loads(member.read(_MAX_JSON_BYTES + 1).decode("utf-8"))
+    except RecursionError:
+        raise ValueError(
+            f"{path!r}: {CONFIG} nests JSON too deeply to read; a model description is a few "
+            "levels deep."
+        ) from None
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, 4,300+ digit ints
         raise ValueError(f"{path!r}: {CONFIG} is not valid JSON: {error}") from None
+    _check_depth(config, f"{path!r}: {CONFIG}")
     if not isinstance(config, dict):
         raise ValueError(
             f"{path!r}: {CONFIG} must hold a JSON object; received {type(config).__name__}."
@@ -289,8 +310,27 @@ def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
     return config
 
 
-def model_from_config(config: dict, where: str = "config"):
-    """A ``Sequential`` (unbuilt weights) from the dict in a ``.keras`` file's config.json."""
+def _check_depth(value, where: str) -> None:
+    """A model description nests a few levels; refuse one nested deeper than ``_MAX_DEPTH``."""
+    stack = [(value, "", 0)]
+    while stack:
+        item, key, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ValueError(
+                f"{where} nests JSON more than {_MAX_DEPTH} levels deep (at {key[:120]!r}); "
+                "a model description is a few levels deep."
+            )
+        if isinstance(item, dict):
+            stack.extend((child, f"{key}/{name}", depth + 1) for name, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{key}/{index}", depth + 1) for index, child in enumerate(item))
+
+
+def model_from_config(config: dict, where: str = "config", budget: Budget = DEFAULT_LIMITS):
+    """A ``Sequential`` from the dict in a ``.keras`` file's config.json.
+
+    The model's figures are checked against ``budget`` before any weight is created.
+    """
     from convlens.models import Sequential
 
     class_name = config.get("class_name")
@@ -310,15 +350,40 @@ def model_from_config(config: dict, where: str = "config"):
     if entries and isinstance(entries[0], dict) and entries[0].get("class_name") == "InputLayer":
         input_layer = _input_layer(entries.pop(0), where)
     layers = [_layer_from_entry(entry, index, where) for index, entry in enumerate(entries)]
-    model = Sequential(
-        ([input_layer] if input_layer else []) + layers,
-        trainable=bool(body.get("trainable", True)),
-        name=body.get("name"),
-    )
+    trainable = body.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(
+            f"{where}: Sequential trainable={_short(trainable)} must be true or false."
+        )
     shape = body.get("build_input_shape") or (config.get("build_config") or {}).get("input_shape")
-    if not model.built and shape:
-        model.build(tuple(shape))
+    if input_layer is not None:
+        shape = input_layer.batch_shape
+    elif shape:
+        shape = InputLayer(batch_shape=_checked_shape(shape, where)).batch_shape
+    if shape:
+        try:
+            check_budget(layers, shape, **budget.limits())
+        except (ValueError, TypeError) as error:  # BudgetError, or a layer refusing its input
+            raise ValueError(f"{where}: {error}") from None
+    try:
+        model = Sequential(
+            ([input_layer] if input_layer else []) + layers, trainable=trainable,
+            name=body.get("name"),
+        )
+        if not model.built and shape:
+            model.build(tuple(shape))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
     return model
+
+
+def _checked_shape(shape, where: str) -> tuple:
+    if not isinstance(shape, list) or not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape
+    ):
+        raise ValueError(f"{where}: the input shape must be a list of integers or nulls; "
+                         f"received {_short(shape)}.")
+    return tuple(shape)
 
 
 def _input_layer(entry: dict, where: str):
@@ -332,7 +397,7 @@ def _input_layer(entry: dict, where: str):
     if shape is None:
         raise ValueError(f"{where}: the config has no 'batch_shape'.")
     try:
-        return InputLayer(batch_shape=tuple(shape), **config)
+        return InputLayer(batch_shape=_checked_shape(shape, where), **config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
 
@@ -364,9 +429,14 @@ def _layer_from_entry(entry, index: int, where: str):
     for key, value in config.items():
         kwargs[key] = _argument(key, value, where)
     try:
-        return cls(**{key: value for key, value in kwargs.items() if key != "dtype"})
+        layer = cls(**{key: value for key, value in kwargs.items() if key != "dtype"})
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
+    # A switch the layer holds as a bool must be one in the file: bool("no") is True.
+    for key, value in layer.get_config().items():
+        if isinstance(value, bool) and key in config and not isinstance(config[key], bool):
+            raise ValueError(f"{where}: {key}={_short(config[key])} must be true or false.")
+    return layer
 
 
 def _argument(key: str, value, where: str):

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from convlens.fileio import atomic_write
+from convlens.fileio import atomic_write, check_regular_file
 from convlens.layers.base import to_snake_case
 
 SUFFIX = ".weights.h5"
@@ -51,82 +51,130 @@ def storage_keys(model) -> list[str]:
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:
     """Write every layer's weights to ``filepath`` (``.weights.h5``), atomically."""
-    import h5py
-
     path = _check_suffix(filepath)
     if not overwrite and os.path.exists(path):
         raise ValueError(f"{path!r} exists and overwrite=False.")
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; it has no weights to save yet.")
-
-    def write(handle) -> None:
-        with h5py.File(handle, "w") as store:
-            layers = store.create_group("layers")
-            for key, layer in zip(storage_keys(model), model.layers):
-                group = layers.create_group(key).create_group("vars")
-                group.attrs["name"] = layer.name
-                for index, variable in enumerate(layer.weights):
-                    group.create_dataset(str(index), data=variable.value)
-            optimizer = _compiled_optimizer(model)
-            if optimizer is not None:
-                group = store.create_group("optimizer").create_group("vars")
-                group.attrs["name"] = optimizer.name
-                for index, variable in enumerate(optimizer.variables):
-                    group.create_dataset(str(index), data=variable.value)
-            store.create_group("vars").attrs["name"] = model.name
-
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    atomic_write(path, write)
+    atomic_write(path, lambda handle: write_weights(model, handle))
+
+
+def write_weights(model, handle) -> None:
+    """Write the ``.weights.h5`` layout of a built ``model`` into the binary file ``handle``."""
+    import h5py
+
+    with h5py.File(handle, "w") as store:
+        layers = store.create_group("layers")
+        for key, layer in zip(storage_keys(model), model.layers):
+            group = layers.create_group(key).create_group("vars")
+            group.attrs["name"] = layer.name
+            for index, variable in enumerate(layer.weights):
+                group.create_dataset(str(index), data=variable.value)
+        optimizer = _compiled_optimizer(model)
+        if optimizer is not None:
+            group = store.create_group("optimizer").create_group("vars")
+            group.attrs["name"] = optimizer.name
+            for index, variable in enumerate(optimizer.variables):
+                group.create_dataset(str(index), data=variable.value)
+        store.create_group("vars").attrs["name"] = model.name
 
 
 def load_weights(model, filepath) -> None:
     """Read a ``.weights.h5`` file into ``model``; every shape is checked before any is set."""
+    path = _check_suffix(filepath)
+    check_regular_file(path, "weights file")
+    read_weights(model, path, path)
+
+
+def read_weights(model, source, where: str) -> None:
+    """Read Keras 3 weights from ``source`` (a path or a seekable binary file) into ``model``.
+
+    Nothing is read before it is checked: every dataset must be a plain numeric array stored
+    in this file (no external, soft or virtual links) with the shape of the variable it fills,
+    and only then is it read. A file that breaks this raises a ``ValueError`` naming ``where``
+    and the dataset's key; the model is changed only when every array has been read.
+    """
     import h5py
 
-    path = _check_suffix(filepath)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No weights file at {path!r}.")
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' must be built before loading weights: start it with Input(...) "
             "or call model.build(input_shape)."
         )
     try:
-        store = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"{path!r} is not a readable HDF5 weights file: {error}") from None
+        store = h5py.File(source, "r")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where!r} is not a readable HDF5 weights file: {error}") from None
     with store:
-        if "layers" not in store:
-            raise ValueError(f"{path!r} has no 'layers' group; it is not a Keras 3 weights file.")
-        groups = store["layers"]
-        sources = _sources(model, groups)
-        if sources is None:
-            saved = [name for name in groups if len(groups[name].get("vars", {}))]
-            raise ValueError(
-                f"{path!r} holds weights for layers {saved}; the model's layers are stored as "
-                f"{storage_keys(model)}. Build the same architecture as the file's model."
-            )
-        wanted = [layer for layer in model.layers if layer.weights]
-        arrays = []
-        for layer, source in zip(wanted, sources):
-            values = source.get("vars", {})
-            if len(values) != len(layer.weights):
-                raise ValueError(
-                    f"Layer '{layer.name}' has {len(layer.weights)} weights; the file holds "
-                    f"{len(values)} for it."
-                )
-            for index, variable in enumerate(layer.weights):
-                array = np.asarray(values[str(index)], dtype=np.float32)
-                if array.shape != variable.shape:
-                    raise ValueError(
-                        f"Weight '{variable.path}' has shape {variable.shape}; the file holds "
-                        f"shape {array.shape}."
-                    )
-                arrays.append((variable, array))
-        arrays += _optimizer_arrays(model, store, path)
+        try:
+            arrays = _layer_arrays(model, store, where) + _optimizer_arrays(model, store, where)
+        except (OSError, RuntimeError, KeyError, TypeError) as error:
+            raise ValueError(f"{where!r} can't be read as a weights file: {error}") from None
     for variable, array in arrays:
         variable.assign(array)
+
+
+def _member(group, key: str, where: str, dataset: bool = False):
+    """``group[key]`` once it is known to be a hard link to a group (or a numeric dataset)."""
+    import h5py
+
+    name = f"{group.name.rstrip('/')}/{key}"
+    link = group.get(key, getlink=True)
+    if link is None:
+        raise ValueError(f"{where!r} has no entry {name!r}.")
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(
+            f"{where!r}: {name!r} is a {type(link).__name__} to another place; a weights file "
+            "holds its arrays itself, so links are not followed."
+        )
+    item = group[key]
+    wanted = h5py.Dataset if dataset else h5py.Group
+    if not isinstance(item, wanted):
+        raise ValueError(f"{where!r}: {name!r} is not a {wanted.__name__.lower()}.")
+    if dataset:
+        if item.dtype.kind not in "fiub" or item.dtype.names is not None:
+            raise ValueError(
+                f"{where!r}: {name!r} holds {item.dtype} values; weights are numbers."
+            )
+        if item.is_virtual or item.external:
+            raise ValueError(f"{where!r}: {name!r} keeps its data in other files.")
+    return item
+
+
+def _array(group, key: str, variable, where: str) -> np.ndarray:
+    """The dataset ``group[key]`` for ``variable``: its shape checked first, then read."""
+    item = _member(group, key, where, dataset=True)
+    if item.shape != variable.shape:
+        raise ValueError(
+            f"Weight '{variable.path}' has shape {variable.shape}; the file holds "
+            f"shape {item.shape} for it (at {item.name!r})."
+        )
+    return np.asarray(item[()], dtype=np.float32)
+
+
+def _layer_arrays(model, store, where: str) -> list:
+    groups = _member(store, "layers", where)
+    sources = _sources(model, groups, where)
+    if sources is None:
+        saved = sorted(groups)[:20]
+        raise ValueError(
+            f"{where!r} holds weights for layers {saved}; the model's layers are stored as "
+            f"{storage_keys(model)}. Build the same architecture as the file's model."
+        )
+    wanted = [layer for layer in model.layers if layer.weights]
+    arrays = []
+    for layer, source in zip(wanted, sources):
+        values = _member(source, "vars", where)
+        if len(values) != len(layer.weights):
+            raise ValueError(
+                f"Layer '{layer.name}' has {len(layer.weights)} weights; the file holds "
+                f"{len(values)} for it."
+            )
+        for index, variable in enumerate(layer.weights):
+            arrays.append((variable, _array(values, str(index), variable, where)))
+    return arrays
 
 
 def _compiled_optimizer(model):
@@ -143,7 +191,7 @@ def _optimizer_arrays(model, store, path: str) -> list:
     optimizer = _compiled_optimizer(model)
     if optimizer is None or "optimizer" not in store:
         return []
-    saved = store["optimizer"].get("vars", {})
+    saved = _member(_member(store, "optimizer", path), "vars", path)
     if len(saved) > 2 and not optimizer.built:  # more than iteration and learning rate
         optimizer.build(model.trainable_weights)
     variables = optimizer.variables
@@ -157,20 +205,18 @@ def _optimizer_arrays(model, store, path: str) -> list:
         return []
     arrays = []
     for index, variable in enumerate(variables):
-        if str(index) not in saved:
-            raise ValueError(f"{path!r}: optimizer/vars has no entry '{index}'.")
-        array = np.asarray(saved[str(index)])
-        if array.shape != variable.shape:
+        item = _member(saved, str(index), path, dataset=True)
+        if item.shape != variable.shape:
             raise ValueError(
                 f"Optimizer variable '{variable.path}' has shape {variable.shape}; the file "
-                f"holds shape {array.shape} for it. Compile with the optimizer the file "
+                f"holds shape {item.shape} for it. Compile with the optimizer the file "
                 "was trained with, or load with compile=False."
             )
-        arrays.append((variable, array))
+        arrays.append((variable, np.asarray(item[()])))
     return arrays
 
 
-def _sources(model, groups):
+def _sources(model, groups, where: str):
     """The file group for each weighted layer: by Keras's key, else (older files) by name."""
     wanted = [
         (key, layer) for key, layer in zip(storage_keys(model), model.layers) if layer.weights
@@ -178,5 +224,5 @@ def _sources(model, groups):
     for naming in (lambda key, layer: key, lambda key, layer: layer.name):
         names = [naming(key, layer) for key, layer in wanted]
         if all(name in groups for name in names):
-            return [groups[name] for name in names]
+            return [_member(groups, name, where) for name in names]
     return None

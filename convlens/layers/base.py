@@ -132,7 +132,8 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
-        self._trainable = bool(trainable)
+        self._trainable = True
+        self.trainable = trainable
         self.built = self.built_at_init
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
@@ -180,6 +181,11 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(
+                f"{type(self).__name__} '{getattr(self, 'name', '?')}': `trainable` must be "
+                f"True or False; received trainable={value!r} of type {type(value).__name__}."
+            )
         self._trainable = bool(value)
 
     @property
