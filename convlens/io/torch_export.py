@@ -47,7 +47,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from convlens.io.torch_import import import_torch
+from convlens.io.torch_import import import_torch, to_channels_first, to_channels_last
 from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.ops.activations import ALIASES
 from convlens.shapes import deconv_padding_amounts, padding_amounts
@@ -83,7 +83,7 @@ class _Builder:
     def logical(self, name: str) -> None:
         if self.moved:
             self.add(f"{name}_to_channels_last",
-                     self.modules.Permute(self.modules.to_channels_last(self.ndim)))
+                     self.modules.Permute(to_channels_last(self.ndim)))
             self.moved = False
 
     def channels_first(self, name: str, data_format: str) -> None:
@@ -92,7 +92,7 @@ class _Builder:
             self.logical(name)
         elif not self.moved:
             self.add(f"{name}_to_channels_first",
-                     self.modules.Permute(self.modules.to_channels_first(self.ndim)))
+                     self.modules.Permute(to_channels_first(self.ndim)))
             self.moved = True
 
     def physical_axis(self, axis: int) -> int:
@@ -323,7 +323,7 @@ def _flatten(builder, layer) -> None:
     if layer.data_format == "channels_first" and builder.ndim > 2:
         # Keras moves the channels last before flattening a channels_first tensor
         builder.add(f"{layer.name}_to_channels_last",
-                    builder.modules.Permute(builder.modules.to_channels_last(builder.ndim)))
+                    builder.modules.Permute(to_channels_last(builder.ndim)))
     builder.add(layer.name, builder.nn.Flatten())
     builder.ndim = 2
 

@@ -98,15 +98,32 @@ def _flatten(module, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def _array(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.float32)
+    """A torch tensor (or an array, from ONNX) as float32 NumPy."""
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu().numpy()
+    return np.asarray(tensor, dtype=np.float32)
+
+
+def to_channels_first(ndim: int) -> tuple[int, ...]:
+    """The permutation ``(N, *spatial, C)`` -> ``(N, C, *spatial)``."""
+    return (0, ndim - 1, *range(1, ndim - 1))
+
+
+def to_channels_last(ndim: int) -> tuple[int, ...]:
+    """The permutation ``(N, C, *spatial)`` -> ``(N, *spatial, C)``."""
+    return (0, *range(2, ndim), 1)
 
 
 def _tuple(value, rank: int) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
 
 
-class _Converter:
+class ChainConverter:
     """Walks the flattened modules, tracking the batch shape, and collects convlens layers.
+
+    Each method reads torch's attribute names (``kernel_size``, ``stride``, ``padding``, ...)
+    from the object it is given: a torch module, or the stand-in ``from_onnx`` makes of an
+    ONNX node.
 
     ``channels_last`` is True between a ``Permute`` to channels first and the ``Permute`` back
     (what ``to_torch`` writes around channels_last layers): torch then holds
@@ -411,8 +428,6 @@ class _Converter:
 
 
     def permute(self, module) -> None:
-        from convlens.io.torch_modules import to_channels_first, to_channels_last
-
         ndim = len(self.shape)
         if ndim > 2 and not self.channels_last and module.dims == to_channels_first(ndim):
             self.channels_last = True
@@ -427,8 +442,6 @@ class _Converter:
 
     def flattens_channels_last(self, module) -> bool:
         """Add Keras's channels_first Flatten if ``module`` moves the channels last."""
-        from convlens.io.torch_modules import to_channels_last
-
         ndim = len(self.shape)
         if self.channels_last or ndim < 3 or module.dims != to_channels_last(ndim):
             return False
@@ -478,7 +491,7 @@ def _pool_modes(n: int, k: int, s: int, p: int, ceil_mode: bool) -> set:
     return modes
 
 
-def _convert(conv: _Converter, module, modules: list, position: int) -> int:
+def _convert(conv: ChainConverter, module, modules: list, position: int) -> int:
     """Convert ``module`` (at ``position``); return how many following modules it absorbed."""
     torch = _torch()
     nn = torch.nn
@@ -635,7 +648,7 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
         modules = _flatten(module)
     else:
         modules = [(type(module).__name__, module)]
-    converter = _Converter(input_shape)
+    converter = ChainConverter(input_shape)
     position = 0
     while position < len(modules):
         path, child = modules[position]

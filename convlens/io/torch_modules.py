@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["Permute"]
+
 
 class Permute(torch.nn.Module):
     """``x.permute(*dims)``: moves a channels_last tensor to channels first and back.
@@ -25,13 +27,3 @@ class Permute(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"dims={self.dims}"
-
-
-def to_channels_first(ndim: int) -> tuple[int, ...]:
-    """``(N, *spatial, C)`` -> ``(N, C, *spatial)``."""
-    return (0, ndim - 1, *range(1, ndim - 1))
-
-
-def to_channels_last(ndim: int) -> tuple[int, ...]:
-    """``(N, C, *spatial)`` -> ``(N, *spatial, C)``."""
-    return (0, *range(2, ndim), 1)
