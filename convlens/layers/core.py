@@ -11,6 +11,10 @@ from convlens.graph import Node
 from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers, positive_int
+from convlens.ops import activations as activation_ops
+from convlens.ops import dropout as dropout_ops
+from convlens.ops.dense import dense_backward, dense_forward
+from convlens.ops.layout import zero_pad_backward, zero_pad_forward
 from convlens.shapes import dense_macs, format_shape, normalize_data_format
 from convlens.utils import rng
 
@@ -134,21 +138,19 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def call(self, x, training=False):
-        z = x @ self.kernel.value
-        if self.use_bias:
-            z += self.bias.value
-        self._cache = x if training else None
+        bias = self.bias.value if self.use_bias else None
+        z, cache = dense_forward(x, self.kernel.value, bias)
+        self._cache = cache if training else None
         return self.activate(z, training)
 
     def backward(self, grad_output):
-        x = self.require_cache()
-        grad = self.activation_grad(grad_output)
-        x2d = x.reshape(-1, x.shape[-1])  # (N*..., in)
-        grad2d = grad.reshape(-1, self.units)  # (N*..., units)
-        self.kernel.grad = x2d.T @ grad2d
+        grad_z = self.activation_grad(grad_output)
+        grad_x, self.kernel.grad, grad_bias = dense_backward(
+            grad_z, self.require_cache(), need_input_grad=self.needs_input_grad
+        )
         if self.use_bias:
-            self.bias.grad = grad2d.sum(axis=0)
-        return grad @ self.kernel.value.T if self.needs_input_grad else None
+            self.bias.grad = grad_bias
+        return grad_x
 
     def get_config(self):
         return {
@@ -278,20 +280,18 @@ class ReLU(Layer):
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
 
+    def _options(self) -> dict:
+        return {"negative_slope": self.negative_slope, "max_value": self.max_value,
+                "threshold": self.threshold}
+
     def call(self, x, training=False):
-        below = x < self.threshold
-        y = np.where(below, self.negative_slope * (x - self.threshold), x).astype(np.float32)
-        if self.max_value is not None:
-            y = np.minimum(y, self.max_value)
-        self._cache = x if training else None
+        y = activation_ops.relu(x, **self._options())
+        self._cache = (x, y) if training else None
         return y
 
     def backward(self, grad_output):
-        x = self.require_cache()
-        slope = np.where(x < self.threshold, self.negative_slope, 1.0).astype(np.float32)
-        if self.max_value is not None:
-            slope[x >= self.max_value] = 0.0
-        return grad_output * slope
+        x, y = self.require_cache()
+        return activation_ops.relu_grad(x, y, grad_output, **self._options())
 
     def get_config(self):
         return {**super().get_config(), "max_value": self.max_value,
@@ -317,23 +317,15 @@ class Dropout(Layer):
 
     def call(self, x, training=False):
         if not training or self.rate == 0:
-            self._cache = 1.0
+            self._cache = np.float32(1.0)
             return x
-        shape = x.shape
-        if self.noise_shape is not None:
-            shape = tuple(s if n is None else n for s, n in zip(x.shape, self.noise_shape))
-        generator = self._generator or rng()
-        if self.rate == 1:
-            # Keras drops everything (zeros, zero gradient) rather than divide by 1 - rate = 0.
-            mask = np.zeros(shape, dtype=np.float32)
-        else:
-            keep = generator.random(shape, dtype=np.float32) >= self.rate
-            mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
+        shape = dropout_ops.resolve_noise_shape(x.shape, self.noise_shape)
+        mask = dropout_ops.dropout_mask(self._generator or rng(), shape, self.rate)
         self._cache = mask
-        return x * mask
+        return dropout_ops.dropout_forward(x, mask)
 
     def backward(self, grad_output):
-        return grad_output * self.require_cache()
+        return dropout_ops.dropout_backward(grad_output, self.require_cache())
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,
@@ -369,14 +361,12 @@ class ZeroPadding2D(Layer):
         return [(0, 0), (0, 0), *spatial]
 
     def call(self, x, training=False):
-        return np.pad(x, self.pad_width())
+        y, cache = zero_pad_forward(x, self.pad_width())
+        self._cache = cache if training else None
+        return y
 
     def backward(self, grad_output):
-        index = tuple(
-            slice(before, grad_output.shape[axis] - after)
-            for axis, (before, after) in enumerate(self.pad_width())
-        )
-        return grad_output[index]
+        return zero_pad_backward(grad_output, self.require_cache())
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "data_format": self.data_format}
