@@ -10,6 +10,7 @@ from convlens import initializers
 from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers
+from convlens.ops.normalization import batch_norm_backward, batch_norm_forward, moving_average
 from convlens.shapes import format_shape
 
 
@@ -112,49 +113,29 @@ class BatchNormalization(Layer):
             )
         return tuple(input_shape)
 
-    def _broadcast(self, vector, ndim):
-        shape = [1] * ndim
-        shape[self.axis] = -1
-        return vector.reshape(shape)
-
     def call(self, x, training=False):
-        axes = tuple(a for a in range(x.ndim) if a != self.axis % x.ndim)
         # As Keras: a frozen layer (trainable=False) normalises with its moving statistics
         # even inside fit, the usual fine-tuning setup, and leaves them unchanged.
         batch_statistics = training and self.trainable
+        fixed = {} if batch_statistics else {"mean": self.moving_mean.value,
+                                             "variance": self.moving_variance.value}
+        y, cache, mean, variance = batch_norm_forward(
+            x, self.axis, self.gamma.value if self.scale else None,
+            self.beta.value if self.center else None, self.epsilon, **fixed,
+        )
         if batch_statistics:
-            mean = x.mean(axis=axes)
-            variance = x.var(axis=axes)
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                moving.value *= self.momentum
-                moving.value += (1.0 - self.momentum) * batch
-        else:
-            mean, variance = self.moving_mean.value, self.moving_variance.value
-        inv_std = (1.0 / np.sqrt(variance + self.epsilon)).astype(np.float32)
-        x_hat = (x - self._broadcast(mean, x.ndim)) * self._broadcast(inv_std, x.ndim)
-        y = x_hat * self._broadcast(self.gamma.value, x.ndim) if self.scale else x_hat
-        if self.center:
-            y = y + self._broadcast(self.beta.value, x.ndim)
-        self._cache = (x_hat, inv_std, axes, batch_statistics) if training else None
-        return y.astype(np.float32, copy=False)
+                moving.assign(moving_average(moving.value, batch, self.momentum))
+        self._cache = cache if training else None
+        return y
 
     def backward(self, grad_output):
-        x_hat, inv_std, axes, batch_statistics = self.require_cache()
-        ndim = grad_output.ndim
-        if self.center:
-            self.beta.grad = grad_output.sum(axis=axes)
+        grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_output, self.require_cache())
         if self.scale:
-            self.gamma.grad = (grad_output * x_hat).sum(axis=axes)
-            grad_x_hat = grad_output * self._broadcast(self.gamma.value, ndim)
-        else:
-            grad_x_hat = grad_output
-        if not batch_statistics:  # fixed mean and variance: a per-channel affine map
-            return (grad_x_hat * self._broadcast(inv_std, ndim)).astype(np.float32, copy=False)
-        count = grad_output.size // grad_output.shape[self.axis]
-        mean_grad = self._broadcast(grad_x_hat.sum(axis=axes) / count, ndim)
-        mean_grad_xhat = self._broadcast((grad_x_hat * x_hat).sum(axis=axes) / count, ndim)
-        grad_x = (grad_x_hat - mean_grad - x_hat * mean_grad_xhat) * self._broadcast(inv_std, ndim)
-        return grad_x.astype(np.float32, copy=False)
+            self.gamma.grad = grad_gamma
+        if self.center:
+            self.beta.grad = grad_beta
+        return grad_x
 
     def get_config(self):
         return {

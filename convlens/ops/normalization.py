@@ -32,7 +32,8 @@ import numpy as np
 from convlens.ops.merge import unbroadcast
 
 __all__ = [
-    "KERAS_EPSILON", "layer_norm_forward", "layer_norm_backward", "group_norm_forward",
+    "KERAS_EPSILON", "batch_norm_forward", "batch_norm_backward", "moving_average",
+    "layer_norm_forward", "layer_norm_backward", "group_norm_forward",
     "group_norm_backward", "rescale_forward", "rescale_backward", "standardize_forward",
     "standardize_backward", "moments",
 ]  # fmt: skip
@@ -64,12 +65,18 @@ def _axes(axes: Sequence[int] | int, ndim: int, name: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _standardize(x, axes, gamma, beta, epsilon, param_shape):
-    """``gamma * (x - mean) / sqrt(var + epsilon) + beta``; gamma and beta are ``param_shape``,
-    which broadcasts against ``x``."""
+def _centred_moments(x, axes):
+    """``(mean, x - mean, population variance)`` over ``axes``, kept as broadcast shapes."""
     mean = x.mean(axis=axes, keepdims=True)
     centred = x - mean
-    variance = np.mean(centred * centred, axis=axes, keepdims=True)
+    return mean, centred, np.mean(centred * centred, axis=axes, keepdims=True)
+
+
+def _standardize(x, axes, gamma, beta, epsilon, param_shape, statistics=None):
+    """``gamma * (x - mean) / sqrt(var + epsilon) + beta``; gamma and beta are ``param_shape``,
+    which broadcasts against ``x``. ``statistics``: ``_centred_moments(x, axes)`` if the caller
+    already has them."""
+    _, centred, variance = statistics or _centred_moments(x, axes)
     inv_std = 1 / np.sqrt(variance + x.dtype.type(epsilon))
     x_hat = centred * inv_std
     y = x_hat if gamma is None else x_hat * gamma
@@ -90,6 +97,73 @@ def _standardize_backward(grad_y, cache):
     grad_gamma = None if gamma is None else unbroadcast(grad_y * x_hat, param_shape)
     grad_beta = unbroadcast(grad_y, param_shape) if has_beta else None
     return grad_x, grad_gamma, grad_beta
+
+
+# --------------------------------------------------------------------------------------------
+# batch normalization
+# --------------------------------------------------------------------------------------------
+
+
+def batch_norm_forward(x, axis: int = -1, gamma=None, beta=None, epsilon: float = 1e-3,
+                       mean=None, variance=None):
+    """Keras ``BatchNormalization`` on the channels of ``axis``; ``gamma``/``beta`` are ``(C,)``.
+
+    Without ``mean``/``variance`` (training) each channel is standardised with the batch's
+    mean and population variance over every other axis; with them (inference, or a frozen
+    layer) with those fixed ``(C,)`` statistics, a per-channel affine map. Returns
+    ``(y, cache, mean, variance)``, the last two ``(C,)``: the statistics used, the batch's
+    when training (what the moving averages take in).
+    """
+    x = _float(x)
+    (axis,) = _axes(axis, x.ndim, "batch_norm")
+    if axis == 0:
+        raise ValueError("batch_norm: `axis` must be a feature axis, not the batch axis 0.")
+    broadcast = [1] * x.ndim  # (1, ..., C, ..., 1)
+    broadcast[axis] = x.shape[axis]
+    gamma = _param(gamma, broadcast, x.dtype, "gamma", "batch_norm")
+    beta = _param(beta, broadcast, x.dtype, "beta", "batch_norm")
+    axes = tuple(a for a in range(x.ndim) if a != axis)
+    if (mean is None) != (variance is None):
+        raise ValueError("batch_norm: pass both `mean` and `variance`, or neither.")
+    if mean is None:
+        statistics = _centred_moments(x, axes)
+        y, cache = _standardize(x, axes, gamma, beta, epsilon, broadcast, statistics)
+        batch_mean, _, batch_variance = statistics
+        return y, (cache, False), batch_mean.reshape(-1), batch_variance.reshape(-1)
+    mean = _param(mean, broadcast, x.dtype, "mean", "batch_norm")
+    variance = _param(variance, broadcast, x.dtype, "variance", "batch_norm")
+    inv_std = 1 / np.sqrt(variance + x.dtype.type(epsilon))
+    x_hat = (x - mean) * inv_std
+    y = x_hat if gamma is None else x_hat * gamma
+    if beta is not None:
+        y = y + beta
+    cache = (axes, x_hat, inv_std, gamma, beta is not None, tuple(broadcast))
+    return y, (cache, True), mean.reshape(-1), variance.reshape(-1)
+
+
+def batch_norm_backward(grad_y, cache):
+    """``(grad_x, grad_gamma or None, grad_beta or None)``; the last two are ``(C,)``.
+
+    With the batch's statistics the mean and variance depend on every value of the channel
+    (the standardising pair's gradient); with fixed ones only ``gamma * inv_std`` remains.
+    """
+    inner, fixed = cache
+    if fixed:
+        _, x_hat, inv_std, gamma, has_beta, param_shape = inner
+        grad_y = np.asarray(grad_y, x_hat.dtype)
+        d = grad_y if gamma is None else grad_y * gamma
+        grad_gamma = None if gamma is None else unbroadcast(grad_y * x_hat, param_shape)
+        grad_beta = unbroadcast(grad_y, param_shape) if has_beta else None
+        grad_x = d * inv_std
+    else:
+        grad_x, grad_gamma, grad_beta = _standardize_backward(grad_y, inner)
+    return grad_x, _reshape(grad_gamma, (-1,)), _reshape(grad_beta, (-1,))
+
+
+def moving_average(moving, value, momentum: float):
+    """``moving * momentum + value * (1 - momentum)``, Keras's update of the moving statistics."""
+    moving = np.asarray(moving)
+    return moving * moving.dtype.type(momentum) + moving.dtype.type(1.0 - momentum) * value
 
 
 # --------------------------------------------------------------------------------------------
