@@ -153,7 +153,7 @@ def test_random_conv_transpose_and_zero_padding(kernel, stride, padding, output_
                            output_padding=output_padding, dilation_rate=dilation,
                            data_format=data_format, activation="tanh"),
         cl.ZeroPadding2D(((1, 0), (2, 1)), data_format=data_format),
-        cl.ReLU(max_value=0.5, negative_slope=0.1, threshold=-0.2),
+        cl.ReLU(max_value=0.5, negative_slope=0.1, threshold=0.2),
     ])
     randomize(model, seed)
     assert_same(model, np.random.default_rng(seed).standard_normal((2, *shape), "float32"))

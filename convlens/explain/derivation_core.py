@@ -72,7 +72,7 @@ def _elementwise_lines(what: str) -> list[str]:
 
 
 def _explain_relu(layer, exp: LayerExplanation) -> None:
-    parts = [f"x if x >= {layer.threshold:g}"]
+    parts = [f"x if x > {layer.threshold:g}"]
     parts.append(f"else {layer.negative_slope:g}*(x - {layer.threshold:g})")
     cap = "" if layer.max_value is None else f", capped at {layer.max_value:g}"
     exp.mechanism = _elementwise_lines(f"ReLU: {' '.join(parts)}{cap}")

@@ -91,7 +91,7 @@ def trace_simple(layer, h, index) -> dict:
                     value=float(value), formula=formula)
     if kind == "relu":
         kind = "elementwise"
-        value = x if x >= layer.threshold else layer.negative_slope * (x - layer.threshold)
+        value = x if x > layer.threshold else layer.negative_slope * (x - layer.threshold)
         if layer.max_value is not None:
             value = min(value, layer.max_value)
         value += 0.0  # no "-0" when the negative slope is 0

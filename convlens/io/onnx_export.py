@@ -344,13 +344,13 @@ def _export_relu(graph, layer, value):
         y = graph.node("Relu", [x], stem=layer.name)
     elif layer.threshold == 0:
         y = graph.node("LeakyRelu", [x], stem=layer.name, alpha=layer.negative_slope)
-    else:  # x < threshold: negative_slope * (x - threshold)
+    else:  # x > threshold: x, else negative_slope * (x - threshold) (0 at the threshold)
         threshold = graph.constant(np.float32(layer.threshold), "threshold")
-        below = graph.node("Less", [x, threshold])
+        above = graph.node("Greater", [x, threshold])
         shifted = graph.node("Sub", [x, threshold])
         sloped = graph.node("Mul", [shifted, graph.constant(np.float32(layer.negative_slope),
                                                             "slope")])
-        y = graph.node("Where", [below, sloped, x], stem=layer.name)
+        y = graph.node("Where", [above, x, sloped], stem=layer.name)
     if layer.max_value is not None:
         y = graph.node("Min", [y, graph.constant(np.float32(layer.max_value), "max_value")])
     return _Value(y, value.ndim, value.moved)

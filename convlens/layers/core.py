@@ -274,8 +274,11 @@ class ReLU(Layer):
                 f"{self.where}: `negative_slope` must be >= 0; received "
                 f"negative_slope={negative_slope}."
             )
-        if threshold is None:
-            raise ValueError(f"{self.where}: `threshold` must be a number; received None.")
+        if threshold is None or threshold < 0:
+            raise ValueError(
+                f"{self.where}: `threshold` must be a number >= 0 (as in Keras's ReLU layer); "
+                f"received threshold={threshold}."
+            )
         self.max_value = None if max_value is None else float(max_value)
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
