@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import convlens.layers as cl
-from convlens import optimizers
+from convlens import optimizers, utils
 from convlens.io.keras_format import load_model
 from convlens.models import Sequential
 
@@ -34,6 +34,9 @@ def data(n=12):
 
 
 def ours(optimizer="adam_amsgrad"):
+    # Fixed initial weights: some random draws leave a ReLU unit at the edge of 0, where the
+    # two libraries' float32 rounding sends the next epoch apart (2 failures in 7 runs here).
+    utils.set_random_seed(3)
     model = Sequential([
         cl.Input((6, 6, 1)), cl.Conv2D(2, 3, activation="relu"), cl.BatchNormalization(),
         cl.Flatten(), cl.Dense(3, activation="softmax"),
