@@ -208,3 +208,37 @@ def test_the_hosts_a_server_answers_follow_its_address():
     assert allowed_hosts("127.0.0.1") == ("localhost", "127.0.0.1", "::1")
     assert allowed_hosts("0.0.0.0", ["box.lan"]) == ("localhost", "127.0.0.1", "::1", "box.lan")
     assert allowed_hosts("192.168.1.5") == ("localhost", "127.0.0.1", "::1", "192.168.1.5")
+
+
+# Models far over the web budget (each used to take the server to several GB, or to a 500),
+# and models just under it.
+HOSTILE_SPECS = [
+    "input 784 | dense 600000",
+    "input 12000x12000x3 | flatten",
+    "input 100000x100000x3 | flatten",
+    "input 100000x100000x3 | conv2d 2 3",
+    "input 28x28x1 | conv2d 99999999 3",
+    "input 28x28x1 | conv2d " + "9" * 400 + " 3",
+    "input 64x64x64 | depthwise 3 multiplier=64",
+    "input 2000 | dense 2000 | dense 2000",
+    "input 28x28x1" + " | dense 4" * 150,
+    "input 400x400x3 | conv2d 1 3",
+    "input 2000 | dense 2400 | dense 32",
+]
+
+
+def test_peak_server_memory_stays_under_1_gb_whatever_is_sent():
+    with server() as (port, result):
+        statuses = set()
+        for spec in HOSTILE_SPECS:
+            for path in ("/api/explain", "/api/trace", "/api/feature-maps", "/api/summary"):
+                status, data, _ = request(port, "POST", path, json.dumps({"spec": spec}).encode())
+                assert status in (200, 400), (spec[:40], path, status, data)
+                statuses.add(status)
+                if status == 400:
+                    assert "budget" in data["error"]["message"] or "too large" in \
+                        data["error"]["message"], data
+        status, _, _ = request(port, "POST", "/api/feature-maps", json.dumps(
+            {"spec": "input 300x300x1 | conv2d 1 33"}).encode())
+        assert status == 200 and statuses == {200, 400}
+    assert result["maxrss_kb"] < 1024 * 1024, result

@@ -8,9 +8,11 @@ process, from ``resource``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -37,7 +39,13 @@ def main() -> None:
         routes["/api/slow"] = (_slow(config["slow_until"]), 1024)
     app = create_app(workers=config.get("workers", 2), waiting=config.get("waiting", 4),
                      time_limit=config.get("time_limit", 30), routes=routes)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    # uvicorn re-raises a captured SIGTERM after shutting down, which would end the process
+    # before the report below: stop the server on SIGTERM here instead.
+    server.capture_signals = contextlib.nullcontext
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    server.run()
     print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
     os._exit(0)  # a held worker thread must not keep the process alive
 

@@ -32,17 +32,22 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from convlens.budget import Budget
 from convlens.utils import session
 
-__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "examples", "explain_request",
+__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "WEB_BUDGET", "examples", "explain_request",
            "jsonable", "model_input", "model_session", "read_int", "read_position", "read_seed",
            "request_object", "seeded_model", "trace_entry"]
 
 MAX_SPEC_CHARS = 2_000
-# Weights are allocated when the spec is parsed; past this a page would take seconds and
-# hundreds of MB. The CLI has no such limit.
-MAX_PARAMS = 20_000_000
-MAX_TRACE_MACS = 2_000_000_000
+# The web page's budget, checked from the spec before any weight exists: a model the page
+# answers within seconds and well under 1 GB of memory, whatever is sent (the classic MNIST
+# CNN has 1.2M parameters, 105k activation values and 11M multiply-adds per sample). The
+# command line and Python use the library's generous defaults.
+WEB_BUDGET = Budget(max_params=5_000_000, max_activation_values=2_000_000,
+                    max_multiply_adds=100_000_000, max_layers=100, max_input_values=500_000)
+MAX_PARAMS = WEB_BUDGET.max_params
+MAX_TRACE_MACS = WEB_BUDGET.max_multiply_adds
 _FILE_SUFFIXES = (".py", ".pyw", ".keras", ".h5", ".json", ".pkl", ".npz")
 _INTEGER = re.compile(r"^\s*-?[0-9]{1,12}\s*$", re.ASCII)
 
@@ -131,7 +136,7 @@ def _parse(spec: str):
     from convlens.spec import SpecError, parse_spec
 
     try:
-        return parse_spec(spec)
+        return parse_spec(spec, budget=WEB_BUDGET)
     except SpecError as error:
         raise ApiError(str(error), field="spec", column=error.column, token=error.token) from None
     except (ValueError, TypeError) as error:
