@@ -188,3 +188,37 @@ def test_a_drawn_digit_goes_through_the_model(page, base_url):
     low, high = float(maps.min()), float(maps.max())
     expected = np.round(255 * (maps[..., 5] - low) / (high - low))
     assert np.abs(canvas_grey(page, "0", 5) - expected).max() <= 1
+
+
+SMALL = "input 28x28x1 | conv2d 8 3 relu | maxpool 2 | flatten | dense 10 softmax"
+
+
+def test_training_draws_the_chart_live_and_the_accuracy_rises(page, base_url):
+    open_page(page, base_url, SMALL, 0)
+    page.fill("#train-epochs", "2")
+    page.fill("#train-samples", "640")
+    blank = page.evaluate("() => document.getElementById('train-chart').toDataURL()")
+    page.click("#train-start")
+    page.wait_for_function("() => Train.points.length > 0")
+    page.wait_for_function("() => Train.finished !== null && Train.finished !== undefined",
+                           timeout=300_000)
+    points = page.evaluate("() => Train.points")
+    epochs = page.evaluate("() => Train.epochs")
+    assert len(points) == 36 and len(epochs) == 2  # 576 training images, batches of 32
+    assert epochs[-1]["accuracy"] > points[0]["accuracy"]
+    assert page.evaluate("() => document.getElementById('train-chart').toDataURL()") != blank
+    assert "done after 2 epoch(s)" in page.inner_text("#train-status")
+    assert page.is_visible("#train-download")
+
+
+def test_an_uploaded_keras_model_is_explored(page, base_url, tmp_path):
+    spec = "input 28x28x1 | conv2d 6 5 relu | flatten | dense 10 softmax"
+    model = seeded(spec, 3)
+    model.save(str(tmp_path / "mine.keras"))
+    open_page(page, base_url, SEED_SPEC, 0)
+    page.set_input_files("#upload", str(tmp_path / "mine.keras"))
+    page.wait_for_function(f"() => document.getElementById('maps').dataset.spec === {spec!r}")
+    assert page.input_value("#spec") == spec
+    predicted = int(np.argmax(model.predict(digit(0), verbose=0)[0]))
+    page.wait_for_selector(f'#predicted-class[data-class="{predicted}"]')
+    assert page.locator('#maps canvas[data-layer="0"]').count() == 6

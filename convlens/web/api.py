@@ -334,27 +334,34 @@ def _built_model(spec: str):
 
 
 @contextmanager
-def model_session(data: dict):
+def model_session(data: dict, store=None):
     """Inside: ``(model, seed)`` -- the request's spec built with the request's seed, in a
-    fresh session that stays current (for readers that build layers) until the block ends."""
+    fresh session that stays current (for readers that build layers) until the block ends.
+    When ``store`` (a ``jobs.ModelStore``) holds a model the request's ``session`` trained or
+    uploaded for this spec, that model is used instead of fresh weights."""
     request_object(data)
     spec = _spec_text(data)
     seed = read_seed(data)
+    session_id = data.get("session")
+    kept = store.get(session_id, spec) if store is not None and isinstance(session_id, str) \
+        else None
     # Names counted from zero (``conv2d``, ``conv2d_1``... as a fresh Keras session names them)
     # and weights from the seed; the process's own generator and names come back afterwards.
     with session(seed=seed):
-        yield _built_model(spec), seed
+        yield (kept if kept is not None else _built_model(spec)), seed
 
 
-def seeded_model(data: dict):
-    """``(model, seed)`` of the request: its spec built with its seed in a fresh session."""
-    with model_session(data) as (model, seed):
+def seeded_model(data: dict, store=None):
+    """``(model, seed)`` of the request: its spec built with its seed in a fresh session (or
+    the session's kept model, see :func:`model_session`)."""
+    with model_session(data, store) as (model, seed):
         return model, seed
 
 
-def explain_request(data) -> dict:
-    """Answer one explain request (see the module docstring); raise ``ApiError`` if malformed."""
-    with model_session(data) as (model, seed):
+def explain_request(data, state=None) -> dict:
+    """Answer one explain request (see the module docstring); raise ``ApiError`` if malformed.
+    ``state`` (a ``jobs.ServerState``) supplies the page session's trained model, if any."""
+    with model_session(data, None if state is None else state.store) as (model, seed):
         return _answer(model, data, seed)
 
 

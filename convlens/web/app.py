@@ -38,7 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from convlens.web.api import ApiError, examples
-from convlens.web.routes import API_ROUTES, openapi
+from convlens.web.files import Download
+from convlens.web.jobs import ServerState
+from convlens.web.routes import API_ROUTES, TRAIN_PATH, openapi
 
 __all__ = ["LOOPBACK_HOSTS", "MAX_BODY_BYTES", "MAX_INT_DIGITS", "MAX_JSON_DEPTH",
            "STATIC_DIR", "create_app"]
@@ -263,10 +265,10 @@ class _Pool:
                                 "the model or the input smaller.") from None
 
 
-def _model_work(function, data):
-    """``function(data)``, with what a client can provoke turned into an ``ApiError``."""
+def _model_work(function, data, state):
+    """``function(data, state)``, with what a client can provoke turned into an ``ApiError``."""
     try:
-        return function(data)
+        return function(data, state)
     except ApiError:
         raise
     except MemoryError:
@@ -275,6 +277,27 @@ def _model_work(function, data):
     except (OverflowError, RecursionError) as error:
         raise ApiError(f"a number or structure in the request is too large: "
                        f"{type(error).__name__}: {error}.") from None
+
+
+async def _stream_training(send, trainer, job) -> None:
+    """Run ``job`` in its own thread and send its progress as Server-Sent Events."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+
+    def emit(kind: str, data: dict) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, (kind, data))
+
+    threading.Thread(target=trainer.run, args=(job, emit), name="convlens-train",
+                     daemon=True).start()
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"), *_SECURITY_HEADERS]})
+    while True:
+        kind, data = await events.get()
+        text = f"event: {kind}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
+        await send({"type": "http.response.body", "body": text.encode("utf-8"),
+                    "more_body": kind not in ("done", "error")})
+        if kind in ("done", "error"):
+            return
 
 
 def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int = 2,
@@ -292,6 +315,7 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
                       for h in (LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts))
     pool = _Pool(workers, waiting, time_limit)
     api_routes = API_ROUTES if routes is None else routes
+    state = ServerState()
 
     async def route(scope, receive, send, method: str, path: str, head: bool) -> None:
         if path in api_routes:
@@ -299,7 +323,20 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
             _check_api_request(scope, method)
             function, limit = api_routes[path]
             data = decode_json(await _read_body(scope, receive, limit))
-            await _send_json(send, 200, await pool.run(_model_work, function, data))
+            answer = await pool.run(_model_work, function, data, state)
+            if isinstance(answer, Download):
+                await _send(send, 200, answer.data, "application/octet-stream", headers=[(
+                    b"content-disposition",
+                    f'attachment; filename="{answer.filename}"'.encode("ascii"))])
+            else:
+                await _send_json(send, 200, answer)
+            return
+        if path == TRAIN_PATH:
+            _check_caller(scope, hosts, api=True)
+            _check_api_request(scope, method)
+            data = decode_json(await _read_body(scope, receive, MAX_BODY_BYTES))
+            job = await pool.run(_model_work, lambda d, s: s.trainer.prepare(d), data, state)
+            await _stream_training(send, state.trainer, job)
             return
         _check_caller(scope, hosts, api=False)
         if method not in ("GET", "HEAD"):

@@ -8,33 +8,59 @@ list a route the server does not have.
 from __future__ import annotations
 
 from convlens.web.api import MAX_SPEC_CHARS, explain_request
+from convlens.web.files import MAX_UPLOAD_BYTES, download_request, upload_request
 from convlens.web.views import feature_maps_request, summary_request, trace_request
 
-__all__ = ["API_ROUTES", "openapi"]
+__all__ = ["API_ROUTES", "TRAIN_PATH", "openapi"]
 
 _BODY = 64 * 1024
+
+
+def _cancel(data, state):
+    from convlens.web.api import request_object
+
+    return state.trainer.cancel(request_object(data))
+
 
 API_ROUTES = {
     "/api/summary": (summary_request, _BODY),
     "/api/explain": (explain_request, _BODY),
     "/api/trace": (trace_request, _BODY),
     "/api/feature-maps": (feature_maps_request, _BODY),
+    "/api/train/cancel": (_cancel, _BODY),
+    "/api/model": (upload_request, (MAX_UPLOAD_BYTES * 4) // 3 + 4096),
+    "/api/model/download": (download_request, _BODY),
 }
+# Streams its progress as Server-Sent Events (the app handles it, not the worker pool).
+TRAIN_PATH = "/api/train"
 
 _DESCRIPTIONS = {
     "/api/summary": ("The summary Keras prints, and each layer's shapes and parameters.",
-                     ["spec", "seed"]),
+                     ["spec", "seed", "session"]),
     "/api/explain": ("Everything convlens says about the model: the summary, each layer's "
                      "explanation (HTML), picture (SVG) and contrast, and one traced value.",
-                     ["spec", "seed", "input", "layer", "index"]),
+                     ["spec", "seed", "input", "layer", "index", "session"]),
     "/api/trace": ("One output value recomputed from its input window and weights, checked "
                    "against the forward pass; for a conv layer also the traced filter's "
                    "per-channel maps (summed plus bias: the pre-activation) and the contrast "
                    "with the DepthwiseConv2D that keeps them apart.",
-                   ["spec", "seed", "input", "layer", "index"]),
+                   ["spec", "seed", "input", "layer", "index", "session"]),
     "/api/feature-maps": ("Every layer's output for the input (channels last, rounded to 6 "
                           "decimals), each Conv2D kernel, and the prediction of a softmax "
-                          "classifier.", ["spec", "seed", "input"]),
+                          "classifier.", ["spec", "seed", "input", "session"]),
+    "/api/train": ("Train the spec's model (28x28x1 to 10 classes) on the MNIST 5k subset. "
+                   "The answer is a text/event-stream: 'batch' and 'epoch' events with loss "
+                   "and accuracy, then 'done' (or 'error'). One job at a time: 409 while one "
+                   "runs. The trained model is kept in the page session.",
+                   ["spec", "seed", "session", "epochs", "samples", "batch_size"]),
+    "/api/train/cancel": ("Stop the session's training job after its current batch.",
+                          ["session"]),
+    "/api/model": ("Upload a .keras model, or .weights.h5 weights for the spec, as base64 "
+                   "JSON; the model is kept in the page session.",
+                   ["spec", "seed", "session", "filename", "data"]),
+    "/api/model/download": ("The session's model (trained, uploaded, or the spec's) as a "
+                            ".keras file (application/octet-stream).",
+                            ["spec", "seed", "session"]),
 }
 
 _PROPERTIES = {
@@ -58,6 +84,14 @@ _PROPERTIES = {
     "layer": {"oneOf": [{"type": "integer"}, {"type": "string"}],
               "description": "the layer to trace: index into model.layers or name (default: "
                              "the last conv layer)"},
+    "session": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$",
+                "description": "the page session: its trained or uploaded model is used"},
+    "epochs": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1},
+    "samples": {"type": "integer", "minimum": 100, "maximum": 5000, "default": 1000},
+    "batch_size": {"type": "integer", "minimum": 1, "maximum": 512, "default": 32},
+    "filename": {"type": "string", "description": "ends in .keras or .weights.h5"},
+    "data": {"type": "string", "contentEncoding": "base64",
+             "maxLength": (MAX_UPLOAD_BYTES * 4) // 3 + 4},
     "index": {"type": "array", "items": {"type": "integer"},
               "description": "the output position, no batch axis, e.g. [5, 7, 3] (default: "
                              "the centre, channel 0)"},
@@ -70,9 +104,9 @@ _ERROR = {"description": "refused: the message says what was wrong",
 def openapi() -> dict:
     """The OpenAPI 3.1 description of ``API_ROUTES``."""
     paths = {}
-    for path in API_ROUTES:
+    for path in [*API_ROUTES, TRAIN_PATH]:
         summary, keys = _DESCRIPTIONS[path]
-        schema = {"type": "object", "required": ["spec"],
+        schema = {"type": "object", "required": [k for k in ("spec", "session") if k in keys],
                   "properties": {key: _PROPERTIES[key] for key in keys}}
         paths[path] = {"post": {
             "summary": summary,

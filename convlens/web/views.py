@@ -1,7 +1,8 @@
 """The page's questions about one model and one input, as plain data.
 
 Each function takes the decoded JSON of its ``POST /api/...`` call (``spec``, ``seed`` and
-``input`` as in :func:`convlens.web.api.model_input`) and returns a JSON-ready dict. They
+``input`` as in :func:`convlens.web.api.model_input`; ``session`` for a model the page
+trained or uploaded, kept in ``state``) and returns a JSON-ready dict. They
 only call the library: ``model.summary``, ``explain.maps`` (every layer's output, one
 filter's per-channel maps), ``explain.trace`` and the contrast with ``DepthwiseConv2D``.
 
@@ -52,11 +53,15 @@ def _total_macs(model) -> int | None:
     return None if any(c is None for c in costs) else sum(costs)
 
 
-def summary_request(data) -> dict:
+def _store(state):
+    return None if state is None else state.store
+
+
+def summary_request(data, state=None) -> dict:
     """The summary text Keras prints and each layer's name, class, shapes and parameters."""
     from convlens.summary import summary_text
 
-    model, seed = seeded_model(data)
+    model, seed = seeded_model(data, _store(state))
     return {
         "model_name": model.name,
         "seed": seed,
@@ -86,11 +91,11 @@ def _prediction(model, output: np.ndarray) -> dict | None:
     return {"class": int(np.argmax(output)), "probabilities": _numbers(output)}
 
 
-def feature_maps_request(data) -> dict:
+def feature_maps_request(data, state=None) -> dict:
     """Every layer's output for the request's input (see the module docstring)."""
     from convlens.explain.maps import layer_outputs
 
-    model, seed = seeded_model(data)
+    model, seed = seeded_model(data, _store(state))
     check_trace_cost(_total_macs(model))
     x = model_input(model, data, seed)
     outputs = layer_outputs(model, x)
@@ -119,14 +124,14 @@ def feature_maps_request(data) -> dict:
     }
 
 
-def trace_request(data) -> dict:
+def trace_request(data, state=None) -> dict:
     """One output value traced for the request's input (see the module docstring)."""
     from convlens.explain import trace
     from convlens.explain.contrast import build_contrast
     from convlens.explain.maps import filter_maps
     from convlens.layers import Conv
 
-    with model_session(data) as (model, seed):
+    with model_session(data, _store(state)) as (model, seed):
         check_trace_cost(_total_macs(model))
         x = model_input(model, data, seed)
         try:

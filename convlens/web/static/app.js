@@ -40,7 +40,7 @@ function ask(body) {
 }
 
 function request(withTrace) {
-  const body = { spec: $("spec").value, seed: $("seed").value || "0" };
+  const body = { spec: $("spec").value, seed: $("seed").value || "0", session: Train.session };
   if (withTrace) {
     body.layer = $("trace-layer").value;
     body.index = Array.from($("trace-index").querySelectorAll("input")).map((i) => i.value);

@@ -1,0 +1,112 @@
+"""Models in and out of the page: upload a ``.keras`` or ``.weights.h5`` file, download the
+session's model as ``.keras``.
+
+An upload is a JSON body ``{"session", "filename", "data": <base64>}`` (the API takes JSON
+only), at most ``MAX_UPLOAD_BYTES`` of file. The bytes go to a private temporary folder and
+through the library's loaders (``load_model``, ``model.load_weights``), which read files as
+data and never run code from them; the model is then held to the page's budget. A
+``.weights.h5`` file is loaded into the request's spec (the file has no architecture). The
+model is kept in the page session (``jobs.ModelStore``) under its spec, so every other call
+of that session explores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tempfile
+from pathlib import Path
+
+from convlens.web.api import ApiError, model_session, request_object
+from convlens.web.jobs import read_session
+
+__all__ = ["MAX_UPLOAD_BYTES", "Download", "download_request", "upload_request"]
+
+MAX_UPLOAD_BYTES = 16 * 2**20
+
+
+class Download:
+    """A file answer: the app sends ``data`` as an attachment named ``filename``."""
+
+    def __init__(self, data: bytes, filename: str):
+        self.data = data
+        self.filename = filename
+
+
+def _file_bytes(data: dict) -> tuple[str, bytes]:
+    filename = data.get("filename")
+    if not isinstance(filename, str) or not filename.lower().endswith((".keras", ".weights.h5")):
+        raise ApiError("`filename` must end in .keras (a whole model) or .weights.h5 (weights "
+                       f"for the spec); received {str(filename)[:80]!r}.", field="filename")
+    encoded = data.get("data")
+    if not isinstance(encoded, str):
+        raise ApiError("`data` must be the file's bytes in base64.", field="data")
+    if len(encoded) > (MAX_UPLOAD_BYTES * 4) // 3 + 4:
+        raise ApiError(f"the file is larger than {MAX_UPLOAD_BYTES:,} bytes.", status=413,
+                       field="data")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("`data` is not valid base64.", field="data") from None
+    return filename, raw
+
+
+def _check_budget(model) -> None:
+    from convlens.budget import BudgetError, check_budget
+    from convlens.web.api import WEB_BUDGET
+
+    try:
+        check_budget(model.layers, model.input_shape, **WEB_BUDGET.limits())
+    except BudgetError as error:
+        raise ApiError(f"the uploaded model is over the page's budget: {error}",
+                       status=413) from None
+
+
+def upload_request(data, state) -> dict:
+    """Load the uploaded file (see the module docstring); answer its spec and summary."""
+    from convlens.explain.report import _summary_text
+    from convlens.models import Sequential, load_model
+    from convlens.spec import format_spec
+
+    request_object(data)
+    session = read_session(data, required=True)
+    filename, raw = _file_bytes(data)
+    with tempfile.TemporaryDirectory(prefix="convlens-upload-") as folder:
+        # The user's file name is not used on disk: only its kind.
+        path = Path(folder) / ("model.keras" if filename.lower().endswith(".keras")
+                               else "model.weights.h5")
+        path.write_bytes(raw)
+        try:
+            if path.suffix == ".keras":
+                model = load_model(os.fspath(path), compile=False)
+                if not isinstance(model, Sequential) or not model.built:
+                    raise ApiError("the page explores built Sequential models; this file "
+                                   "holds another kind.", field="data")
+                _check_budget(model)
+                try:
+                    spec = format_spec(model)
+                except (ValueError, TypeError) as error:
+                    raise ApiError(f"the model has a layer the page cannot name: {error}",
+                                   field="data") from None
+            else:
+                with model_session(data) as (model, _):
+                    spec = data["spec"]
+                    model.load_weights(os.fspath(path))
+        except ApiError:
+            raise
+        except (ValueError, TypeError, KeyError, OSError) as error:
+            message = " ".join(str(error).replace(folder, "").split())
+            raise ApiError(f"cannot load {filename[:80]!r}: {message}", field="data") from None
+    state.store.put(session, spec, model)
+    return {"spec": spec, "summary": _summary_text(model), "filename": filename[:200]}
+
+
+def download_request(data, state) -> Download:
+    """The session's model (trained, uploaded, or the spec's seeded one) as ``.keras``."""
+    request_object(data)
+    with model_session(data, state.store) as (model, _):
+        with tempfile.TemporaryDirectory(prefix="convlens-download-") as folder:
+            path = Path(folder) / "model.keras"
+            model.save(os.fspath(path))
+            return Download(path.read_bytes(), "convlens-model.keras")
