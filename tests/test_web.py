@@ -102,6 +102,8 @@ def test_index_is_served_and_loads_only_local_files():
     page = parsed_index()
     assert page.urls, "the page should load its script and style"
     for url in page.urls:
+        if url == "#":  # the download link: the script fetches the file
+            continue
         assert not re.match(r"^(https?:)?//", url), url
         assert url.startswith("/static/") or url == "/openapi.json", url
         status, _, body = call("GET", url)
@@ -450,15 +452,17 @@ def test_trace_gives_the_filters_per_channel_maps_summing_to_the_value():
 
 
 def test_openapi_describes_every_api_route():
-    from convlens.web.routes import API_ROUTES
+    from convlens.web.routes import API_ROUTES, TRAIN_PATH
 
     status, _, body = call("GET", "/openapi.json")
     schema = json.loads(body)
     assert status == 200 and schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == set(API_ROUTES)
+    assert set(schema["paths"]) == {*API_ROUTES, TRAIN_PATH}
     for path, methods in schema["paths"].items():
         assert set(methods) == {"post"}, path
         body_schema = methods["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert "spec" in body_schema["properties"] and body_schema["required"] == ["spec"]
-        assert call("POST", path, json.dumps({"spec": "input 4x4x1 | conv2d 1 3"}).encode())[0] \
-            == 200, path
+        required = body_schema["required"]
+        assert set(required) <= set(body_schema["properties"]) and required, path
+        if required == ["spec"]:  # answered for a spec alone
+            status, _, _ = call("POST", path, json.dumps({"spec": "input 4x4x1"}).encode())
+            assert status == 200, path

@@ -34,6 +34,7 @@ import asyncio
 import json
 import re
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -376,6 +377,12 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
             await _error(send, refusal.status, str(refusal), head, refusal.headers)
         except ApiError as error:
             await _send_json(send, error.status, error.payload(), head)
+        except Exception as error:
+            # A bug, not the client's doing: its traceback goes to the server's log, and the
+            # page still gets JSON it can show.
+            traceback.print_exc()
+            await _error(send, 500, f"internal error ({type(error).__name__}); the server's "
+                                    "log has the details.", head)
 
     return app
 

@@ -65,9 +65,9 @@ def _check_budget(model) -> None:
 
 def upload_request(data, state) -> dict:
     """Load the uploaded file (see the module docstring); answer its spec and summary."""
-    from convlens.explain.report import _summary_text
     from convlens.models import Sequential, load_model
     from convlens.spec import format_spec
+    from convlens.summary import summary_text
 
     request_object(data)
     session = read_session(data, required=True)
@@ -99,7 +99,7 @@ def upload_request(data, state) -> dict:
             message = " ".join(str(error).replace(folder, "").split())
             raise ApiError(f"cannot load {filename[:80]!r}: {message}", field="data") from None
     state.store.put(session, spec, model)
-    return {"spec": spec, "summary": _summary_text(model), "filename": filename[:200]}
+    return {"spec": spec, "summary": summary_text(model), "filename": filename[:200]}
 
 
 def download_request(data, state) -> Download:
