@@ -1,166 +1,330 @@
-"""convlens conv kernels against torch.nn.functional.conv2d, measured in one run.
+"""Conv layers and a CIFAR-size training step: convlens, PyTorch and Keras 3 on torch, each alone.
 
-Run: ``python benchmarks/conv.py [--threads N] [--repeats R] [--chunk-bytes B ...]``
+Run: ``python benchmarks/conv.py [--rounds 3] [--threads N] [--quick]`` (``./dev bench`` runs it).
 
-Layers are the two convolutions of the seed MNIST model at batch 128, 3x3 kernel, 'valid':
-``(128, 28, 28, 1) -> 32`` and ``(128, 26, 26, 32) -> 64``. Data are channels_last NumPy
-arrays; torch gets the NHWC array permuted to NCHW (a view with channels_last strides, no
-copy) and an OIHW weight. Only the conv call is timed (plus ``backward`` in the second
-table). Both libraries use the same thread count. Times are medians of interleaved repeats
-after warmup, so background load on a shared machine hits both sides alike.
+Contenders, each in its own process (see ``_common``):
 
-Forward + backward: layer 1 is a first layer, so neither side computes the input gradient
-(torch input without requires_grad, ``need_input_grad=False``); layer 2 computes all three
-gradients on both sides.
+* ``convlens``: the public layer call, ``layer(x)`` (forward) and ``layer(x, training=True)``
+  then ``layer.backward(grad)`` (forward + backward), NumPy arrays in and out.
+* ``torch``: ``torch.nn`` modules in eager mode, in both memory layouts (contiguous NCHW and
+  ``channels_last``); the report takes the faster layout per case and names it.
+* ``keras``: Keras 3 with ``KERAS_BACKEND=torch``, the API a convlens user would otherwise
+  pick: ``layer(x)`` under ``torch.no_grad()`` (what ``predict`` does) and autograd's
+  ``backward`` for the gradients; torch tensors in, so no conversion is timed.
 
-Measured on a 2-core AMD EPYC (OpenBLAS 0.3.31, torch 2.13 CPU), the machine shared with other
-engineers' test runs (load average 0.7-3), so single numbers swing by 2x; the ratios below are
-typical of several runs (median ratio / ratio of best times):
-
-    threads  layer   forward           forward + backward
-    2        conv1   0.5-1.2 / 0.9-1.4 1.1-1.3 / 1.1-1.5
-    2        conv2   0.9-1.0 / 1.0-1.2 0.95-1.05 / 0.75-0.95
-    1        conv1   1.4-1.7 / 1.5     ~1.0 / ~0.95
-    1        conv2   1.2-1.3 / 1.1-1.3 ~0.92 / ~0.92
-
-Under heavy load (load average > 3 on the 2 cores) 2-thread OpenBLAS collapses far more than
-torch (many short GEMM calls each waiting for a descheduled thread): conv2 forward measured
-275 ms against torch's 115 ms. Check the printed load average before trusting a run.
-
-Alternatives measured and dropped (1 thread, best of runs):
-
-* C_in=1: elementwise multiply-accumulate over the 9 taps, 25 ms (NumPy's inner loop is only
-  32 channels long); as_strided gather into pixel-major (M, 9) patches, 2-3 ms copy vs 0.3 ms
-  for 9 contiguous tap copies into tap-major (9, M) read transposed by the GEMM. Adding the
-  bias after the GEMM cost a pass over y (3.9 -> 2.3 ms when it rides in the GEMM as a row of
-  ones). Chunks below 1 MiB lose (~70 us fixed cost per K=9 GEMM): 256 KiB 5.1 ms, 16 MiB 2.0.
-* C_in=32, grad_x: one GEMM (M, 64) @ (64, 288) then col2im from pixel-major columns, 41 + 29 ms;
-  nine per-tap GEMMs into tap-major (9, M, 32) slabs then contiguous scatter-adds, 44 + 10 ms
-  (kept). A "full" convolution of the padded grad_y with the flipped kernel: 72 ms.
-* Patch chunk size for conv2 forward: 1-4 MiB 39-42 ms, 16 MiB 51 ms (1 thread); bigger chunks
-  only help under heavy load, where fewer BLAS calls wait less.
-* Depthwise (128, 26, 26, 32), 3x3, 'same': the tap multiply-accumulate with the weights tiled
-  along the row (inner loop width*C instead of C) went from 25 to 16 ms; torch has a dedicated
-  kernel (~2-3 ms), so depthwise stays ~6x behind.
+Cases: the seed's two layers at batch 128 (3x3 'valid'; the first layer computes no input
+gradient, as a first layer in a network), ``DepthwiseConv2D`` 3x3 'same', a strided 'same'
+``Conv2D``, a ``Conv2DTranspose``, one training step (forward, backward, Adam) of a CIFAR-size
+network, and how conv2's forward time grows with the batch and the image size.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-import _common  # noqa: E402  (must set thread variables before NumPy loads)
+import _common  # noqa: E402
 
-LAYERS = [
-    ("conv1 (128,28,28,1)->32", (128, 28, 28, 1), 32, False),
-    ("conv2 (128,26,26,32)->64", (128, 26, 26, 32), 64, True),
+# name, layer kind, input shape (N, H, W, C), layer arguments, with backward, input gradient
+LAYER_CASES = [
+    ("conv1 forward", "Conv2D", (128, 28, 28, 1), dict(filters=32, kernel_size=3), False, False),
+    ("conv1 forward+backward", "Conv2D", (128, 28, 28, 1), dict(filters=32, kernel_size=3),
+     True, False),
+    ("conv2 forward", "Conv2D", (128, 26, 26, 32), dict(filters=64, kernel_size=3), False, False),
+    ("conv2 forward+backward", "Conv2D", (128, 26, 26, 32), dict(filters=64, kernel_size=3),
+     True, True),
+    ("depthwise 3x3 'same' forward", "DepthwiseConv2D", (128, 26, 26, 32),
+     dict(kernel_size=3, padding="same"), False, False),
+    ("depthwise 3x3 'same' forward+backward", "DepthwiseConv2D", (128, 26, 26, 32),
+     dict(kernel_size=3, padding="same"), True, True),
+    ("conv 3x3 stride 2 'same' forward", "Conv2D", (128, 26, 26, 32),
+     dict(filters=64, kernel_size=3, strides=2, padding="same"), False, False),
+    ("Conv2DTranspose 3x3 stride 2 forward", "Conv2DTranspose", (128, 12, 12, 64),
+     dict(filters=32, kernel_size=3, strides=2, padding="same"), False, False),
 ]
+# conv2's layer at other batch sizes and image sizes: convlens and torch only.
+GROWTH = [(1, 26), (32, 26), (128, 26), (512, 26), (32, 28), (32, 56), (32, 112)]
+CIFAR = "CIFAR-size training step, batch 128"
+CONTENDERS = ("convlens", "torch", "keras")
+
+
+def repeats_for(shape, quick: bool) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    base = 15 if size < 5_000_000 else 7 if size < 50_000_000 else 3
+    return max(3, base // 3) if quick else base
+
+
+# --------------------------------------------------------------------------------------------
+# children
+# --------------------------------------------------------------------------------------------
+
+
+def child_convlens(args) -> dict:
+    import numpy as np
+
+    import convlens.layers as L
+    from convlens.models import Sequential
+    from convlens.training import train_step
+
+    rng = np.random.default_rng(0)
+    times = {}
+    for name, kind, shape, options, backward, input_grad in LAYER_CASES:
+        layer = getattr(L, kind)(**options)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        y = layer(x)
+        layer.needs_input_grad = input_grad
+        grad = rng.standard_normal(y.shape, dtype=np.float32)
+        if backward:
+            def run(layer=layer, x=x, grad=grad):
+                layer(x, training=True)
+                layer.backward(grad)
+        else:
+            def run(layer=layer, x=x):
+                layer(x)
+        times[name] = _common.sample_ms(run, repeats_for(shape, args.quick))
+    for batch, size in GROWTH:
+        layer = L.Conv2D(64, 3)
+        x = rng.standard_normal((batch, size, size, 32), dtype=np.float32)
+        times[_growth_name(batch, size)] = _common.sample_ms(
+            lambda layer=layer, x=x: layer(x), repeats_for(x.shape, args.quick)
+        )
+    model = Sequential([L.Input((32, 32, 3)), *_cifar_layers(L), L.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.standard_normal((128, 32, 32, 3), dtype=np.float32)
+    labels = rng.integers(0, 10, 128)
+    times[CIFAR] = _common.sample_ms(lambda: train_step(model, x, labels), 3 if args.quick else 8)
+    return {"times": times}
+
+
+def _cifar_layers(L) -> list:
+    """Three blocks of Conv 3x3 'same' - BatchNorm - ReLU - MaxPool (64, 128, 256), Flatten."""
+    layers = []
+    for filters in (64, 128, 256):
+        layers += [L.Conv2D(filters, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+                   L.MaxPooling2D(2)]
+    return [*layers, L.Flatten()]
+
+
+def child_keras(args) -> dict:
+    import keras
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    times = {}
+    for name, kind, shape, options, backward, input_grad in LAYER_CASES:
+        layer = getattr(keras.layers, kind)(**options)
+        x = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
+        with torch.no_grad():
+            y = layer(x)
+        grad = torch.from_numpy(rng.standard_normal(tuple(y.shape), dtype=np.float32))
+        x_grad = x.clone().requires_grad_(input_grad)
+        if backward:
+            def run(layer=layer, x=x_grad, grad=grad):
+                for w in layer.trainable_weights:
+                    w.value.grad = None
+                x.grad = None
+                layer(x).backward(grad)
+        else:
+            def run(layer=layer, x=x):
+                with torch.no_grad():
+                    layer(x)
+        times[name] = _common.sample_ms(run, repeats_for(shape, args.quick))
+    model = keras.Sequential([keras.Input((32, 32, 3)), *_cifar_layers(keras.layers),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.standard_normal((128, 32, 32, 3), dtype=np.float32)
+    labels = rng.integers(0, 10, 128)
+    times[CIFAR] = _common.sample_ms(lambda: model.train_on_batch(x, labels),
+                                     3 if args.quick else 8)
+    return {"times": times}
+
+
+def child_torch(args) -> dict:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    times = {}
+    for layout in ("NCHW", "channels_last"):
+        memory_format = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}[
+            layout
+        ]
+
+        def prepare(a, memory_format=memory_format):
+            # (N, H, W, C) -> (N, C, H, W), stored in the layout under test
+            t = torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+            return t.contiguous(memory_format=memory_format)
+
+        for name, kind, shape, options, backward, input_grad in LAYER_CASES:
+            module = _torch_module(nn, kind, shape[-1], options).to(memory_format=memory_format)
+            x = prepare(rng.standard_normal(shape, dtype=np.float32))
+            with torch.no_grad():
+                y = module(x)
+            grad = torch.randn(y.shape).contiguous(memory_format=memory_format)
+            x_grad = x.clone().requires_grad_(input_grad)
+            if backward:
+                def run(module=module, x=x_grad, grad=grad):
+                    module.zero_grad(set_to_none=True)
+                    x.grad = None
+                    module(x).backward(grad)
+            else:
+                def run(module=module, x=x):
+                    with torch.no_grad():
+                        module(x)
+            times[f"{name} [{layout}]"] = _common.sample_ms(run, repeats_for(shape, args.quick))
+        for batch, size in GROWTH:
+            module = nn.Conv2d(32, 64, 3).to(memory_format=memory_format)
+            x = prepare(rng.standard_normal((batch, size, size, 32), dtype=np.float32))
+
+            def run(module=module, x=x):
+                with torch.no_grad():
+                    module(x)
+            times[f"{_growth_name(batch, size)} [{layout}]"] = _common.sample_ms(
+                run, repeats_for((batch, size, size, 32), args.quick)
+            )
+        blocks = []
+        for c_in, c_out in ((3, 64), (64, 128), (128, 256)):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out, eps=1e-3),
+                       nn.ReLU(), nn.MaxPool2d(2)]
+        net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(256 * 4 * 4, 10))
+        net = net.to(memory_format=memory_format)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+        x = prepare(rng.standard_normal((128, 32, 32, 3), dtype=np.float32))
+        labels = torch.from_numpy(rng.integers(0, 10, 128))
+
+        def step(net=net, optimizer=optimizer, x=x, labels=labels):
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x), labels).backward()
+            optimizer.step()
+        times[f"{CIFAR} [{layout}]"] = _common.sample_ms(step, 3 if args.quick else 8)
+    return {"times": times}
+
+
+def _torch_module(nn, kind, c_in, options):
+    padding = options.get("padding", "valid")
+    stride = options.get("strides", 1)
+    k = options["kernel_size"]
+    if kind == "Conv2D":
+        pad = (k // 2 if padding == "same" else 0)
+        if padding == "same" and stride > 1:
+            # Keras's 'same' pads the total (k - 1) - (n - 1) % s ... here even sizes need (0, 1)
+            return nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(c_in, options["filters"],
+                                                                         k, stride))
+        return nn.Conv2d(c_in, options["filters"], k, stride, pad)
+    if kind == "DepthwiseConv2D":
+        return nn.Conv2d(c_in, c_in, k, 1, k // 2 if padding == "same" else 0, groups=c_in)
+    if kind == "Conv2DTranspose":
+        # Keras 'same' with stride 2 on 12 -> 24: crop 0 before, 1 after the full 25
+        return nn.ConvTranspose2d(c_in, options["filters"], k, stride, padding=1,
+                                  output_padding=1)
+    raise ValueError(kind)
+
+
+def _growth_name(batch: int, size: int) -> str:
+    return f"conv2 forward, batch {batch}, {size}x{size}"
+
+
+# --------------------------------------------------------------------------------------------
+# the parent
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--chunk-bytes", type=int, nargs="*", default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, for development")
+    parser.add_argument("--contenders", nargs="*", default=list(CONTENDERS),
+                        choices=CONTENDERS)
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    threads = _common.set_threads(args.threads)
+    if args.child:
+        runners = {"convlens": child_convlens, "torch": child_torch, "keras": child_keras}
+        _common.child_main(lambda: runners[args.child](args))
+        return
 
-    import numpy as np
-    import torch
-
-    from convlens.ops import conv
-
-    torch.set_num_threads(threads)
-    print(_common.describe_threads(threads))
-    print(
-        "torch input: NHWC array permuted to NCHW (channels_last strides, no copy); "
-        "only the conv call is timed"
+    print(_common.header(__doc__.splitlines()[0], args.threads, args.rounds))
+    print("command: python benchmarks/conv.py " + " ".join(sys.argv[1:]), flush=True)
+    results, load = _common.run_rounds(
+        os.path.abspath(__file__), args.contenders, args.rounds, args.threads,
+        ["--quick"] if args.quick else [],
     )
-    print(_common.load_average())
-    print(f"median of {args.repeats} interleaved repeats after 3 warmups; 'best' = ratio of minima")
-    columns = ["convlens ms", "torch ms", "ratio", "ratio (best)"]
-    rng = np.random.default_rng(0)
-    for chunk in args.chunk_bytes or [conv.CHUNK_BYTES]:
-        conv.CHUNK_BYTES = chunk
-        forward_rows, backward_rows = [], []
-        for name, shape, filters, input_grad in LAYERS:
-            ours_forward, torch_forward, ours_both, torch_both = _contenders(
-                rng, shape, filters, input_grad
-            )
-            (ours, ours_best), (theirs, theirs_best) = _common.interleaved_times(
-                [ours_forward, torch_forward], repeats=args.repeats
-            )
-            forward_rows.append(
-                [
-                    name,
-                    f"{ours:.2f}",
-                    f"{theirs:.2f}",
-                    f"{ours / theirs:.2f}",
-                    f"{ours_best / theirs_best:.2f}",
-                ]
-            )
-            (ours, ours_best), (theirs, theirs_best) = _common.interleaved_times(
-                [ours_both, torch_both], repeats=args.repeats
-            )
-            backward_rows.append(
-                [
-                    name,
-                    "yes" if input_grad else "no",
-                    f"{ours:.2f}",
-                    f"{theirs:.2f}",
-                    f"{ours / theirs:.2f}",
-                    f"{ours_best / theirs_best:.2f}",
-                ]
-            )
-        print(f"\nCHUNK_BYTES = {chunk}")
-        print("forward")
-        print(_common.table(["layer", *columns], forward_rows))
-        print("\nforward + backward")
-        print(_common.table(["layer", "grad_x", *columns], backward_rows))
+    samples: dict[str, dict[str, list[list[float]]]] = {}
+    for name, runs in results.items():
+        for result in runs:
+            for case, times in result["times"].items():
+                samples.setdefault(name, {}).setdefault(case, []).append(times)
+    print()
+    for name in args.contenders:
+        print(f"{name}: {_common.describe_pools(results[name][-1]['pools'])}")
+    print(load.report())
+    print(report(samples, args.contenders))
 
 
-def _contenders(rng, shape, filters, input_grad):
-    """convlens and torch forward, and forward + backward, on the same data."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
+def _best_torch(samples, case):
+    """The faster torch layout for ``case``: (summary, layout)."""
+    options = []
+    for layout in ("NCHW", "channels_last"):
+        runs = samples.get("torch", {}).get(f"{case} [{layout}]")
+        if runs:
+            options.append((_common.summarize(runs), layout))
+    return min(options) if options else (None, None)
 
-    from convlens.ops import conv
 
-    x = rng.standard_normal(shape, dtype=np.float32)
-    kernel = rng.standard_normal((3, 3, shape[-1], filters), dtype=np.float32) * 0.1
-    bias = np.zeros(filters, np.float32)
-    out_shape = (shape[0], shape[1] - 2, shape[2] - 2, filters)
-    grad_y = rng.standard_normal(out_shape, dtype=np.float32)
-    x_t = torch.from_numpy(x).permute(0, 3, 1, 2)  # (N, C, H, W) view of the NHWC array
-    w_t = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous()  # (O, I, KH, KW)
-    b_t = torch.from_numpy(bias)
-    g_t = torch.from_numpy(grad_y).permute(0, 3, 1, 2)  # (N, O, H_out, W_out)
-    valid = ((0, 0), (0, 0))
-    x_g = x_t.detach().requires_grad_(input_grad)
-    w_g = w_t.detach().requires_grad_(True)
-    b_g = b_t.detach().requires_grad_(True)
-
-    def ours_forward():
-        return conv.conv_forward(x, kernel, bias, (1, 1), valid, (1, 1))
-
-    def torch_forward():
-        with torch.no_grad():
-            return F.conv2d(x_t, w_t, b_t)
-
-    def ours_both():
-        _, cache = conv.conv_forward(x, kernel, bias, (1, 1), valid, (1, 1))
-        return conv.conv_backward(grad_y, cache, need_input_grad=input_grad)
-
-    def torch_both():
-        x_g.grad = w_g.grad = b_g.grad = None
-        F.conv2d(x_g, w_g, b_g).backward(g_t)
-
-    return ours_forward, torch_forward, ours_both, torch_both
+def report(samples, contenders) -> str:
+    lines = ["", "times: median of all samples (range of the per-round medians); "
+             "ratio = convlens / other, lower is better"]
+    rows = []
+    cases = [c[0] for c in LAYER_CASES] + [CIFAR]
+    for case in cases:
+        ours = _common.summarize(samples["convlens"][case]) if "convlens" in samples else None
+        theirs, layout = _best_torch(samples, case)
+        keras = _common.summarize(samples["keras"][case]) if "keras" in samples else None
+        rows.append([
+            case,
+            _common.fmt_time(*ours) if ours else "-",
+            f"{_common.fmt_time(*theirs)} {layout}" if theirs else "-",
+            f"{ours[0] / theirs[0]:.2f}" if ours and theirs else "-",
+            _common.fmt_time(*keras) if keras else "-",
+            f"{ours[0] / keras[0]:.2f}" if ours and keras else "-",
+        ])
+    lines.append(_common.table(["case", "convlens", "torch (best layout)", "vs torch",
+                                "keras on torch", "vs keras"], rows))
+    lines += ["", "how conv2's forward time grows (3x3, 32 -> 64 channels, 'valid'):"]
+    rows = []
+    for batch, size in GROWTH:
+        case = _growth_name(batch, size)
+        ours = _common.summarize(samples["convlens"][case]) if "convlens" in samples else None
+        theirs, layout = _best_torch(samples, case)
+        rows.append([
+            batch, f"{size}x{size}",
+            _common.fmt_time(*ours) if ours else "-",
+            f"{_common.fmt_time(*theirs)} {layout}" if theirs else "-",
+            f"{ours[0] / theirs[0]:.2f}" if ours and theirs else "-",
+        ])
+    lines.append(_common.table(["batch", "image", "convlens", "torch (best layout)", "ratio"],
+                               rows))
+    if "torch" in samples:
+        lines += ["", "torch by layout (median ms, NCHW / channels_last):"]
+        for case in cases:
+            pair = [samples["torch"].get(f"{case} [{layout}]") for layout in
+                    ("NCHW", "channels_last")]
+            if all(pair):
+                a, b = (statistics.median([t for run in p for t in run]) for p in pair)
+                lines.append(f"  {case}: {a:.2f} / {b:.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

