@@ -167,9 +167,9 @@ def test_chunk_sizes_set_on_ops_conv_reach_every_path(monkeypatch, c_in, groups,
     budgets = []
     chunks = Geometry.chunks
 
-    def recording_chunks(self, bytes_per_pixel, budget):
+    def recording_chunks(self, bytes_per_pixel, budget, samples=None):
         budgets.append(budget)
-        return chunks(self, bytes_per_pixel, budget)
+        return chunks(self, bytes_per_pixel, budget, samples)
 
     monkeypatch.setattr(Geometry, "chunks", recording_chunks)
     sizes = {"CHUNK_BYTES": 1001, "SINGLE_CHANNEL_CHUNK_BYTES": 1002, "DEPTHWISE_CHUNK_BYTES": 1003}

@@ -3,14 +3,25 @@
 A read-only strided view of the padded input, ``(G, N, *out, *k, Cg)``, holds every input
 window without copying; one chunk at a time is copied into a contiguous patch matrix
 ``(G, M, K*Cg)`` and multiplied through BLAS (one batched matmul over the groups). ``budget`` is
-the chunk size in bytes, :data:`convlens.ops.conv.CHUNK_BYTES` when called from there.
+the chunk size in bytes, :data:`convlens.ops.conv.CHUNK_BYTES` when called from there. Each
+kernel splits the batch into one contiguous part per core (:mod:`convlens.ops.workers`); a
+part's chunks run in order with their own work buffers.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from convlens.ops.conv_geometry import Geometry, as_rows, kernel_taps, reuse_buffer
+from convlens.ops.workers import batch_parts, run_parts
+
+
+def _parts(geo: Geometry) -> list[slice]:
+    """The batch split for this convolution's size (multiply-adds of its GEMM)."""
+    work = geo.batch * math.prod(geo.out) * geo.taps * geo.cg * geo.c_out
+    return batch_parts(geo.batch, work)
 
 
 def gemm_forward(
@@ -24,28 +35,33 @@ def gemm_forward(
     windows = geo.windows(xp)
     w = geo.grouped_kernel(kernel)  # (G, K*Cg, Cog)
     depth = geo.taps * geo.cg
-    scratch = tmp = None
-    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize, budget):
-        src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
-        scratch = reuse_buffer(scratch, src.size, xp.dtype)
-        patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
-        np.copyto(patches, src)
-        patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
-        y_rows = as_rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
-        if geo.groups == 1:
-            np.matmul(patches[0], w[0], out=y_rows)
-            if bias is not None:
-                y_rows += bias
-            continue
-        if tmp is None or tmp.shape[1] != patches.shape[1]:
-            tmp = np.empty((geo.groups, patches.shape[1], geo.cog), xp.dtype)
-        np.matmul(patches, w, out=tmp)  # (G, M, Cog)
-        # (M, C_out) seen as (M, G, Cog) <- (G, M, Cog).transpose
-        y_groups = y_rows.reshape(-1, geo.groups, geo.cog)
-        if bias is None:
-            np.copyto(y_groups, tmp.transpose(1, 0, 2))
-        else:
-            np.add(tmp.transpose(1, 0, 2), bias.reshape(geo.groups, geo.cog), out=y_groups)
+    bytes_per_pixel = (geo.taps * geo.c_in + geo.c_out) * xp.itemsize
+
+    def part(samples: slice) -> None:
+        scratch = tmp = None
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
+            scratch = reuse_buffer(scratch, src.size, xp.dtype)
+            patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
+            np.copyto(patches, src)
+            patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+            y_rows = as_rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
+            if geo.groups == 1:
+                np.matmul(patches[0], w[0], out=y_rows)
+                if bias is not None:
+                    y_rows += bias
+                continue
+            if tmp is None or tmp.shape[1] != patches.shape[1]:
+                tmp = np.empty((geo.groups, patches.shape[1], geo.cog), xp.dtype)
+            np.matmul(patches, w, out=tmp)  # (G, M, Cog)
+            # (M, C_out) seen as (M, G, Cog) <- (G, M, Cog).transpose
+            y_groups = y_rows.reshape(-1, geo.groups, geo.cog)
+            if bias is None:
+                np.copyto(y_groups, tmp.transpose(1, 0, 2))
+            else:
+                np.add(tmp.transpose(1, 0, 2), bias.reshape(geo.groups, geo.cog), out=y_groups)
+
+    run_parts(part, _parts(geo))
     return y
 
 
@@ -60,24 +76,36 @@ def gemm_grad_kernel(
     dtype = xp.dtype
     windows = geo.windows(xp)
     depth = geo.taps * geo.cg
-    grad_w = np.zeros((geo.groups, depth, geo.cog), dtype)  # (G, K*Cg, Cog)
-    part = np.empty_like(grad_w)
-    grad_b = np.zeros(geo.c_out, dtype) if with_bias else None
-    scratch = ones = None
-    for batch, first, stop in geo.chunks((geo.taps * geo.c_in + geo.c_out) * xp.itemsize, budget):
-        src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
-        scratch = reuse_buffer(scratch, src.size, dtype)
-        patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
-        np.copyto(patches, src)
-        patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
-        g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+    bytes_per_pixel = (geo.taps * geo.c_in + geo.c_out) * xp.itemsize
+
+    def part(samples: slice):
+        grad_w = np.zeros((geo.groups, depth, geo.cog), dtype)  # (G, K*Cg, Cog)
+        product = np.empty_like(grad_w)
+        grad_b = np.zeros(geo.c_out, dtype) if with_bias else None
+        scratch = ones = None
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
+            scratch = reuse_buffer(scratch, src.size, dtype)
+            patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
+            np.copyto(patches, src)
+            patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+            g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+            if with_bias:
+                if ones is None or ones.size != g_rows.shape[0]:
+                    ones = np.ones(g_rows.shape[0], dtype)
+                grad_b += ones @ g_rows
+            g_rows = g_rows.reshape(-1, geo.groups, geo.cog).transpose(1, 0, 2)  # (G, M, Cog)
+            np.matmul(patches.transpose(0, 2, 1), g_rows, out=product)  # (G, K*Cg, Cog)
+            grad_w += product
+        return grad_w, grad_b
+
+    # Each part sums its own chunks; the parts' sums are added in batch order.
+    sums = run_parts(part, _parts(geo))
+    grad_w, grad_b = sums[0]
+    for part_w, part_b in sums[1:]:
+        grad_w += part_w
         if with_bias:
-            if ones is None or ones.size != g_rows.shape[0]:
-                ones = np.ones(g_rows.shape[0], dtype)
-            grad_b += ones @ g_rows
-        g_rows = g_rows.reshape(-1, geo.groups, geo.cog).transpose(1, 0, 2)  # (G, M, Cog)
-        np.matmul(patches.transpose(0, 2, 1), g_rows, out=part)  # (G, K*Cg, Cog)
-        grad_w += part
+            grad_b += part_b
     grad_w = grad_w.reshape(geo.groups, geo.taps, geo.cg, geo.cog)
     # (G, K, Cg, Cog) -> (K, Cg, G, Cog) -> (*k, Cg, C_out)
     grad_w = np.ascontiguousarray(grad_w.transpose(1, 2, 0, 3))
@@ -92,24 +120,29 @@ def gemm_grad_input(
     grad_xp = np.zeros((geo.batch, *geo.padded, geo.c_in), dtype)
     w = geo.grouped_kernel(kernel).reshape(geo.groups, geo.taps, geo.cg, geo.cog)  # (G, K, Cg, Cog)
     w = w.transpose(0, 1, 3, 2)  # (G, K, Cog, Cg)
-    scratch = None
-    for batch, first, stop in geo.chunks(
-        (geo.taps * geo.c_in + geo.c_out) * dtype.itemsize, budget
-    ):
-        g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
-        m = g_rows.shape[0]
-        g_groups = g_rows.reshape(m, geo.groups, 1, geo.cog).transpose(1, 2, 0, 3)
-        # g_groups: (G, 1, M, Cog); one gradient slab per tap, contiguous for the scatter
-        scratch = reuse_buffer(scratch, geo.groups * geo.taps * m * geo.cg, dtype)
-        cols = scratch[: geo.groups * geo.taps * m * geo.cg]
-        cols = cols.reshape(geo.groups, geo.taps, m, geo.cg)  # (G, K, M, Cg)
-        np.matmul(g_groups, w, out=cols)  # (G, K, M, Cg)
-        cols = cols.reshape(
-            geo.groups, geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:], geo.cg
-        )  # (G, K, b, *out_chunk, Cg)
-        cols = np.moveaxis(cols, 0, -2)  # (K, b, *out_chunk, G, Cg)
-        for i, tap in enumerate(kernel_taps(geo.k)):
-            target = grad_xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out, C_in)
-            target = target.reshape(*target.shape[:-1], geo.groups, geo.cg)  # (b, *out, G, Cg)
-            target += cols[i]
+    bytes_per_pixel = (geo.taps * geo.c_in + geo.c_out) * dtype.itemsize
+    taps = kernel_taps(geo.k)
+
+    # Parts own whole samples, so no two threads add into the same input pixel.
+    def part(samples: slice) -> None:
+        scratch = None
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+            m = g_rows.shape[0]
+            g_groups = g_rows.reshape(m, geo.groups, 1, geo.cog).transpose(1, 2, 0, 3)
+            # g_groups: (G, 1, M, Cog); one gradient slab per tap, contiguous for the scatter
+            scratch = reuse_buffer(scratch, geo.groups * geo.taps * m * geo.cg, dtype)
+            cols = scratch[: geo.groups * geo.taps * m * geo.cg]
+            cols = cols.reshape(geo.groups, geo.taps, m, geo.cg)  # (G, K, M, Cg)
+            np.matmul(g_groups, w, out=cols)  # (G, K, M, Cg)
+            cols = cols.reshape(
+                geo.groups, geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:], geo.cg
+            )  # (G, K, b, *out_chunk, Cg)
+            cols = np.moveaxis(cols, 0, -2)  # (K, b, *out_chunk, G, Cg)
+            for i, tap in enumerate(taps):
+                target = grad_xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out, C_in)
+                target = target.reshape(*target.shape[:-1], geo.groups, geo.cg)  # (b,*out,G,Cg)
+                target += cols[i]
+
+    run_parts(part, _parts(geo))
     return grad_xp

@@ -40,17 +40,23 @@ class Geometry:
     def out_shape(self) -> tuple[int, ...]:
         return (self.batch, *self.out, self.c_out)
 
-    def chunks(self, bytes_per_pixel: int, budget: int) -> Iterator[tuple[slice, int, int]]:
-        """Yield ``(batch slice, first, stop)`` along output axis 0, about ``budget`` bytes each."""
+    def chunks(
+        self, bytes_per_pixel: int, budget: int, samples: slice | None = None
+    ) -> Iterator[tuple[slice, int, int]]:
+        """Yield ``(batch slice, first, stop)`` along output axis 0, about ``budget`` bytes each.
+
+        ``samples`` (default: the whole batch) is the contiguous part of the batch to cover.
+        """
+        begin, end = (0, self.batch) if samples is None else (samples.start, samples.stop)
         rest = math.prod(self.out[1:])
         per_sample = max(1, self.out[0] * rest * bytes_per_pixel)
         if per_sample <= budget:
             step = max(1, budget // per_sample)
-            for n in range(0, self.batch, step):
-                yield slice(n, min(n + step, self.batch)), 0, self.out[0]
+            for n in range(begin, end, step):
+                yield slice(n, min(n + step, end)), 0, self.out[0]
             return
         rows = max(1, budget // max(1, rest * bytes_per_pixel))
-        for n in range(self.batch):
+        for n in range(begin, end):
             for first in range(0, self.out[0], rows):
                 yield slice(n, n + 1), first, min(first + rows, self.out[0])
 

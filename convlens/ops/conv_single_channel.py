@@ -3,6 +3,7 @@
 Patches are built tap-major, ``(K, M)``, with one contiguous copy per tap; the GEMM reads them
 transposed, so there is no per-pixel gather of ``K = prod(k)`` scattered values. ``budget`` is the
 chunk size in bytes, :data:`convlens.ops.conv.SINGLE_CHANNEL_CHUNK_BYTES` when called from there.
+The batch is split into one contiguous part per core (:mod:`convlens.ops.workers`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import numpy as np
 
 from convlens.ops.conv_geometry import as_rows, kernel_taps, reuse_buffer
+from convlens.ops.workers import batch_parts, run_parts
 
 
 def _patches(xp, geo, batch, first, stop, scratch, ones_row=False):
@@ -28,28 +30,45 @@ def _patches(xp, geo, batch, first, stop, scratch, ones_row=False):
     return patches.reshape(shape[0], -1), scratch  # (K, M)
 
 
+def _parts(geo) -> list[slice]:
+    return batch_parts(geo.batch, geo.batch * math.prod(geo.out) * geo.taps * geo.c_out)
+
+
 def single_channel_forward(xp, kernel, geo, bias, budget):
     y = np.empty(geo.out_shape, xp.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
     if bias is not None:
         # The bias rides in the GEMM as one more row (K=10 instead of 9), saving a pass over y.
         w = np.concatenate([w, bias[None]])  # (K+1, C_out)
-    scratch = None
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize, budget):
-        patches, scratch = _patches(xp, geo, batch, first, stop, scratch, ones_row=bias is not None)
-        np.matmul(patches.T, w, out=as_rows(y[batch, first:stop], geo.c_out))  # (M, C_out)
+
+    def part(samples: slice) -> None:
+        scratch = None
+        bytes_per_pixel = (geo.taps + geo.c_out) * xp.itemsize
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            patches, scratch = _patches(xp, geo, batch, first, stop, scratch, bias is not None)
+            np.matmul(patches.T, w, out=as_rows(y[batch, first:stop], geo.c_out))  # (M, C_out)
+
+    run_parts(part, _parts(geo))
     return y
 
 
 def single_channel_grad_kernel(xp, grad_y, geo, with_bias, budget):
     # With the bias, the patches' row of ones makes the GEMM's last row the bias gradient.
-    grad_w = np.zeros((geo.taps + with_bias, geo.c_out), xp.dtype)  # (K [+1], C_out)
-    part = np.empty_like(grad_w)
-    scratch = None
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * xp.itemsize, budget):
-        patches, scratch = _patches(xp, geo, batch, first, stop, scratch, ones_row=with_bias)
-        np.matmul(patches, as_rows(grad_y[batch, first:stop], geo.c_out), out=part)
-        grad_w += part
+    def part(samples: slice) -> np.ndarray:
+        grad_w = np.zeros((geo.taps + with_bias, geo.c_out), xp.dtype)  # (K [+1], C_out)
+        product = np.empty_like(grad_w)
+        scratch = None
+        bytes_per_pixel = (geo.taps + geo.c_out) * xp.itemsize
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            patches, scratch = _patches(xp, geo, batch, first, stop, scratch, ones_row=with_bias)
+            np.matmul(patches, as_rows(grad_y[batch, first:stop], geo.c_out), out=product)
+            grad_w += product
+        return grad_w
+
+    sums = run_parts(part, _parts(geo))  # each part's sum; added in batch order
+    grad_w = sums[0]
+    for other in sums[1:]:
+        grad_w += other
     grad_b = grad_w[-1].copy() if with_bias else None
     return grad_w[: geo.taps].reshape(*geo.k, 1, geo.c_out), grad_b
 
@@ -57,12 +76,19 @@ def single_channel_grad_kernel(xp, grad_y, geo, with_bias, budget):
 def single_channel_grad_input(grad_y, kernel, geo, budget):
     grad_xp = np.zeros((geo.batch, *geo.padded, 1), grad_y.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
-    for batch, first, stop in geo.chunks((geo.taps + geo.c_out) * grad_y.itemsize, budget):
-        g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
-        cols = w @ g_rows.T  # (K, M)
-        cols = cols.reshape(
-            geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:]
-        )  # (K, b, *out_chunk)
-        for i, tap in enumerate(kernel_taps(geo.k)):
-            grad_xp[(batch, *geo.tap_index(first, stop, tap), 0)] += cols[i]
+    taps = kernel_taps(geo.k)
+
+    # Parts own whole samples, so no two threads add into the same input pixel.
+    def part(samples: slice) -> None:
+        bytes_per_pixel = (geo.taps + geo.c_out) * grad_y.itemsize
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+            cols = w @ g_rows.T  # (K, M)
+            cols = cols.reshape(
+                geo.taps, batch.stop - batch.start, stop - first, *geo.out[1:]
+            )  # (K, b, *out_chunk)
+            for i, tap in enumerate(taps):
+                grad_xp[(batch, *geo.tap_index(first, stop, tap), 0)] += cols[i]
+
+    run_parts(part, _parts(geo))
     return grad_xp

@@ -1,0 +1,86 @@
+"""Batch splitting across threads: same results as one thread (up to float32 rounding in sums
+over the batch), float64 kept, errors raised, BLAS's thread count given back."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from convlens.ops import conv, workers
+
+
+def _blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_parts_are_contiguous_cover_the_batch_and_follow_the_thread_count(monkeypatch):
+    monkeypatch.setattr(workers, "MIN_PARALLEL_WORK", 0)
+    with threadpool_limits(2, user_api="blas"):
+        assert workers.batch_parts(5, 1) == [slice(0, 2), slice(2, 5)]
+        assert workers.batch_parts(1, 1) == [slice(0, 1)]
+    with threadpool_limits(1, user_api="blas"):
+        assert workers.batch_parts(5, 1) == [slice(0, 5)]
+    monkeypatch.setattr(workers, "MIN_PARALLEL_WORK", 10)
+    with threadpool_limits(2, user_api="blas"):
+        assert workers.batch_parts(5, 9) == [slice(0, 5)]  # too little work to share
+
+
+def test_run_parts_keeps_order_restores_blas_and_raises_a_part_error():
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        seen = []
+
+        def record(part):
+            seen.append(_blas_threads())
+            return part.start
+
+        assert workers.run_parts(record, [slice(0, 1), slice(1, 2)]) == [0, 1]
+        assert all(t == [1] * len(before) for t in seen)  # one BLAS thread per part
+        assert _blas_threads() == before
+
+        def fail(part):
+            if part.start:
+                raise ValueError("part 2 failed")
+
+        with pytest.raises(ValueError, match="part 2 failed"):
+            workers.run_parts(fail, [slice(0, 1), slice(1, 2)])
+        assert _blas_threads() == before
+
+
+CASES = {  # c_in, c_out, groups, kernel, strides, padding, dilation: one per path
+    "gemm": (5, 6, 1, (3, 3), (1, 1), ((1, 1), (0, 2)), (1, 1)),
+    "grouped": (4, 6, 2, (2, 3), (2, 1), ((0, 0), (1, 1)), (1, 2)),
+    "single channel": (1, 4, 1, (3, 2), (1, 2), ((1, 0), (0, 0)), (1, 1)),
+    "depthwise": (3, 6, 3, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+}
+
+
+def _conv_and_grads(x, kernel, bias, case, grad_y=None):
+    _, _, groups, _, strides, padding, dilation = case
+    y, cache = conv.conv_forward(x, kernel, bias, strides, padding, dilation, groups)
+    if grad_y is None:
+        grad_y = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+    return (y, *conv.conv_backward(grad_y, cache)), grad_y
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk", [1 << 22, 64])  # whole samples per chunk, or rows of one
+def test_two_threads_compute_what_one_does(monkeypatch, name, dtype, chunk):
+    case = CASES[name]
+    c_in, c_out, groups, k = case[:4]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 9, 8, c_in)).astype(dtype)
+    kernel = rng.standard_normal((*k, c_in // groups, c_out)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    monkeypatch.setattr(workers, "MIN_PARALLEL_WORK", 0)
+    for constant in ("CHUNK_BYTES", "SINGLE_CHANNEL_CHUNK_BYTES", "DEPTHWISE_CHUNK_BYTES"):
+        monkeypatch.setattr(conv, constant, chunk)
+    with threadpool_limits(1, user_api="blas"):
+        one, grad_y = _conv_and_grads(x, kernel, bias, case)
+    with threadpool_limits(2, user_api="blas"):
+        assert len(workers.batch_parts(7, 1)) == 2
+        two, _ = _conv_and_grads(x, kernel, bias, case, grad_y)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(one, two, strict=True):
+        assert b.dtype == dtype
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance * np.abs(a).max())
