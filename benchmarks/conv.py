@@ -57,7 +57,7 @@ def repeats_for(shape, quick: bool) -> int:
     size = 1
     for n in shape:
         size *= n
-    base = 15 if size < 5_000_000 else 7 if size < 50_000_000 else 3
+    base = 15 if size < 5_000_000 else 5 if size < 20_000_000 else 3
     return max(3, base // 3) if quick else base
 
 
