@@ -16,6 +16,39 @@ Cases: the seed's two layers at batch 128 (3x3 'valid'; the first layer computes
 gradient, as a first layer in a network), ``DepthwiseConv2D`` 3x3 'same', a strided 'same'
 ``Conv2D``, a ``Conv2DTranspose``, one training step (forward, backward, Adam) of a CIFAR-size
 network, and how conv2's forward time grows with the batch and the image size.
+
+Measured and kept or dropped (CPU time of one thread, AMD EPYC, OpenBLAS 0.3.31 Haswell kernel,
+unless said otherwise; the machine shared, so best of repeats):
+
+* Splitting the batch into one part per core, each on its own thread with single-threaded BLAS
+  (``convlens.ops.workers``): kept. Under load (load average 11-15 on 2 cores) conv2 forward
+  went from 1130-1380 ms to 315-350 ms and its forward + backward from 11-13 s to 1.2-1.5 s,
+  because no GEMM waits for a descheduled BLAS helper; on a quiet machine the copies and
+  scatters, which NumPy runs on one core, use both.
+* Winograd F(2x2, 3x3) for conv2 forward in NumPy (strided-view input transform, 16 batched
+  GEMMs, output transform written straight into the output): 56 ms against 51 ms for im2col +
+  GEMM; the GEMMs alone took 25 ms (K = 32 input channels runs BLAS at ~50 GFLOPS) but the
+  transforms, elementwise passes over 4x4 tiles with 32 contiguous channels, took ~31 ms.
+  Dropped. torch (oneDNN) takes 38 ms on one thread for this layer, ~72 GFLOPS, about this
+  core's peak, so the GEMM itself (50 ms, ~55 GFLOPS at N = 64 output channels) is most of
+  the gap.
+* GEMM orientation for conv2 forward, ``(M, 288) @ (288, 64)`` against
+  ``(64, 288) @ (288, M)``: 52-61 against 55-65 GFLOPS, within noise, and the second needs a
+  transpose of the output. Dropped.
+* Adam with two preallocated scratch buffers instead of temporaries, on the 9216x128 kernel:
+  3.3 against 3.5 ms. Within noise; dropped.
+* C_in = 1: elementwise multiply-accumulate over the 9 taps, 25 ms (NumPy's inner loop is only
+  32 channels long); as_strided gather into pixel-major (M, 9) patches, 2-3 ms copy vs 0.3 ms
+  for 9 contiguous tap copies into tap-major (9, M) read transposed by the GEMM (kept). The
+  bias rides in the GEMM as a row of ones (3.9 -> 2.3 ms). Chunks below 1 MiB lose (~70 us
+  fixed cost per K=9 GEMM).
+* C_in = 32, grad_x: one GEMM (M, 64) @ (64, 288) then col2im from pixel-major columns,
+  41 + 29 ms; nine per-tap GEMMs into tap-major (9, M, 32) slabs then contiguous scatter-adds,
+  44 + 10 ms (kept). A "full" convolution of the padded grad_y with the flipped kernel: 72 ms.
+* Patch chunk size for conv2 forward: 1-4 MiB 39-42 ms, 16 MiB 51 ms.
+* Depthwise (128, 26, 26, 32), 3x3, 'same': the tap multiply-accumulate with the weights tiled
+  along the row (inner loop width*C instead of C) went from 25 to 16 ms; torch has a dedicated
+  kernel.
 """
 
 from __future__ import annotations

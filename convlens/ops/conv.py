@@ -23,6 +23,10 @@ How the numbers are computed (all in the input's float dtype, float32 by default
 * **Transposed convolution** is the gradient of a convolution with respect to its input, so
   it reuses the same three kernels with the roles of input and output swapped.
 
+* **Both cores.** Each path splits the batch into one contiguous part per BLAS thread and runs
+  the parts on their own threads with single-threaded BLAS (:mod:`~convlens.ops.workers`);
+  the split depends only on the batch size and the thread count.
+
 The only Python loops run over kernel taps and over cache-sized chunks of the batch (or of
 the first output axis when one sample alone is bigger than a chunk).
 
