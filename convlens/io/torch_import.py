@@ -135,6 +135,7 @@ class ChainConverter:
         self.shape = (None, *input_shape)  # the convlens tensor's (torch's unless permuted)
         self.layers: list = []
         self.channels_last = False
+        self.non_negative = False  # every value >= 0 (after a ReLU, say)
 
     @property
     def data_format(self) -> str:
@@ -162,6 +163,7 @@ class ChainConverter:
         if weights is not None:
             layer.set_weights(weights)
         self.layers.append(layer)
+        self.non_negative = keeps_non_negative(layer, self.non_negative)
 
     def expect_rank(self, module, rank: int) -> None:
         if len(self.shape) != rank + 2:
@@ -322,6 +324,14 @@ class ChainConverter:
             if mode == "average" and p and module.count_include_pad:
                 # Keras's 'same' divides by the real cells only (count_include_pad=False).
                 allowed.discard("same")
+        if not allowed and mode == "max" and self.non_negative and not module.ceil_mode and all(
+                p <= k // 2 for p, k in zip(pads, kernel)):
+            # torch's -inf padding never wins; on values >= 0 neither do zeros, so torch's
+            # windows are Keras's 'valid' windows of the zero-padded input
+            self.zero_pad(tuple((p, p) for p in pads))
+            self.add(getattr(cl, f"MaxPooling{rank}D")(kernel, strides=strides, padding="valid",
+                                                       data_format=self.data_format))
+            return
         if not allowed:
             raise _Unsupported(
                 f"kernel_size={module.kernel_size}, stride={module.stride}, "
@@ -477,6 +487,24 @@ def _keras_transpose_padding(spatial, kernel, strides, dilation, crops):
     return None
 
 
+_NON_NEGATIVE = {"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "softmax",
+                 "exponential"}
+
+
+def keeps_non_negative(layer, before: bool) -> bool:
+    """Whether every value is >= 0 after ``layer``, given whether it was before."""
+    kind = type(layer).__name__
+    if kind == "ReLU":
+        return layer.negative_slope == 0 and layer.threshold >= 0
+    activation = getattr(layer, "activation", None)
+    if kind in ("Activation", "Conv1D", "Conv2D", "Conv3D", "Dense"):
+        return activation is not None and activation.name in _NON_NEGATIVE
+    # values are moved, padded with zeros or pooled: signs are kept
+    return before and kind in ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+                               "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+                               "ZeroPadding2D", "Reshape", "Flatten", "Dropout")
+
+
 def _pool_modes(n: int, k: int, s: int, p: int, ceil_mode: bool) -> set:
     """Which Keras paddings give torch's windows along one axis of size ``n``."""
     padded = n + 2 * p - k
@@ -586,6 +614,11 @@ def _convert(conv: ChainConverter, module, modules: list, position: int) -> int:
     return 0
 
 
+def convert_module(converter: ChainConverter, module) -> None:
+    """Convert one torch module into ``converter``'s layers (no look-ahead at what follows)."""
+    _convert(converter, module, [("", module)], 0)
+
+
 _RANKS = {"1d": 1, "2d": 2, "3d": 3}
 
 
@@ -604,10 +637,13 @@ def _constant_pads(module):
 
 
 def from_torch(module, input_shape, name: str | None = None) -> Sequential:
-    """A convlens ``Sequential`` computing what the torch ``module`` computes in eval mode.
+    """A convlens model computing what the torch ``module`` computes in eval mode.
 
     Args:
-        module: a ``torch.nn.Sequential`` (nested ones are flattened) or one supported module.
+        module: a ``torch.nn.Sequential`` of layers (nested ones are flattened) or one
+            supported layer, which give a ``Sequential``; any other module (its own
+            ``forward()``) is traced with ``torch.fx`` into a Functional ``Model``
+            (:mod:`convlens.io.torch_trace`).
             It is only read: its mode (train/eval) and weights are left as they are;
             BatchNorm uses its running statistics and Dropout is off at inference, as in
             ``module.eval()``.
@@ -616,8 +652,8 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
         name: the model's name (default ``sequential``, numbered as Keras does).
 
     Returns:
-        A built ``Sequential`` whose ``predict(x)`` on the channels-first ``x`` equals
-        ``module.eval()(torch.from_numpy(x))``.
+        A built ``Sequential`` (or ``Model``) whose ``predict(x)`` on the channels-first
+        ``x`` equals ``module.eval()(torch.from_numpy(x))``.
 
     Raises:
         ValueError: a module or an argument that convlens can't reproduce exactly, naming
@@ -648,6 +684,10 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
         modules = _flatten(module)
     else:
         modules = [(type(module).__name__, module)]
+    if any(any(True for _ in child.children()) for _, child in modules):
+        from convlens.io.torch_trace import from_traced  # a module with its own forward()
+
+        return from_traced(torch, module, input_shape, name, ChainConverter, convert_module)
     converter = ChainConverter(input_shape)
     position = 0
     while position < len(modules):
