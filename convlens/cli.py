@@ -42,8 +42,13 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def load_model_argument(text: str):
-    """The Sequential that MODEL names: a spec, an explicit ``.py`` file, or a saved file."""
+def load_model_argument(text: str, seed: int | None = None):
+    """The Sequential that MODEL names: a spec, an explicit ``.py`` file, or a saved file.
+
+    A spec's weights are drawn in a fresh session seeded with ``seed`` (the same numbers as
+    the web page and ``convlens.utils.session(seed=seed)`` in Python for that spec and seed);
+    files bring their own weights.
+    """
     from convlens.models import Sequential
     from convlens.spec import parse_spec
 
@@ -77,7 +82,12 @@ def load_model_argument(text: str):
         from convlens.models import load_model
 
         return load_model(stripped, compile=False)
-    return parse_spec(text)
+    if seed is None:
+        return parse_spec(text)
+    from convlens.utils import session
+
+    with session(seed=seed):
+        return parse_spec(text)
 
 
 def _parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -121,30 +131,35 @@ def _explain(args) -> int:
     from convlens.explain.report import last_conv_index, sample_input, write_report
     from convlens.viz.png import resolve_layer
 
-    model = load_model_argument(args.model)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0; received {args.seed}.")
+    model = load_model_argument(args.model, seed=args.seed)
     if not model.built:
         raise UsageError(
             "the model has no input shape, so its sizes are unknown; start the spec with an "
             "input segment, e.g. 'input 28x28x1 | ...'."
         )
     layer = _layer_argument(args.layer)
+    index = None
     if args.trace is not None:
+        index = _parse_ints(args.trace, "--trace")
         if layer is None:
             layer = last_conv_index(model)
             if layer is None:
                 raise UsageError("--trace needs --layer N: the model has no conv layer to trace.")
-        index = _parse_ints(args.trace, "--trace")
-        x = sample_input(model, seed=args.seed)
-        result = trace(model, layer, index, x)
-        print(result)
-        print(f"value = {result.value!r}")
-    elif layer is not None:
+    x = sample_input(model, seed=args.seed)
+    # The trace first (a bad index fails before anything is printed), shown after the
+    # explanation of its layer.
+    traced = trace(model, layer, index, x) if index is not None else None
+    if layer is not None:
         print(explain_layer(resolve_layer(model, layer), contrast=args.contrast))
     else:
         print(explain_model(model, contrast=args.contrast))
+    if traced is not None:
+        print()
+        print(traced)
     if args.html:
-        x = sample_input(model, seed=args.seed)
-        path = write_report(model, args.html, x=x)
+        path = write_report(model, args.html, x=x, layer=layer, index=index)
         print(f"convlens: wrote the HTML report to {os.path.abspath(path)}")
     return 0
 
@@ -321,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=0,
-        help="seed of the random input used by --trace and --html (default 0)",
+        help="seed of a spec's weights and of the random input used by --trace and --html "
+        "(default 0): the same numbers as the web page for that spec and seed",
     )
     explain.set_defaults(func=_explain)
 

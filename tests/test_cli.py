@@ -62,12 +62,54 @@ def test_summary_in_a_subprocess_matches(capsys, monkeypatch):
     assert result.stdout == expected
 
 
+def traced_value(out: str) -> float:
+    """The value in the trace's heading: ``Trace of NAME[I, J, C] = VALUE``."""
+    return float(re.search(r"^Trace of \S+\[[\d, ]+\] = (\S+)$", out, re.M).group(1))
+
+
 def test_explain_trace_prints_the_checked_value(capsys):
     assert main(["explain", SMALL, "--layer", "1", "--trace", "4,5,3", "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    value = float(out.strip().splitlines()[-1].split("=")[1])
-    assert np.isfinite(value)
+    assert np.isfinite(traced_value(out))
     assert "matches: yes" in out  # the trace recomputed the forward pass's number
+    assert not re.search(r"^value = ", out, re.M)
+
+
+def test_explain_trace_keeps_the_explanation_and_the_contrast(capsys):
+    argv = ["explain", SPEC, "--layer", "1", "--trace", "5,7,3", "--contrast"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    explanation, traced = out.split("Trace of conv2d_1[5, 7, 3]")
+    assert "3*3*32*64 + 64 = 18,496" in explanation and "DepthwiseConv2D" in explanation
+    assert "matches: yes" in traced
+
+
+def test_the_seed_draws_the_weights_as_the_page_does(capsys):
+    from convlens.utils import session
+    from convlens.web.api import explain_request
+
+    argv = ["explain", SMALL, "--layer", "1", "--trace", "4,5,3", "--seed", "5"]
+    assert main(argv) == 0
+    first = traced_value(capsys.readouterr().out)
+    assert main(argv) == 0
+    assert traced_value(capsys.readouterr().out) == first  # the same numbers twice
+    page = explain_request({"spec": SMALL, "seed": 5, "layer": 1, "index": [4, 5, 3]})
+    assert float(f"{page['trace']['value']:.7g}") == first
+    with session(seed=5):
+        model = parse_spec(SMALL)
+    forward = model.predict(sample_input(model, seed=5), verbose=0)[0, 4, 5, 3]
+    assert float(f"{forward:.7g}") == first
+    assert main([*argv[:-1], "6"]) == 0
+    assert traced_value(capsys.readouterr().out) != first
+
+
+def test_html_honours_layer_and_trace(tmp_path, capsys):
+    path = tmp_path / "r.html"
+    assert main(["explain", SPEC, "--layer", "1", "--trace", "5,7,3", "--html", str(path)]) == 0
+    page = path.read_text()
+    assert "Trace of conv2d_1[5, 7, 3]" in page
+    assert "1. conv2d_1 (Conv2D)" in page and "0. conv2d (Conv2D)" not in page
+    assert "5. dense (Dense)" not in page
 
 
 def test_explain_trace_in_process_python_file_equals_forward(tmp_path, capsys):
@@ -82,7 +124,7 @@ def test_explain_trace_in_process_python_file_equals_forward(tmp_path, capsys):
         "                   for w in model.get_weights()])\n"
     )
     assert main(["explain", str(source), "--trace", "3,2,5"]) == 0
-    value = float(capsys.readouterr().out.strip().splitlines()[-1].split("=")[1])
+    value = traced_value(capsys.readouterr().out)
     namespace: dict = {}
     exec(source.read_text(), namespace)  # the same file, run by the test itself
     model = namespace["model"]

@@ -39,7 +39,7 @@ from convlens.explain.derivation_core import (
     _explain_reshape,
     _explain_zero_padding,
 )
-from convlens.explain.layer_explanation import LayerExplanation
+from convlens.explain.layer_explanation import LayerExplanation, field_legend
 from convlens.explain.receptive_field import (
     ReceptiveField,
     layer_receptive_field,
@@ -137,6 +137,10 @@ class ModelExplanation(Renderable):
             f"multiply-adds per sample: {macs}",
             f"activation memory per sample (all layer outputs): {memory}",
         ]
+        fields = [e.receptive_field for e in self.layers if e.receptive_field is not None
+                  and e.receptive_field.size and not e.receptive_field.whole_input]
+        if fields:
+            lines.append(field_legend(fields[0].reference))
         return Section(f"Model '{self.name}'", [Block("", lines, table=table)],
                        css_class="convlens-model")
 
@@ -195,6 +199,8 @@ def explain_model(model, contrast: bool = False, layers=None) -> ModelExplanatio
         items = layers if isinstance(layers, (list, tuple, range)) else [layers]
         chosen = sorted({resolve_layer_index(model, item) for item in items})
     explained = [_build(model.layers[i], contrast, fields[i], i) for i in chosen]
+    for explanation in explained:
+        explanation.field_legend = False  # the overview states it once
     all_costs = [cost_module.layer_cost(layer) for layer in model.layers]
     macs = None if any(c.macs is None for c in all_costs) else sum(c.macs for c in all_costs)
     memory = (None if any(c.memory_bytes is None for c in all_costs)

@@ -34,6 +34,8 @@ class LayerExplanation(Renderable):
     receptive_field: ReceptiveField | None = None
     contrast: Contrast | None = None
     index: int | None = None
+    # False in a model's explanation, whose overview states the legend once for every layer
+    field_legend: bool = True
 
     @property
     def heading(self) -> str:
@@ -67,7 +69,8 @@ class LayerExplanation(Renderable):
         )
         blocks.append(Block("Cost", [f"multiply-adds: `{self.macs_formula}`", memory]))
         if self.receptive_field is not None:
-            blocks.append(Block("Receptive field", _field_lines(self.receptive_field)))
+            blocks.append(Block("Receptive field",
+                                _field_lines(self.receptive_field, self.field_legend)))
         if self.contrast is not None:
             blocks.append(self.contrast.block())
         return blocks
@@ -85,14 +88,20 @@ class LayerExplanation(Renderable):
         return data
 
 
-def _field_lines(rf: ReceptiveField) -> list[str]:
+def field_legend(reference: str) -> str:
+    """What the receptive-field figures mean, in pixels of ``reference``."""
+    return (f"receptive fields are in pixels of the {reference}, per axis (Araujo et al., "
+            "Distill 2019): size = how many pixels one output value sees, jump = pixels "
+            "between neighbouring outputs, start = centre of output 0's field (negative: over "
+            "the padding)")
+
+
+def _field_lines(rf: ReceptiveField, legend: bool = True) -> list[str]:
     if rf.whole_input:
         return [f"whole input: {rf.note}."]
     if not rf.size:
         return ["no spatial axes"]
-    lines = [f"in pixels of the {rf.reference}, per axis (Araujo et al., Distill 2019): size = "
-             "how many pixels one output value sees, jump = pixels between neighbouring "
-             "outputs, start = centre of output 0's field (negative: over the padding)"]
+    lines = [field_legend(rf.reference)] if legend else []
     fractional = False
     for axis, name in enumerate(rf.axes):
         size, jump, start = rf.size[axis], rf.jump[axis], rf.start[axis]

@@ -100,8 +100,9 @@ def _svg_inline(svg: str) -> str:
     return svg.strip()
 
 
-def _model_section(model, number: int, heading: str | None, x) -> str:
+def _model_section(model, number: int, heading: str | None, x, layer=None, index=None) -> str:
     from convlens.explain import explain_model, trace
+    from convlens.explain.derivation import resolve_layer_index
     from convlens.spec import format_spec
     from convlens.viz import conv_layer_svg, feature_maps_png, kernel_grid_png
 
@@ -123,7 +124,8 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
     out.append(f"<pre>{html.escape(summary_text(model))}</pre>")
 
     out.append("<h3>How every number is computed</h3>")
-    out.append(explain_model(model, contrast=True).to_html())
+    chosen = None if layer is None else resolve_layer_index(model, layer)
+    out.append(explain_model(model, contrast=True, layers=chosen).to_html())
 
     if x is None:
         try:
@@ -135,12 +137,13 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
         x = np.asarray(x, dtype=np.float32)[:1]
         x_note = "the input you gave (first sample)"
 
-    conv_layers = [(i, layer) for i, layer in enumerate(model.layers) if _is_conv(layer)]
+    conv_layers = [(i, each) for i, each in enumerate(model.layers)
+                   if _is_conv(each) and chosen in (None, i)]
     if conv_layers:
         out.append("<h3>Pictures of the convolution layers</h3>")
-    for index, layer in conv_layers:
+    for position, layer in conv_layers:
         out.append(
-            f'<div class="pictures"><h4>{index}. {html.escape(layer.name)} '
+            f'<div class="pictures"><h4>{position}. {html.escape(layer.name)} '
             f"({type(layer).__name__})</h4>"
         )
         if getattr(layer, "rank", 2) == 2:
@@ -162,7 +165,7 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
             out.append(f"<p>No kernel grid: {html.escape(str(error))}</p>")
         if x is not None:
             try:
-                png = feature_maps_png(model, index, x)
+                png = feature_maps_png(model, position, x)
                 out.append(
                     _figure(
                         _png_img(png, f"feature maps of {layer.name}"),
@@ -173,10 +176,10 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
                 out.append(f"<p>No feature maps: {html.escape(str(error))}</p>")
         out.append("</div>")
 
-    position = last_conv_index(model)
+    position = last_conv_index(model) if chosen is None else chosen
     if position is not None and x is not None:
-        layer = model.layers[position]
-        result = trace(model, position, centre_index(layer), x)
+        traced = model.layers[position]
+        result = trace(model, position, centre_index(traced) if index is None else index, x)
         verdict = (
             '<p class="ok">Recomputed from its terms, the value equals the forward pass '
             f"({result.value:.8g}).</p>"
@@ -191,7 +194,8 @@ def _model_section(model, number: int, heading: str | None, x) -> str:
     return "\n".join(out)
 
 
-def report_html(model, x=None, title: str | None = None, headings=None) -> str:
+def report_html(model, x=None, title: str | None = None, headings=None, layer=None,
+                index=None) -> str:
     """The whole self-contained HTML page for a model (or a list of models) as a string.
 
     Args:
@@ -200,6 +204,8 @@ def report_html(model, x=None, title: str | None = None, headings=None) -> str:
             model; default: ``sample_input(model)``.
         title: the page title; default ``"convlens report: <model name>"``.
         headings: one heading per model (optional).
+        layer: explain, draw and trace only this layer (an index or a name; one model).
+        index: the output position to trace (default: the centre, channel 0).
     """
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     if not models:
@@ -210,9 +216,12 @@ def report_html(model, x=None, title: str | None = None, headings=None) -> str:
     headings = list(headings) if headings is not None else [None] * len(models)
     if len(headings) != len(models):
         raise ValueError(f"got {len(headings)} headings for {len(models)} models.")
+    if (layer is not None or index is not None) and len(models) != 1:
+        raise ValueError("layer= and index= choose a layer of one model; received "
+                         f"{len(models)} models.")
     page_title = title or "convlens report: " + ", ".join(m.name for m in models)
     sections = [
-        _model_section(m, number, heading, sample)
+        _model_section(m, number, heading, sample, layer, index)
         for number, (m, heading, sample) in enumerate(zip(models, headings, inputs), start=1)
     ]
     nav = ""
@@ -231,9 +240,11 @@ def report_html(model, x=None, title: str | None = None, headings=None) -> str:
     )
 
 
-def write_report(model, path, x=None, title: str | None = None, headings=None) -> Path:
-    """Write ``report_html(model, x, title, headings)`` to ``path`` atomically; return it."""
+def write_report(model, path, x=None, title: str | None = None, headings=None, layer=None,
+                 index=None) -> Path:
+    """Write ``report_html(model, x, title, headings, layer, index)`` to ``path`` atomically;
+    return it."""
     from convlens.fileio import atomic_write
 
-    page = report_html(model, x=x, title=title, headings=headings)
+    page = report_html(model, x=x, title=title, headings=headings, layer=layer, index=index)
     return atomic_write(os.fspath(path), page)
