@@ -5,7 +5,7 @@ from __future__ import annotations
 from convlens.models import Sequential
 from convlens.ops.activations import NAMES as ACTIVATIONS
 from convlens.spec.forms import _BY_CLASS, LAYER_WORDS, REQUIRED
-from convlens.spec.values import _format_value, _size_text
+from convlens.spec.values import format_value, size_text
 
 
 def _layer_segment(layer, names: bool) -> str:
@@ -23,7 +23,7 @@ def _layer_segment(layer, names: bool) -> str:
                 words.append(f"name={layer.name}")
             continue
         value = config.get(param.kwarg)
-        text = _format_value(param.kind, value)
+        text = format_value(param.kind, value)
         if param.kind == "activation" and text not in ACTIVATIONS:
             raise ValueError(
                 f"format_spec: layer {layer.name!r} uses the custom activation {text!r}; a spec "
@@ -39,7 +39,7 @@ def _layer_segment(layer, names: bool) -> str:
             continue
         default = param.default
         if default == "pool":
-            default = _size_text(config["pool_size"])
+            default = size_text(config["pool_size"])
         if default is None and value is None:
             continue
         if text != default:

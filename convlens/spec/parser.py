@@ -10,7 +10,7 @@ from convlens.budget import DEFAULT_LIMITS, Budget, BudgetError, check_budget
 from convlens.models import Sequential
 from convlens.ops.activations import NAMES as ACTIVATIONS
 from convlens.spec.forms import _BY_WORD, LAYER_WORDS, REQUIRED, LayerForm
-from convlens.spec.values import _EXPECTED, _SIZES, _did_you_mean, _parse_value
+from convlens.spec.values import EXPECTED, SIZES, did_you_mean, parse_value
 
 
 class SpecError(ValueError):
@@ -69,7 +69,7 @@ def _segment_kwargs(segment: _Segment) -> tuple[LayerForm, dict]:
         raise SpecError(
             head.column,
             head.text,
-            f"unknown layer {head.text!r}{_did_you_mean(head.text.lower(), _BY_WORD)}; "
+            f"unknown layer {head.text!r}{did_you_mean(head.text.lower(), _BY_WORD)}; "
             f"expected one of: {', '.join(LAYER_WORDS)}",
         )
     by_key = {}
@@ -88,11 +88,11 @@ def _segment_kwargs(segment: _Segment) -> tuple[LayerForm, dict]:
                 raise SpecError(
                     token.column,
                     token.text,
-                    f"unknown option {key!r} for {form.word}{_did_you_mean(key.lower(), keys)}; "
+                    f"unknown option {key!r} for {form.word}{did_you_mean(key.lower(), keys)}; "
                     f"expected one of: {', '.join(keys)}",
                 )
             if not value:
-                expected = _EXPECTED.get(param.kind, "an activation name")
+                expected = EXPECTED.get(param.kind, "an activation name")
                 raise SpecError(
                     token.column, token.text, f"missing value after '{key}='; expected {expected}"
                 )
@@ -114,7 +114,7 @@ def _segment_kwargs(segment: _Segment) -> tuple[LayerForm, dict]:
             raise SpecError(token.column, token.text, f"{param.key} given twice")
         value_column = token.column + (token.text.index("=") + 1 if "=" in token.text else 0)
         try:
-            given[param.key] = _parse_value(param.kind, value, form.rank)
+            given[param.key] = parse_value(param.kind, value, form.rank)
         except ValueError as error:
             raise SpecError(value_column, value, f"{form.word} {param.key}: {error}") from None
     missing = [p.key.upper() for p in positionals if p.default is REQUIRED and p.key not in given]
@@ -130,7 +130,7 @@ def _segment_kwargs(segment: _Segment) -> tuple[LayerForm, dict]:
         if param.key in given:
             kwargs[param.kwarg] = given[param.key]
         elif param.default is not REQUIRED and param.positional and param.kind != "activation":
-            kwargs[param.kwarg] = _parse_value(param.kind, param.default, form.rank)
+            kwargs[param.kwarg] = parse_value(param.kind, param.default, form.rank)
     return form, kwargs
 
 
@@ -162,7 +162,7 @@ def _misplaced_option_hint(form: LayerForm, text: str) -> str | None:
         if param.positional:
             continue
         try:
-            _parse_value(param.kind, lower, form.rank)
+            parse_value(param.kind, lower, form.rank)
         except ValueError:
             continue
         if param.kind in ("padding", "padding1d", "format"):
@@ -170,7 +170,7 @@ def _misplaced_option_hint(form: LayerForm, text: str) -> str | None:
                 f"expected an activation name for ACTIVATION, got {text!r}; "
                 f"did you mean {param.key}={lower}?"
             )
-    if _SIZES.match(text):
+    if SIZES.match(text):
         return (
             f"unexpected argument {text!r}; {form.word} takes {form.usage()}; give other "
             f"sizes as options, e.g. strides={lower}"

@@ -1,7 +1,7 @@
 """Spec values, text <-> Python: sizes like ``3x3``, shapes, numbers, names, booleans.
 
-Each ``kind`` in the table of layers (``forms.Param.kind``) is read by ``_parse_value`` and
-written by ``_format_value``.
+Each ``kind`` in the table of layers (``forms.Param.kind``) is read by ``parse_value`` and
+written by ``format_value``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 from convlens.ops.activations import NAMES as ACTIVATIONS
 
 _INT = re.compile(r"[+-]?\d+\Z")
-_SIZES = re.compile(r"[+-]?\d+(x[+-]?\d+)*\Z", re.IGNORECASE)
-_EXPECTED = {
+SIZES = re.compile(r"[+-]?\d+(x[+-]?\d+)*\Z", re.IGNORECASE)
+EXPECTED = {
     "count": "a positive integer such as 32",
     "size": "a size such as 3 or 3x3",
     "size0": "a size of integers >= 0 such as 1 or 1x0",
@@ -50,7 +50,7 @@ def _ints(text: str) -> list[int] | None:
     return [_whole(p) for p in parts]
 
 
-def _parse_value(kind: str, text: str, rank: int):
+def parse_value(kind: str, text: str, rank: int):
     """The Python value for ``text``, or raise ``ValueError`` with what was expected."""
     lower = text.lower()
     if kind == "count":
@@ -107,7 +107,7 @@ def _parse_value(kind: str, text: str, rank: int):
         if lower in ACTIVATIONS:
             return lower
         raise ValueError(
-            f"unknown activation {text!r}{_did_you_mean(lower, ACTIVATIONS)}; expected one of: "
+            f"unknown activation {text!r}{did_you_mean(lower, ACTIVATIONS)}; expected one of: "
             + ", ".join(ACTIVATIONS)
         )
     elif kind == "format":
@@ -116,10 +116,10 @@ def _parse_value(kind: str, text: str, rank: int):
     elif kind == "name":
         if re.match(r"[A-Za-z_][\w.-]*\Z", text):
             return text
-    raise ValueError(f"expected {_EXPECTED[kind]}")
+    raise ValueError(f"expected {EXPECTED[kind]}")
 
 
-def _size_text(values) -> str:
+def size_text(values) -> str:
     if values is None:
         return "none"
     if isinstance(values, (int, float)) and not isinstance(values, bool):
@@ -130,9 +130,9 @@ def _size_text(values) -> str:
     return "x".join(str(v) for v in values)
 
 
-def _format_value(kind: str, value) -> str:
+def format_value(kind: str, value) -> str:
     if kind in ("size", "size0"):
-        return _size_text(value)
+        return size_text(value)
     if kind in ("dims", "dims-1"):
         return "x".join(str(int(v)) for v in value)
     if kind == "pad":
@@ -151,6 +151,6 @@ def _format_value(kind: str, value) -> str:
     return str(value)
 
 
-def _did_you_mean(word: str, choices) -> str:
+def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
