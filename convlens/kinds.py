@@ -19,7 +19,7 @@ The rule names each field takes, and the module that reads them:
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout;
-* ``torch``   (io/torch_export.py): the same names as ``onnx``;
+* ``torch``   (io/torch_export.py): the same names as ``onnx``, and merge, concatenate;
 * ``keras_class``, ``builds_from_shape``, ``keras_only_keys``, ``convlens_only_keys``
   (io/keras_format.py): the class name in ``.keras`` files (the class's own name by default),
   whether Keras writes a ``build_config`` for it (Keras layers that override ``build``), the

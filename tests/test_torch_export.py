@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import convlens.layers as cl
 from convlens import optimizers
 from convlens.io import from_torch, load_torch_weights, to_torch
-from convlens.models import Sequential
+from convlens.models import Model, Sequential
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -238,3 +238,63 @@ def test_layers_are_looked_up_in_the_kind_registry():
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"layer 1 '.*' \(Doubling\) has no torch form.*Conv2D"):
         to_torch(Sequential([cl.Input((5, 5, 2)), MyConv(3, 3), Doubling()]))
+
+
+# ----- Functional models -------------------------------------------------------------------
+def residual_graph(data_format="channels_last"):
+    last = data_format == "channels_last"
+    axis = -1 if last else 1
+    x = cl.Input((8, 8, 3) if last else (3, 8, 8))
+    a = cl.Conv2D(4, 3, padding="same", activation="relu", data_format=data_format)(x)
+    b = cl.Conv2D(4, 1, data_format=data_format)(x)
+    merged = cl.Add()([a, b])
+    both = cl.Concatenate(axis=axis)([merged, cl.MaxPooling2D(1, data_format=data_format)(a)])
+    normal = cl.BatchNormalization(axis=axis)(both)
+    shared = cl.Conv2D(8, 1, data_format=data_format, name="shared")
+    mixed = [cl.Subtract()([shared(normal), normal]), cl.Multiply()([normal, normal]),
+             cl.Average()([normal, shared(normal)]), cl.Maximum()([normal, normal])]
+    top = cl.Minimum()(mixed[:2] + mixed[2:])
+    pooled = cl.GlobalAveragePooling2D(data_format=data_format)(top)
+    return Model(x, [cl.Dense(3, activation="softmax")(pooled), cl.Dense(2)(pooled)])
+
+
+def two_inputs():
+    left, right = cl.Input((6,)), cl.Input((4,))
+    joined = cl.Concatenate()([cl.Dense(5, activation="tanh")(left), cl.Dense(5)(right)])
+    return Model([left, right], cl.Dense(1)(joined))
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_functional_models_equal_their_torch_graphs_and_come_back(data_format):
+    model = randomize(residual_graph(data_format))
+    module = to_torch(model)
+    assert not module.training
+    x = sample(model)
+    expected = model.predict(x, verbose=0)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x))
+    assert len(got) == 2
+    for mine, want in zip(got, expected):
+        np.testing.assert_allclose(mine.numpy(), want, rtol=1e-5, atol=1e-5)
+    back = from_torch(module, model.input_shape[1:])
+    for mine, want in zip(back.predict(x, verbose=0), expected):
+        np.testing.assert_allclose(mine, want, rtol=1e-5, atol=1e-5)
+    # the shared layer is one torch module, used twice
+    assert sum(1 for name, _ in module.named_modules() if name == "layers.shared") == 1
+
+
+def test_functional_models_with_two_inputs_train_and_come_back_into_convlens():
+    model = randomize(two_inputs())
+    module = to_torch(model).train()
+    rng = np.random.default_rng(3)
+    left, right = rng.standard_normal((4, 6), np.float32), rng.standard_normal((4, 4), np.float32)
+    sgd = torch.optim.SGD(module.parameters(), lr=0.1)
+    module(torch.from_numpy(left), torch.from_numpy(right)).square().mean().backward()
+    sgd.step()
+    before = model.get_weights()
+    load_torch_weights(model, module.eval())
+    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with torch.no_grad():
+        want = module(torch.from_numpy(left), torch.from_numpy(right)).numpy()
+    np.testing.assert_allclose(model.predict([left, right], verbose=0), want, rtol=1e-5,
+                               atol=1e-6)

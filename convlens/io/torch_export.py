@@ -422,15 +422,17 @@ WRITERS = {
 
 
 def to_torch(model):
-    """A ``torch.nn.Sequential`` (eval mode) computing ``model.predict`` with copies of its weights.
+    """A torch module (eval mode) computing ``model.predict`` with copies of its weights.
 
     Args:
-        model: a built convlens ``Sequential``.
+        model: a built convlens ``Sequential``, or a Functional ``Model``.
 
     Returns:
-        A ``torch.nn.Sequential`` taking what ``predict`` takes (same layout, float32 tensors,
-        any batch size) and returning what it returns, within float32 rounding. Its modules are
-        named after the layers; a frozen layer's parameters have ``requires_grad=False``.
+        For a Sequential, a ``torch.nn.Sequential``; for a Functional model, a
+        :class:`convlens.io.torch_modules.Graph` taking the inputs in ``model.inputs`` order.
+        Either takes what ``predict`` takes (same layout, float32 tensors, any batch size) and
+        returns what it returns, within float32 rounding. Its modules are named after the
+        layers; a frozen layer's parameters have ``requires_grad=False``.
 
     Raises:
         ValueError: a layer or setting that torch has no module for, naming the layer.
@@ -447,25 +449,67 @@ def _build(model):
             f"Model '{getattr(model, 'name', model)}' isn't built, so its input shape is "
             "unknown. Build it first: model.build((None, ...)) or start it with Input(...)."
         )
-    if not hasattr(model, "layers") or not hasattr(model, "add"):
-        raise TypeError(f"to_torch expects a convlens Sequential; received {type(model).__name__}.")
-    builder = _Builder(torch, len(model.input_shape))
-    trainable = getattr(model, "trainable", True)
-    for index, layer in enumerate(model.layers):
-        writer = WRITERS.get(kind_of(layer).torch)
-        if writer is None:
-            convertible = [name for name in registered_names()
-                           if kind_of(registered_class(name)).torch in WRITERS]
-            raise ValueError(
-                f"to_torch: layer {index} '{layer.name}' ({type(layer).__name__}) has no torch "
-                f"form in convlens. Convertible layers: {', '.join(convertible)}."
-            )
-        writer(builder, layer)
-    builder.logical("output")
-    module = torch.nn.Sequential(OrderedDict(builder.items))
-    if not trainable:
+    if hasattr(model, "add"):  # a Sequential: one chain of torch modules
+        builder = _Builder(torch, len(model.input_shape))
+        for index, layer in enumerate(model.layers):
+            _writer(layer, index)(builder, layer)
+        builder.logical("output")
+        module, bindings = torch.nn.Sequential(OrderedDict(builder.items)), builder.bindings
+    elif hasattr(model, "graph"):
+        module, bindings = _build_graph(torch, model)
+    else:
+        raise TypeError(f"to_torch expects a convlens model; received {type(model).__name__}.")
+    if not getattr(model, "trainable", True):
         module.requires_grad_(False)
-    return module.eval(), builder.bindings
+    return module.eval(), bindings
+
+
+def _writer(layer, index: int):
+    writer = WRITERS.get(kind_of(layer).torch)
+    if writer is None:
+        convertible = [name for name in registered_names()
+                       if kind_of(registered_class(name)).torch in (*WRITERS, *_MERGES)]
+        raise ValueError(
+            f"to_torch: layer {index} '{layer.name}' ({type(layer).__name__}) has no torch "
+            f"form in convlens. Convertible layers: {', '.join(convertible)}."
+        )
+    return writer
+
+
+_MERGES = ("merge", "concatenate")
+
+
+def _build_graph(torch, model):
+    """A :class:`convlens.io.torch_modules.Graph`: one submodule per layer (run in the
+    layer's own layout, permuted in and out), called in the graph's order."""
+    from convlens.io import torch_modules
+
+    graph = model.graph
+    slots = {id(tensor): index for index, tensor in enumerate(graph.inputs)}
+    layers, steps, bindings = {}, [], []
+    for node in graph.nodes:
+        layer = node.layer
+        kind = kind_of(layer).torch
+        if layer.name not in layers:
+            if kind in _MERGES:
+                operation = "concatenate" if kind == "concatenate" else kind_of(
+                    layer).keras_class.lower()
+                layers[layer.name] = torch_modules.Merge(operation, getattr(layer, "axis", None))
+            else:
+                writer = _writer(layer, len(layers))
+                builder = _Builder(torch, len(node.inputs[0].shape))
+                writer(builder, layer)
+                builder.logical(layer.name)
+                layers[layer.name] = torch.nn.Sequential(OrderedDict(builder.items))
+                bindings += builder.bindings
+        elif kind not in _MERGES and len({len(n.inputs[0].shape) for n in graph.nodes_of(
+                layer)}) > 1:
+            raise ValueError(f"to_torch: layer '{layer.name}' is called on inputs of different "
+                             "ranks; a shared layer converts when its calls look alike.")
+        steps.append((layer.name, [slots[id(t)] for t in node.inputs], len(slots)))
+        slots[id(node.outputs[0])] = len(slots)
+    outputs = [slots[id(tensor)] for tensor in graph.outputs]
+    return torch_modules.Graph(layers, steps, outputs, len(graph.inputs)), bindings
 
 
 def load_torch_weights(model, module) -> None:

@@ -684,10 +684,22 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
         modules = _flatten(module)
     else:
         modules = [(type(module).__name__, module)]
-    if any(any(True for _ in child.children()) for _, child in modules):
-        from convlens.io.torch_trace import from_traced  # a module with its own forward()
+    from convlens.io import torch_modules, torch_trace  # torch_modules imports torch
 
-        return from_traced(torch, module, input_shape, name, ChainConverter, convert_module)
+    if isinstance(module, torch_modules.Graph):  # what to_torch writes for a Functional model
+        return torch_trace.from_graph(module, input_shape, name, chain_layers)
+    if any(any(True for _ in child.children()) for _, child in modules):
+        # a module with its own forward()
+        return torch_trace.from_traced(torch, module, input_shape, name, ChainConverter,
+                                       convert_module)
+    return Sequential([cl.Input(input_shape)] + chain_layers(modules, input_shape), name=name)
+
+
+def chain_layers(modules, input_shape: tuple, where: str = "") -> list:
+    """The convlens layers of ``modules`` (``(path, module)`` pairs run one after another, or a
+    ``torch.nn.Sequential``) for one input sample of ``input_shape``."""
+    if not isinstance(modules, list):
+        modules = _flatten(modules, where)
     converter = ChainConverter(input_shape)
     position = 0
     while position < len(modules):
@@ -704,7 +716,7 @@ def from_torch(module, input_shape, name: str | None = None) -> Sequential:
             "from_torch: the module ends in the channels-first order of a Permute to channels "
             "first without the Permute back; convlens can't return that order."
         )
-    return Sequential([cl.Input(input_shape)] + converter.layers, name=name)
+    return converter.layers
 
 
 def _one_line(error: Exception) -> str:

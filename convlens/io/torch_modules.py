@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Permute"]
+__all__ = ["Graph", "Merge", "Permute"]
 
 
 class Permute(torch.nn.Module):
@@ -27,3 +27,56 @@ class Permute(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"dims={self.dims}"
+
+
+class Merge(torch.nn.Module):
+    """Keras's merge layers on torch tensors: ``add``, ``subtract``, ``multiply``,
+    ``average``, ``maximum``, ``minimum`` of its inputs, or ``concatenate`` along ``axis``."""
+
+    def __init__(self, operation: str, axis: int | None = None):
+        super().__init__()
+        self.operation, self.axis = operation, axis
+
+    def forward(self, *inputs):
+        if self.operation == "concatenate":
+            return torch.cat(inputs, dim=self.axis)
+        if self.operation == "subtract":
+            return inputs[0] - inputs[1]
+        result = inputs[0]
+        for tensor in inputs[1:]:
+            if self.operation in ("add", "average"):
+                result = result + tensor
+            elif self.operation == "multiply":
+                result = result * tensor
+            elif self.operation == "maximum":
+                result = torch.maximum(result, tensor)
+            else:
+                result = torch.minimum(result, tensor)
+        return result / len(inputs) if self.operation == "average" else result
+
+    def extra_repr(self) -> str:
+        return self.operation + ("" if self.axis is None else f", axis={self.axis}")
+
+
+class Graph(torch.nn.Module):
+    """A convlens Functional model's graph: ``layers[name]`` runs one layer; ``steps`` say,
+    in run order, which values each call reads and which value it writes (the inputs are the
+    first values)."""
+
+    def __init__(self, layers: dict, steps: list, outputs: list, input_count: int):
+        super().__init__()
+        self.layers = torch.nn.ModuleDict(layers)
+        self.steps = [(name, tuple(reads), write) for name, reads, write in steps]
+        self.outputs = tuple(outputs)
+        self.input_count = input_count
+
+    def forward(self, *inputs):
+        if len(inputs) != self.input_count:
+            raise ValueError(f"this model takes {self.input_count} input tensors; received "
+                             f"{len(inputs)}.")
+        values = dict(enumerate(inputs))
+        for name, reads, write in self.steps:
+            values[write] = self.layers[name](*(values[index] for index in reads))
+        results = tuple(values[index] for index in self.outputs)
+        return results[0] if len(results) == 1 else results
+

@@ -24,7 +24,11 @@ import operator
 
 from convlens import layers as cl
 
-__all__ = ["from_traced"]
+__all__ = ["from_graph", "from_traced"]
+
+# to_torch's Merge operations -> convlens merge layers
+_MERGE_LAYERS = {"add": cl.Add, "subtract": cl.Subtract, "multiply": cl.Multiply,
+                 "average": cl.Average, "maximum": cl.Maximum, "minimum": cl.Minimum}
 
 
 class _Refused(ValueError):
@@ -231,3 +235,31 @@ def from_traced(torch, module, input_shape: tuple, name, converter_class, conver
                 f"from_torch: cannot convert {_describe(node, module)}: {text[:400]}"
             ) from None
     return Model(inputs, outputs, name=name)
+
+
+def from_graph(graph_module, input_shape: tuple, name, chain_layers):
+    """A convlens ``Model`` from the :class:`convlens.io.torch_modules.Graph` that ``to_torch``
+    writes for a Functional model: each layer's chain through ``chain_layers`` (from_torch's),
+    each ``Merge`` as its merge layer. One input only (``input_shape``)."""
+    from convlens.io.torch_modules import Merge
+    from convlens.models import Model
+
+    if graph_module.input_count != 1:
+        raise ValueError(f"from_torch: this Graph takes {graph_module.input_count} inputs; "
+                         "from_torch reads modules with one input.")
+    values = {0: cl.Input(input_shape)}
+    for layer_name, reads, write in graph_module.steps:
+        child = graph_module.layers[layer_name]
+        inputs = [values[index] for index in reads]
+        if isinstance(child, Merge):
+            if child.operation == "concatenate":
+                values[write] = cl.Concatenate(axis=child.axis)(inputs)
+            else:
+                values[write] = _MERGE_LAYERS[child.operation]()(inputs)
+            continue
+        tensor = inputs[0]
+        for layer in chain_layers(child, tensor.shape[1:], f"layers.{layer_name}."):
+            tensor = layer(tensor)
+        values[write] = tensor
+    outputs = [values[index] for index in graph_module.outputs]
+    return Model(values[0], outputs[0] if len(outputs) == 1 else outputs, name=name)

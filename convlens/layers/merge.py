@@ -148,7 +148,7 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-MERGE_KIND = Kind(words="merge", onnx=None)
+MERGE_KIND = Kind(words="merge", onnx=None, torch="merge")
 for _cls in (Add, Subtract, Multiply, Average, Maximum, Minimum):
     register(_cls, MERGE_KIND)
-register(Concatenate, Kind(words="concatenate"))
+register(Concatenate, Kind(words="concatenate", torch="concatenate"))
