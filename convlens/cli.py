@@ -455,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"convlens: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except MemoryError:  # within the budget, yet more than this machine has
+        print("convlens: error: not enough memory for this model and input; use a smaller "
+              "model or input.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("convlens: interrupted", file=sys.stderr)
         return 130

@@ -84,6 +84,11 @@ def atomic_write(path: str | os.PathLike, data: Data) -> Path:
             f"received {type(data).__name__}."
         )
     folder = target.parent
+    if target.is_dir():
+        raise ValueError(
+            f"Cannot write {target}: it is a folder. Pass a file name inside it, e.g. "
+            f"{target / ('model' + (target.suffix or '.keras'))}."
+        )
     if not folder.is_dir():
         raise FileNotFoundError(f"Cannot write {target}: the folder {folder} does not exist.")
     tmp, fd = _open_temp(folder, target.name)

@@ -6,7 +6,7 @@ import numpy as np
 
 from convlens.functional import Graph
 from convlens.graph import KerasTensor
-from convlens.layers.base import Layer, as_float32, unique_name
+from convlens.layers.base import Layer, as_float32, unique_name, weight_list
 from convlens.layers.core import InputLayer
 from convlens.shapes import format_shape
 
@@ -153,7 +153,7 @@ class Model:
 
     def set_weights(self, weights) -> None:
         """Set all weights in ``model.weights`` order; every shape is checked first."""
-        weights = list(weights)
+        weights = weight_list(weights, f"Model '{self.name}'")
         variables = self.weights
         if not self.built and weights:
             raise ValueError(

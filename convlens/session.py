@@ -29,6 +29,9 @@ def check_seed(seed, allow_none: bool = False) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         expected = "an int or None" if allow_none else "an int"
         raise TypeError(f"`seed` must be {expected}; received: {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"`seed` must be >= 0 (NumPy's generators take no negative seed); "
+                         f"received: seed={seed!r}.")
     return int(seed)
 
 

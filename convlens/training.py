@@ -252,8 +252,9 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
                                         "validation_batch_size")
     verbose = _verbosity(verbose)
     _check_validation_freq(validation_freq)
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"`epochs` must be a non-negative int; received {epochs!r}.")
+    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative int; received {value!r}.")
     if not 0 <= validation_split < 1:
         raise ValueError(f"`validation_split` must be in [0, 1); received {validation_split!r}.")
     if validation_data is None and validation_split:
@@ -288,6 +289,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
     )
     model.stop_training = False
     callback_list.on_train_begin()
+    logs: dict = {}  # what on_train_end gets when no epoch runs (epochs <= initial_epoch)
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
         order = rng().permutation(len(x)) if shuffle else np.arange(len(x))

@@ -29,6 +29,12 @@ class EarlyStopping(MonitorCallback):
         start_from_epoch=0,
     ):
         super().__init__(monitor, mode, min_delta=min_delta)
+        for name, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(
+                    f"EarlyStopping: `{name}` must be an int >= 0 (epochs); received "
+                    f"{name}={value!r}."
+                )
         self.patience = patience
         self.verbose = verbose
         self.baseline = baseline

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from convlens.kinds import kind_of
+from convlens.session import check_seed
 from convlens.summary import summary_text
 
 __all__ = ["report_html", "write_report", "sample_input", "last_conv_index"]
@@ -63,6 +64,7 @@ def sample_input(model, seed: int = 0) -> np.ndarray:
             f"Model '{model.name}' has no fixed input shape ({shape}); pass an input x or start "
             "the model with Input((28, 28, 1))."
         )
+    seed = check_seed(seed)
     return np.random.default_rng(seed).random((1, *shape[1:]), dtype=np.float32)
 
 

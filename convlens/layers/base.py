@@ -36,6 +36,8 @@ def as_float32(x, where: str) -> np.ndarray:
     """The array a layer computes on, or a TypeError naming the layer."""
     if isinstance(x, Variable):
         x = x.value
+    if x is None:
+        raise TypeError(f"{where} expects a numeric array; received None.")
     try:
         array = np.asarray(x)
     except Exception as error:  # ragged lists and the like
@@ -50,6 +52,19 @@ def as_float32(x, where: str) -> np.ndarray:
             "Pass a NumPy array of numbers, e.g. np.asarray(x, dtype='float32')."
         )
     return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def weight_list(weights, where: str) -> list:
+    """``weights`` as the list of arrays ``set_weights`` takes, or a TypeError that says so (a
+    single array would otherwise be read as a list of its rows)."""
+    if isinstance(weights, (np.ndarray, Variable)) or not isinstance(weights, (list, tuple)):
+        shape = getattr(weights, "shape", None)
+        shown = f"a single array of shape {tuple(shape)}" if shape is not None else repr(weights)
+        raise TypeError(
+            f"{where}: set_weights expects a list of arrays, one per weight (as get_weights "
+            f"returns); received {shown}. Wrap one array in a list: set_weights([kernel, bias])."
+        )
+    return list(weights)
 
 
 def resolve(getter, value, where: str):
@@ -129,8 +144,11 @@ class Layer:
                 f"{type(self).__name__}: convlens computes in float32 only; received "
                 f"dtype={dtype!r}. Omit `dtype` or pass 'float32'."
             )
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(
+                "`name` must be a non-empty string without '/' (it separates a weight's path, "
+                f"as in Keras); received: name={name!r}."
+            )
         self.name = name or unique_name(to_snake_case(type(self).__name__))
         self._trainable = True
         self.trainable = trainable
@@ -213,7 +231,7 @@ class Layer:
 
     def set_weights(self, weights) -> None:
         """Replace every weight; checks the count and each shape before changing anything."""
-        weights = list(weights)
+        weights = weight_list(weights, f"Layer '{self.name}'")
         if not self.built and weights:
             raise ValueError(
                 f"Layer '{self.name}' isn't built yet, so it has no weights to set; received "
