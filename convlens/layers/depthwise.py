@@ -194,7 +194,7 @@ class SeparableConv2D(Layer):
             bias_constraint=bias_constraint,
         )
         # The two stages are real layers, named after this one and never auto-numbered.
-        stages = {"DepthwiseConv2D": f"{self.name}/depthwise", "Conv2D": f"{self.name}/pointwise"}
+        stages = {"DepthwiseConv2D": f"{self.name}_depthwise", "Conv2D": f"{self.name}_pointwise"}
         try:
             self.depthwise = DepthwiseConv2D(
                 kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
