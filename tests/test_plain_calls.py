@@ -121,7 +121,7 @@ def test_saving_onto_a_folder_is_a_clear_error(tmp_path):
         (["explain", "input 100000x100000x3 | conv2d 2 3", "--trace", "0,0,0"],
          "max_input_values"),
         (["explain", "input 8x8x1 | conv2d 2 3", "--trace", "0,0,0", "--seed", "-1"],
-         "`seed` must be >= 0"),
+         "seed must be >= 0"),
         (["summary", "input 4 | dense 2000000000"], "max_params"),
     ],
 )
