@@ -133,12 +133,12 @@ def graph_file(tmp_path, nodes, initializers=(), name="g.onnx", input_shape=("N"
 def test_branches_and_unknown_operators_are_refused_naming_node_and_op(tmp_path):
     helper = onnx.helper
     weight = onnx.numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
-    residual = graph_file(tmp_path, [
+    ratio = graph_file(tmp_path, [
         helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
-        helper.make_node("Add", ["c", "x"], ["y"], name="residual_add"),
+        helper.make_node("Div", ["c", "x"], ["y"], name="ratio"),
     ], [weight])
-    with pytest.raises(ValueError, match=r"node 1 'residual_add' \(Add\): it reads \['c', 'x'\]"):
-        from_onnx(residual)
+    with pytest.raises(ValueError, match=r"node 1 'ratio' \(Div\): it combines computed"):
+        from_onnx(ratio)
     unknown = graph_file(tmp_path, [helper.make_node("LRN", ["x"], ["y"], name="lrn", size=3)])
     with pytest.raises(ValueError, match=r"node 0 'lrn' \(LRN\): convlens has no layer"):
         from_onnx(unknown)
@@ -174,3 +174,44 @@ def test_sizes_are_checked_before_tensors_are_read(tmp_path):
     with pytest.raises(ValueError, match="every axis but the batch axis fixed"):
         from_onnx(graph_file(tmp_path, [helper.make_node("Relu", ["x"], ["y"])],
                              input_shape=("N", 2, "H", 4)))
+
+
+def test_graphs_with_branches_become_functional_models(tmp_path):
+    from onnx.reference import ReferenceEvaluator
+
+    helper = onnx.helper
+    rng = np.random.default_rng(4)
+    weight = onnx.numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3), np.float32), "w")
+    other = onnx.numpy_helper.from_array(rng.standard_normal((3, 2, 1, 1), np.float32), "v")
+    path = graph_file(tmp_path, [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "x"], ["s"], name="residual"),
+        helper.make_node("Conv", ["s", "v"], ["p"], name="project"),
+        helper.make_node("Concat", ["s", "p"], ["y"], name="joined", axis=1),
+    ], [weight, other])
+    model = from_onnx(path)
+    assert {"Add", "Concatenate"} <= {type(layer).__name__ for layer in model.layers}
+    x = sample((2, 4, 4))
+    (expected,) = ReferenceEvaluator(str(path)).run(None, {"x": x})
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ResNet18", "UNet"])
+def test_torch_exports_of_residual_and_unet_modules_predict_as_torch(tmp_path, name):
+    import tests.test_torch_trace as traced
+
+    torch.manual_seed(0)
+    module = traced.random_statistics(getattr(traced, name)())
+    shape = (3, 32, 32) if name == "ResNet18" else (1, 16, 16)
+    x = torch.from_numpy(sample(shape, n=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(tmp_path / "t.onnx"), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    model = from_onnx(tmp_path / "t.onnx")
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
+                               atol=1e-4)
+

@@ -1,7 +1,10 @@
-"""ONNX -> convlens: ``from_onnx(path)`` reads a chain of ONNX operators into a ``Sequential``.
+"""ONNX -> convlens: ``from_onnx(path)`` reads an ONNX graph into a ``Sequential`` or ``Model``.
 
-The model takes the graph's own input (channels first, as ONNX's convolutions are) and returns
-its output: the nodes are read in order through the same converter as ``from_torch``
+The model takes the graph's own inputs (channels first, as ONNX's convolutions are) and returns
+its outputs; a chain of operators gives a ``Sequential``, a graph with branches a Functional
+``Model`` (``Add``/``Sum``/``Sub``/``Mul``/``Mean``/``Max``/``Min`` of computed tensors become
+merge layers, ``Concat`` a ``Concatenate``). The nodes are read in order through the same
+converter as ``from_torch``
 (:class:`convlens.io.torch_import.ChainConverter`), each node standing in for the torch module
 that computes the same thing, so the same padding, pooling and transposed-convolution rules
 apply. Read:
@@ -18,11 +21,10 @@ apply. Read:
   ``Tanh``, ``Softplus``, ``Softsign``, ``Elu``, ``Selu``, ``Gelu``, ``Mish``, ``Exp``,
   ``Softmax``/``LogSoftmax`` (last axis).
 
-Anything else -- another operator, a branch (``Add``/``Concat`` of two computed tensors needs a
-Functional model), a custom domain or function -- is a ``ValueError`` naming the node and its
-op type. Reading never runs code: the file is parsed by the ``onnx`` package as protobuf data,
-external tensor data (files the model points at) is refused, and every initializer's size is
-checked against its bytes and a limit before it becomes an array.
+Anything else -- another operator, a custom domain or function -- is a ``ValueError`` naming
+the node and its op type. Reading never runs code: the file is parsed by the ``onnx`` package
+as protobuf data, external tensor data (files the model points at) is refused, and every
+initializer's size is checked against its bytes and a limit before it becomes an array.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from __future__ import annotations
 import math
 import os
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 
 from convlens import layers as cl
-from convlens.models import Sequential
+from convlens.models import Model, Sequential
 from convlens.shapes import format_shape, padding_amounts
 
 __all__ = ["from_onnx"]
@@ -132,8 +135,9 @@ def _symmetric(pairs) -> bool:
 
 
 class _Reader:
-    def __init__(self, onnx, graph, converter):
+    def __init__(self, onnx, graph, converter, consumers=None):
         self.onnx, self.graph, self.converter = onnx, graph, converter
+        self.consumers = consumers or {}  # value name -> how many nodes read it
 
     @property
     def rank(self) -> int:
@@ -267,6 +271,44 @@ class _Reader:
             self.converter.add(cl.Reshape(tuple(rest)))
 
 
+class _Value(NamedTuple):
+    """A computed tensor, and what the converter knew about it when it was made."""
+
+    tensor: object  # a KerasTensor
+    channels_last: bool  # ONNX holds it channels first while convlens holds it channels last
+    non_negative: bool
+
+
+# ONNX operators that combine computed tensors -> convlens merge layers
+_MERGES = {"Add": cl.Add, "Sum": cl.Add, "Sub": cl.Subtract, "Mul": cl.Multiply,
+           "Mean": cl.Average, "Max": cl.Maximum, "Min": cl.Minimum}
+
+
+def _merge(node, values: list, attributes: dict) -> _Value:
+    modes = {value.channels_last for value in values}
+    if len(modes) > 1:
+        raise _Refused("its inputs are in different layouts (one after a Transpose to channels "
+                       "first, one not).")
+    channels_last = modes.pop()
+    tensors = [value.tensor for value in values]
+    if node.op_type == "Concat":
+        ndim = len(tensors[0].shape)
+        axis = attributes.get("axis", 1) % ndim
+        if axis == 0:
+            raise _Refused("it concatenates along the batch axis.")
+        if channels_last:  # ONNX's axis of the channels-first view -> convlens's axis
+            axis = -1 if axis == 1 else axis - 1
+        return _Value(cl.Concatenate(axis=axis)(tensors), channels_last, False)
+    if node.op_type not in _MERGES:
+        raise _Refused(
+            "it combines computed tensors in a way convlens has no merge layer for; "
+            "convlens reads Add, Sum, Sub, Mul, Mean, Max, Min and Concat."
+        )
+    non_negative = node.op_type in ("Add", "Sum", "Mul", "Mean", "Max") and all(
+        value.non_negative for value in values)
+    return _Value(_MERGES[node.op_type]()(tensors), channels_last, non_negative)
+
+
 def _node_reads(node, graph: _Graph) -> list[str]:
     return [name for name in node.input if name and not graph.is_constant(name)]
 
@@ -277,7 +319,9 @@ def _read_node(reader: _Reader, nodes, position: int) -> int:
     node = nodes[position]
     attributes = _attributes(onnx, node)
     after = nodes[position + 1] if position + 1 < len(nodes) else None
-    feeds_next = after is not None and node.output[0] in after.input
+    # a node folds into the next one only when nothing else reads its result
+    feeds_next = (after is not None and node.output[0] in after.input
+                  and reader.consumers.get(node.output[0], 1) == 1)
     op = node.op_type
     if op == "Conv":
         reader.conv(node, attributes)
@@ -379,9 +423,6 @@ def _read_node(reader: _Reader, nodes, position: int) -> int:
         converter.permute(permute)
     elif op in ("Dropout", "Identity"):
         pass
-    elif len(_node_reads(node, graph)) > 1:
-        raise _Refused("it combines two computed tensors (a branch of a graph); from_onnx "
-                       "reads chains, one operator after another.")
     else:
         raise _Refused(
             "convlens has no layer for this operator. Read: Conv, ConvTranspose, Gemm, MatMul "
@@ -393,34 +434,48 @@ def _read_node(reader: _Reader, nodes, position: int) -> int:
     return 0
 
 
-def _input_shape(graph, path: str) -> tuple[str, tuple[int, ...]]:
+def _inputs(graph, path: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, sample shape) of every graph input that is not an initializer."""
     initialized = {tensor.name for tensor in graph.initializer}
-    inputs = [value for value in graph.input if value.name not in initialized]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise ValueError(
-            f"from_onnx: {path!r} has {len(inputs)} inputs and {len(graph.output)} outputs; "
-            "convlens reads graphs with one of each."
-        )
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-    if len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
-        raise ValueError(
-            f"from_onnx: input {inputs[0].name!r} has shape {shape}; convlens needs every axis "
-            "but the batch axis fixed (export with a fixed sample shape)."
-        )
-    return inputs[0].name, shape[1:]
+    found = []
+    for value in graph.input:
+        if value.name in initialized:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        if len(shape) < 2 or any(d is None or d <= 0 for d in shape[1:]):
+            raise ValueError(
+                f"from_onnx: input {value.name!r} has shape {shape}; convlens needs every axis "
+                "but the batch axis fixed (export with a fixed sample shape)."
+            )
+        found.append((value.name, shape[1:]))
+    if not found or not graph.output:
+        raise ValueError(f"from_onnx: {path!r} has no input or no output.")
+    return found
+
+
+def _is_chain(nodes, constants, first: str) -> bool:
+    current = first
+    for node in nodes:
+        if node.op_type == "Constant":
+            continue
+        if _node_reads(node, constants) != [current]:
+            return False
+        current = node.output[0]
+    return True
 
 
 def from_onnx(filepath, name: str | None = None) -> Sequential:
-    """A convlens ``Sequential`` computing what the ONNX file's chain of operators computes.
+    """A convlens model computing what the ONNX file's graph computes.
 
     Args:
         filepath: an ``.onnx`` file (the graph's data inside it, not in external files).
         name: the model's name (default: the graph's name).
 
     Returns:
-        A built ``Sequential`` taking the graph's input (channels first, as ONNX's
-        convolutions are) and returning its output.
+        A built ``Sequential`` for a chain of operators, else a Functional ``Model``, taking
+        the graph's inputs (channels first, as ONNX's convolutions are) and returning its
+        outputs.
 
     Raises:
         ValueError: a node convlens can't read, naming its index, name and op type; a file
@@ -443,41 +498,79 @@ def from_onnx(filepath, name: str | None = None) -> Sequential:
         raise ValueError(f"from_onnx: {path!r} defines its own functions, which convlens does "
                          "not read.")
     graph = proto.graph
-    input_name, input_shape = _input_shape(graph, path)
+    inputs = _inputs(graph, path)
     constants = _Graph(onnx, graph)
-    reader = _Reader(onnx, constants, ChainConverter(input_shape))
     nodes = list(graph.node)
-    current, position = input_name, 0
+    for node in nodes:  # the constants first: a node may read one made later in the list
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            constants.arrays[node.output[0]] = _to_array(onnx, _attributes(onnx, node).get(
+                "value"))
+    consumers: dict[str, int] = {}
+    for node in nodes:
+        for read in node.input:
+            consumers[read] = consumers.get(read, 0) + 1
+    for output in graph.output:
+        consumers[output.name] = consumers.get(output.name, 0) + 1
+    model_inputs = {input_name: cl.Input(shape) for input_name, shape in inputs}
+    values = {input_name: _Value(tensor, False, False)
+              for input_name, tensor in model_inputs.items()}
+    chain = len(inputs) == 1 and len(graph.output) == 1 and _is_chain(nodes, constants,
+                                                                      inputs[0][0])
+    position = 0
     while position < len(nodes):
         node = nodes[position]
         try:
             if node.domain not in ("", "ai.onnx"):
                 raise _Refused(f"its domain {node.domain!r} is not ONNX's own.")
             if node.op_type == "Constant":
-                constants.arrays[node.output[0]] = _to_array(
-                    onnx, _attributes(onnx, node).get("value"))
                 position += 1
                 continue
             reads = _node_reads(node, constants)
-            if reads != [current]:
-                raise _Refused(
-                    f"it reads {reads}, where a chain reads only the previous result "
-                    f"{current!r}: graphs with branches need a Functional model."
-                    if len(reads) > 1 or reads else "it reads no computed tensor.")
-            absorbed = _read_node(reader, nodes, position)
+            if not reads:
+                raise _Refused("it reads no computed tensor.")
+            missing = [read for read in reads if read not in values]
+            if missing:
+                raise _Refused(f"it reads {missing}, which no node before it computes.")
+            if len(reads) > 1:
+                values[node.output[0]] = _merge(node, [values[read] for read in reads],
+                                                _attributes(onnx, node))
+                position += 1
+                continue
+            value = values[reads[0]]
+            converter = ChainConverter(value.tensor.shape[1:])
+            converter.channels_last, converter.non_negative = value.channels_last, (
+                value.non_negative)
+            absorbed = _read_node(_Reader(onnx, constants, converter, consumers), nodes,
+                                  position)
         except ValueError as error:
             text = " ".join(str(error).split())
             raise ValueError(
                 f"from_onnx: cannot convert node {position} '{node.name}' ({node.op_type}): "
                 f"{text[:400]}"
             ) from None
-        current = nodes[position + absorbed].output[0]
+        tensor = value.tensor
+        for layer in converter.layers:
+            tensor = layer(tensor)
+        values[nodes[position + absorbed].output[0]] = _Value(
+            tensor, converter.channels_last, converter.non_negative)
         position += 1 + absorbed
-    if current != graph.output[0].name:
-        raise ValueError(f"from_onnx: the chain ends in {current!r}, not in the graph's output "
-                         f"{graph.output[0].name!r}.")
-    if reader.converter.channels_last:
-        raise ValueError("from_onnx: the graph ends channels first after a Transpose to "
-                         "channels first without the Transpose back.")
-    return Sequential([cl.Input(input_shape)] + reader.converter.layers,
-                      name=name or graph.name or None)
+    outputs = []
+    for output in graph.output:
+        value = values.get(output.name)
+        if value is None:
+            raise ValueError(f"from_onnx: the graph's output {output.name!r} is not computed "
+                             "from its input by the nodes convlens read.")
+        if value.channels_last:
+            raise ValueError("from_onnx: the graph ends channels first after a Transpose to "
+                             "channels first without the Transpose back.")
+        outputs.append(value.tensor)
+    if chain:  # one operator after another: a Sequential, as from_torch makes
+        layers = []
+        tensor = outputs[0]
+        while tensor.node.inputs:
+            layers.insert(0, tensor.layer)
+            tensor = tensor.node.inputs[0]
+        return Sequential([cl.Input(inputs[0][1])] + layers, name=name or graph.name or None)
+    model_inputs = list(model_inputs.values())
+    return Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs,
+                 outputs[0] if len(outputs) == 1 else outputs, name=name or graph.name or None)
