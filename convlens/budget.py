@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from convlens.shapes import format_shape
 
 __all__ = ["BudgetError", "Budget", "DEFAULT_LIMITS", "ModelFigures", "LayerFigures",
-           "check_budget"]
+           "check_budget", "check_graph_budget"]
 
 
 @dataclass(frozen=True)
@@ -137,43 +137,81 @@ def check_budget(
             f"the budget allows {max_input_values:,} (max_input_values). Use a smaller input.",
             "max_input_values", figures.input_values, max_input_values)
     for index, layer in enumerate(layers):
-        try:
-            output_shape = tuple(layer.compute_output_shape(shape))
-            weights = layer.weight_shapes(shape)
-        except (ValueError, TypeError) as error:
-            error.layer_index = index
-            raise
-        params = sum(math.prod(s) for s in weights.values())
-        figures.params += params
-        if figures.params > max_params:
-            product = " + ".join(str(s) for s in weights.values())
+        shape = _add_layer(figures, index, layer, shape, max_params, max_activation_values,
+                           max_multiply_adds)
+    return figures
+
+
+def _add_layer(figures: ModelFigures, index: int, layer, shape, max_params: int,
+               max_activation_values: int, max_multiply_adds: int):
+    """Add one layer's figures for its input ``shape``; return its output shape."""
+    try:
+        output_shape = tuple(layer.compute_output_shape(shape))
+        weights = layer.weight_shapes(shape)
+    except (ValueError, TypeError) as error:
+        error.layer_index = index
+        raise
+    params = sum(math.prod(s) for s in weights.values())
+    figures.params += params
+    if figures.params > max_params:
+        product = " + ".join(str(s) for s in weights.values())
+        raise BudgetError(
+            f"{_label(index, layer)} brings the model's parameters to {figures.params:,} "
+            f"(this layer: {params:,} = {product}); the budget allows {max_params:,} "
+            "(max_params). Make the layer smaller.",
+            "max_params", figures.params, max_params, index)
+    values = _values(output_shape)
+    if values is not None:
+        figures.activation_values += values
+        if figures.activation_values > max_activation_values:
             raise BudgetError(
-                f"{_label(index, layer)} brings the model's parameters to {figures.params:,} "
-                f"(this layer: {params:,} = {product}); the budget allows {max_params:,} "
-                "(max_params). Make the layer smaller.",
-                "max_params", figures.params, max_params, index)
-        values = _values(output_shape)
-        if values is not None:
-            figures.activation_values += values
-            if figures.activation_values > max_activation_values:
-                raise BudgetError(
-                    f"{_label(index, layer)} outputs {format_shape(output_shape)} = {values:,} "
-                    f"values per sample, bringing the model's activations to "
-                    f"{figures.activation_values:,}; the budget allows "
-                    f"{max_activation_values:,} (max_activation_values). Use a smaller input, "
-                    "fewer filters or more stride.",
-                    "max_activation_values", figures.activation_values, max_activation_values,
-                    index)
-        macs = layer.multiply_adds(shape)
-        if macs is not None:
-            figures.multiply_adds += macs
-            if figures.multiply_adds > max_multiply_adds:
-                raise BudgetError(
-                    f"{_label(index, layer)} takes {macs:,} multiply-adds per sample, bringing "
-                    f"the model to {figures.multiply_adds:,}; the budget allows "
-                    f"{max_multiply_adds:,} (max_multiply_adds). Use a smaller input or layer.",
-                    "max_multiply_adds", figures.multiply_adds, max_multiply_adds, index)
-        figures.layers.append(LayerFigures(layer.name, type(layer).__name__, output_shape,
-                                           params, values, macs))
-        shape = output_shape
+                f"{_label(index, layer)} outputs {format_shape(output_shape)} = {values:,} "
+                f"values per sample, bringing the model's activations to "
+                f"{figures.activation_values:,}; the budget allows "
+                f"{max_activation_values:,} (max_activation_values). Use a smaller input, "
+                "fewer filters or more stride.",
+                "max_activation_values", figures.activation_values, max_activation_values,
+                index)
+    macs = layer.multiply_adds(shape)
+    if macs is not None:
+        figures.multiply_adds += macs
+        if figures.multiply_adds > max_multiply_adds:
+            raise BudgetError(
+                f"{_label(index, layer)} takes {macs:,} multiply-adds per sample, bringing "
+                f"the model to {figures.multiply_adds:,}; the budget allows "
+                f"{max_multiply_adds:,} (max_multiply_adds). Use a smaller input or layer.",
+                "max_multiply_adds", figures.multiply_adds, max_multiply_adds, index)
+    figures.layers.append(LayerFigures(layer.name, type(layer).__name__, output_shape,
+                                       params, values, macs))
+    return output_shape
+
+
+def check_graph_budget(calls: Sequence, input_shapes: Sequence, *,
+                       max_params: int = DEFAULT_LIMITS.max_params,
+                       max_activation_values: int = DEFAULT_LIMITS.max_activation_values,
+                       max_multiply_adds: int = DEFAULT_LIMITS.max_multiply_adds,
+                       max_layers: int = DEFAULT_LIMITS.max_layers,
+                       max_input_values: int = DEFAULT_LIMITS.max_input_values) -> ModelFigures:
+    """:func:`check_budget` for a graph: ``calls`` are ``(layer, input_shape)`` pairs in run
+    order (a layer called twice counts its weights once), ``input_shapes`` the model's inputs.
+    Nothing is allocated."""
+    if len(calls) > max_layers:
+        raise BudgetError(
+            f"the model has {len(calls):,} layer calls; the budget allows {max_layers:,} "
+            "(max_layers).", "max_layers", len(calls), max_layers)
+    values = [_values(tuple(shape)) for shape in input_shapes]
+    figures = ModelFigures(input_values=None if None in values else sum(values))
+    if figures.input_values is not None and figures.input_values > max_input_values:
+        raise BudgetError(
+            f"the inputs have {figures.input_values:,} values per sample; the budget allows "
+            f"{max_input_values:,} (max_input_values). Use a smaller input.",
+            "max_input_values", figures.input_values, max_input_values)
+    seen: set[int] = set()
+    for index, (layer, shape) in enumerate(calls):
+        counted_params = figures.params
+        _add_layer(figures, index, layer, shape, max_params, max_activation_values,
+                   max_multiply_adds)
+        if id(layer) in seen:  # shared weights: counted at the first call
+            figures.params = counted_params
+        seen.add(id(layer))
     return figures

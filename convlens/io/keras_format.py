@@ -36,13 +36,25 @@ import json
 import os
 import zipfile
 
-from convlens import initializers, losses, metrics, optimizers
+from convlens import losses, metrics, optimizers
 from convlens.budget import DEFAULT_LIMITS, Budget, check_budget
 from convlens.fileio import atomic_write, check_regular_file
-from convlens.io import weights_file
-from convlens.kinds import kind_of, registered_class, registered_names
+from convlens.io import functional_format, weights_file
+from convlens.io.keras_entries import (
+    DTYPE_POLICY,
+    INPUT_LAYER_DEFAULTS,
+    check_dtype,
+    checked_shape,
+    compile_config,
+    input_layer_from_entry,
+    layer_entry,
+    layer_from_entry,
+    layer_record,
+    short,
+)
+from convlens.kinds import registered_names
 from convlens.layers import InputLayer  # importing the layers registers every kind
-from convlens.ops import activations as activation_ops
+from convlens.models import Sequential
 
 SUFFIX = ".keras"
 METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
@@ -50,19 +62,6 @@ MEMBERS = (METADATA, CONFIG, WEIGHTS)
 KERAS_VERSION = "3.15.1"  # the Keras release whose layout these files follow
 _MAX_JSON_BYTES = 64 * 2**20  # a config larger than this is not a model description
 _MAX_DEPTH = 64  # Keras nests a layer's settings about 8 levels deep
-
-# The only classes a file may name are those registered in ``convlens.kinds`` (each under its
-# own class name, as Keras writes it, never an alias); what Keras writes for a class beyond
-# its config is registered there too.
-_INPUT_LAYER_DEFAULTS = {"sparse": False, "ragged": False, "optional": False}
-_INITIALIZER_AXES = {"input_axes": None, "output_axes": None}  # Keras's VarianceScaling keys
-
-DTYPE_POLICY = {
-    "module": "keras",
-    "class_name": "DTypePolicy",
-    "config": {"name": "float32"},
-    "registered_name": None,
-}
 
 
 # ----- saving ------------------------------------------------------------------------------
@@ -116,16 +115,18 @@ def _now() -> str:
 
 
 def model_to_config(model) -> dict:
-    """The ``config.json`` dict Keras 3 writes for this Sequential."""
+    """The ``config.json`` dict Keras 3 writes for this model (Sequential or functional)."""
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built, so it can't be saved yet: start it with "
             "Input(...) or call model.build(input_shape)."
         )
+    if not isinstance(model, Sequential):
+        return functional_format.functional_to_config(model)
     input_shape = list(model.input_shape)
-    input_config = {**model.input_layer.get_config(), **_INPUT_LAYER_DEFAULTS}
-    layers = [_entry("InputLayer", input_config)]
-    layers += [_layer_entry(layer) for layer in model.layers]
+    input_config = {**model.input_layer.get_config(), **INPUT_LAYER_DEFAULTS}
+    layers = [layer_record("InputLayer", input_config)]
+    layers += [layer_entry(layer) for layer in model.layers]
     return {
         "module": "keras",
         "class_name": "Sequential",
@@ -138,92 +139,7 @@ def model_to_config(model) -> dict:
         },
         "registered_name": None,
         "build_config": {"input_shape": input_shape},
-        "compile_config": _compile_config(model),
-    }
-
-
-def _entry(class_name: str, config: dict) -> dict:
-    return {"module": "keras.layers", "class_name": class_name, "config": config,
-            "registered_name": None}
-
-
-def _layer_entry(layer) -> dict:
-    kind = kind_of(layer)
-    class_name = kind.keras_class
-    if class_name is None or registered_class(class_name) is not type(layer):
-        raise ValueError(
-            f"Layer '{layer.name}' is a {type(layer).__name__}, which the .keras format of "
-            f"convlens does not write. Supported: {', '.join(registered_names())}."
-        )
-    config = layer.get_config()
-    config.pop("batch_input_shape", None)  # the InputLayer entry holds the input shape
-    for key in kind.convlens_only_keys:
-        config.pop(key, None)
-    config.update(kind.keras_only_keys)
-    config["dtype"] = DTYPE_POLICY
-    for key, value in config.items():
-        if key.endswith("_initializer"):
-            config[key] = _initializer_entry(layer, key, value)
-        elif key == "activation" and value not in activation_ops.NAMES:
-            raise ValueError(
-                f"Layer '{layer.name}' uses the custom activation {value!r}, which a .keras "
-                f"file can't hold; use one of: {', '.join(activation_ops.NAMES)}."
-            )
-    entry = _entry(class_name, config)
-    if kind.builds_from_shape:
-        entry["build_config"] = {"input_shape": list(layer.input_shape)}
-    return entry
-
-
-def _initializer_entry(layer, key: str, entry: dict) -> dict:
-    try:
-        initializer = initializers.get({"class_name": entry["class_name"],
-                                        "config": entry["config"]})
-    except (ValueError, TypeError):
-        initializer = None
-    if initializer is None or entry["class_name"].startswith("_"):
-        raise ValueError(
-            f"Layer '{layer.name}': {key} is a custom initializer, which a .keras file can't "
-            "hold; use a named one such as 'glorot_uniform'."
-        )
-    if isinstance(initializer, initializers.VarianceScaling):
-        entry = {**entry, "config": {**entry["config"], **_INITIALIZER_AXES}}
-    return entry
-
-
-def _compile_config(model) -> dict:
-    if not model.compiled:
-        return {}
-    loss = model.loss
-    if loss.get_config() == type(loss)().get_config():
-        loss_entry = loss.name
-    else:
-        loss_entry = {"module": "keras.losses", "class_name": type(loss).__name__,
-                      "config": loss.get_config(), "registered_name": None}
-    names = [name for name, _ in model.metrics_list]
-    # A weighted metric whose name clashes with a plain one is logged as weighted_<name>;
-    # the file holds the name it was compiled with.
-    weighted = [
-        name[len("weighted_"):] if name.startswith("weighted_") and name[9:] in names else name
-        for name, _ in model.weighted_metrics_list
-    ]
-    for name in names + weighted:
-        try:
-            metrics.get(name)
-        except ValueError:
-            raise ValueError(
-                f"Model '{model.name}' is compiled with the custom metric {name!r}, which a "
-                f".keras file can't hold; use one of: {', '.join(metrics.NAMES)}."
-            ) from None
-    return {
-        "optimizer": optimizers.serialize(model.optimizer),
-        "loss": loss_entry,
-        "loss_weights": model.loss_weight,
-        "metrics": names or None,
-        "weighted_metrics": weighted or None,
-        "run_eagerly": False,
-        "steps_per_execution": 1,
-        "jit_compile": False,
+        "compile_config": compile_config(model),
     }
 
 
@@ -327,39 +243,41 @@ def _check_depth(value, where: str) -> None:
 
 
 def model_from_config(config: dict, where: str = "config", budget: Budget = DEFAULT_LIMITS):
-    """A ``Sequential`` from the dict in a ``.keras`` file's config.json.
+    """A ``Sequential`` or functional ``Model`` from the dict in a ``.keras`` file's
+    config.json.
 
     The model's figures are checked against ``budget`` before any weight is created.
     """
-    from convlens.models import Sequential
-
     class_name = config.get("class_name")
-    if config.get("registered_name") not in (None, "Sequential"):
+    if config.get("registered_name") not in (None, "Sequential", "Functional"):
         class_name = config["registered_name"]
+    if class_name == "Functional":
+        return functional_format.functional_from_config(config, where, budget)
     if class_name != "Sequential":
         raise ValueError(
-            f"{where}: convlens loads Sequential models only; the file holds a "
-            f"{class_name!r} model. Rebuild it as keras.Sequential([...]) before saving."
+            f"{where}: convlens loads Sequential and Functional models; the file holds a "
+            f"{short(class_name)} model (subclassed models have no config convlens can read). "
+            "Rebuild it with keras.Sequential([...]) or keras.Model(inputs, outputs)."
         )
     body = config.get("config")
     if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
         raise ValueError(f"{where}: the Sequential config has no 'layers' list.")
-    _check_dtype(body.get("dtype"), f"{where}: Sequential", "dtype")
+    check_dtype(body.get("dtype"), f"{where}: Sequential", "dtype")
     entries = list(body["layers"])
     input_layer = None
     if entries and isinstance(entries[0], dict) and entries[0].get("class_name") == "InputLayer":
-        input_layer = _input_layer(entries.pop(0), where)
-    layers = [_layer_from_entry(entry, index, where) for index, entry in enumerate(entries)]
+        input_layer = input_layer_from_entry(entries.pop(0), where)
+    layers = [layer_from_entry(entry, index, where) for index, entry in enumerate(entries)]
     trainable = body.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ValueError(
-            f"{where}: Sequential trainable={_short(trainable)} must be true or false."
+            f"{where}: Sequential trainable={short(trainable)} must be true or false."
         )
     shape = body.get("build_input_shape") or (config.get("build_config") or {}).get("input_shape")
     if input_layer is not None:
         shape = input_layer.batch_shape
     elif shape:
-        shape = InputLayer(batch_shape=_checked_shape(shape, where)).batch_shape
+        shape = InputLayer(batch_shape=checked_shape(shape, where)).batch_shape
     if shape:
         try:
             check_budget(layers, shape, **budget.limits())
@@ -375,120 +293,6 @@ def model_from_config(config: dict, where: str = "config", budget: Budget = DEFA
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
     return model
-
-
-def _checked_shape(shape, where: str) -> tuple:
-    if not isinstance(shape, list) or not all(
-        d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape
-    ):
-        raise ValueError(f"{where}: the input shape must be a list of integers or nulls; "
-                         f"received {_short(shape)}.")
-    return tuple(shape)
-
-
-def _input_layer(entry: dict, where: str):
-    config = dict(entry.get("config") or {})
-    where = f"{where}: InputLayer '{config.get('name')}'"
-    _check_dtype(config.pop("dtype", None), where, "dtype")
-    for key, default in _INPUT_LAYER_DEFAULTS.items():
-        if config.pop(key, default) != default:
-            raise ValueError(f"{where}: {key}=True is not supported; convlens needs {key}=False.")
-    shape = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
-    if shape is None:
-        raise ValueError(f"{where}: the config has no 'batch_shape'.")
-    try:
-        return InputLayer(batch_shape=_checked_shape(shape, where), **config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {error}") from None
-
-
-def _layer_from_entry(entry, index: int, where: str):
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: layer {index} must be a JSON object; received {entry!r}.")
-    class_name = entry.get("class_name")
-    config = dict(entry.get("config") or {})
-    name = config.get("name")
-    cls = registered_class(class_name) if isinstance(class_name, str) else None
-    custom = entry.get("registered_name") not in (None, class_name)
-    module = entry.get("module")
-    if cls is None or custom or module not in (None, "keras.layers"):
-        shown = entry.get("registered_name") if custom else class_name
-        raise ValueError(
-            f"{where}: layer {index} ('{name}') is a {shown!r} from module {module!r}, which "
-            f"convlens can't build. Supported layers: {', '.join(registered_names())}."
-        )
-    where = f"{where}: layer '{name}' ({class_name})"
-    for key, default in kind_of(cls).keras_only_keys:
-        value = config.pop(key, default)
-        if value != default:
-            raise ValueError(
-                f"{where}: {key}={_short(value)} is not supported by convlens; only "
-                f"{key}={default!r} is."
-            )
-    kwargs = {}
-    for key, value in config.items():
-        kwargs[key] = _argument(key, value, where)
-    try:
-        layer = cls(**{key: value for key, value in kwargs.items() if key != "dtype"})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {error}") from None
-    # A switch the layer holds as a bool must be one in the file: bool("no") is True.
-    for key, value in layer.get_config().items():
-        if isinstance(value, bool) and key in config and not isinstance(config[key], bool):
-            raise ValueError(f"{where}: {key}={_short(config[key])} must be true or false.")
-    return layer
-
-
-def _argument(key: str, value, where: str):
-    """One config value as the convlens constructor takes it, or a ValueError naming ``key``."""
-    if key == "dtype":
-        _check_dtype(value, where, key)
-    elif key.endswith(("_regularizer", "_constraint")) and value is not None:
-        raise ValueError(
-            f"{where}: {key}={_short(value)} is not supported by convlens; only {key}=None is."
-        )
-    elif key == "activation" and not (value is None or isinstance(value, str)):
-        raise ValueError(
-            f"{where}: activation={_short(value)} is a custom activation; convlens reads "
-            f"only the named ones: {', '.join(activation_ops.NAMES)}."
-        )
-    elif key.endswith("_initializer") and isinstance(value, dict):
-        return _initializer(value, where, key)
-    return _tuples(value)
-
-
-def _initializer(entry: dict, where: str, key: str):
-    config = dict(entry.get("config") or {})
-    for axis_key, default in _INITIALIZER_AXES.items():
-        if config.pop(axis_key, default) is not default:
-            raise ValueError(f"{where}: {key} sets {axis_key}, which convlens does not support.")
-    try:
-        if entry.get("registered_name") not in (None, entry.get("class_name")):
-            raise ValueError("it is a custom initializer")
-        return initializers.get({"class_name": entry.get("class_name"), "config": config})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {key}={_short(entry)} is not supported: {error}") from None
-
-
-def _check_dtype(value, where: str, key: str) -> None:
-    name = value
-    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-        name = (value.get("config") or {}).get("name")
-    if name not in (None, "float32"):
-        raise ValueError(
-            f"{where}: {key}={_short(value)} is not supported; convlens computes in float32 only."
-        )
-
-
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(item) for item in value)
-    return value
-
-
-def _short(value) -> str:
-    text = json.dumps(value) if isinstance(value, (dict, list)) else repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def compile_from_config(model, config, path: str) -> None:
