@@ -204,11 +204,17 @@ def test_keras_settings_we_cannot_represent_name_the_layer_and_key(tmp_path):
         load_model(tmp_path / "half.keras")
 
 
-def test_functional_model_is_refused(tmp_path):
+def test_functional_model_loads_and_other_model_classes_are_refused(tmp_path):
     inputs = keras.Input((3,))
-    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "functional.keras")
-    with pytest.raises(ValueError, match="Sequential models only.*'Functional'"):
-        load_model(tmp_path / "functional.keras")
+    reference = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    reference.save(tmp_path / "functional.keras")
+    x = np.random.default_rng(0).random((4, 3), dtype=np.float32)
+    np.testing.assert_allclose(load_model(tmp_path / "functional.keras").predict(x, verbose=0),
+                               reference.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    config = json.loads(zipfile.ZipFile(tmp_path / "functional.keras").read("config.json"))
+    config["class_name"] = config["registered_name"] = "MyModel"
+    with pytest.raises(ValueError, match="Sequential and Functional models.*'MyModel'"):
+        keras_format.model_from_config(config)
 
 
 def test_bad_files(saved, tmp_path):
@@ -242,7 +248,7 @@ def test_bad_files(saved, tmp_path):
     def custom_model(config):
         config["registered_name"] = "my_package>MySequential"
 
-    with pytest.raises(ValueError, match="Sequential models only.*'my_package>MySequential'"):
+    with pytest.raises(ValueError, match="Sequential and Functional models.*'my_package>MySequential'"):
         load_model(rewrite_config(path, tmp_path / "custom_model.keras", custom_model))
 
     def unknown_initializer(config):

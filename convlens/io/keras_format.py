@@ -191,11 +191,55 @@ def _read_weights_member(archive: zipfile.ZipFile, model, path: str) -> None:
             "this model's."
         )
     where = f"{path}/{WEIGHTS}"
-    with archive.open(WEIGHTS) as member:
-        if info.compress_type == zipfile.ZIP_STORED:
-            weights_file.read_weights(model, member, where)
-        else:  # a compressed member can't seek cheaply: inflate it once, within the cap
-            weights_file.read_weights(model, io.BytesIO(member.read(cap + 1)), where)
+    if info.compress_type == zipfile.ZIP_STORED:
+        # h5py seeks back and forth; zipfile's member stream re-reads (and re-checksums)
+        # from the start on every backward seek, so read the stored bytes in place instead.
+        with open(path, "rb") as raw:
+            weights_file.read_weights(model, _StoredMember(raw, info), where)
+        return
+    with archive.open(WEIGHTS) as member:  # compressed: inflate it once, within the cap
+        weights_file.read_weights(model, io.BytesIO(member.read(cap + 1)), where)
+
+
+class _StoredMember(io.RawIOBase):
+    """A read-only, seekable view of one stored (uncompressed) zip member's bytes."""
+
+    def __init__(self, raw, info: zipfile.ZipInfo):
+        super().__init__()
+        raw.seek(info.header_offset)
+        header = raw.read(30)  # the local file header: its name and extra field lengths follow
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{info.filename}: the zip member's local header is damaged.")
+        name_length = int.from_bytes(header[26:28], "little")
+        extra_length = int.from_bytes(header[28:30], "little")
+        self._raw = raw
+        self._start = info.header_offset + 30 + name_length + extra_length
+        self._size = info.file_size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = min(max(base + offset, 0), self._size)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self._size - self._position)
+        if count <= 0:
+            return 0
+        self._raw.seek(self._start + self._position)
+        data = self._raw.read(count)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
