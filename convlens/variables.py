@@ -13,7 +13,8 @@ class Variable:
     """
 
     def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool = True):
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        # not ascontiguousarray: that one turns a scalar weight (a count) into shape (1,)
+        self.value = np.asarray(value, dtype=np.float32, order="C")
         self.name = name
         self.path = path
         self.trainable = trainable

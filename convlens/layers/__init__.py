@@ -1,6 +1,7 @@
 """Layers with Keras 3 names, arguments and weight layouts."""
 
 from convlens.graph import KerasTensor
+from convlens.layers.activation import ELU, LeakyReLU, PReLU, Softmax
 from convlens.layers.base import Layer
 from convlens.layers.conv import (
     Conv,
@@ -24,6 +25,7 @@ from convlens.layers.core import (
     ZeroPadding2D,
 )
 from convlens.layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from convlens.layers.layer_normalization import GroupNormalization, LayerNormalization
 from convlens.layers.merge import (
     Add,
     Average,
@@ -54,6 +56,20 @@ from convlens.layers.pooling import (
     MaxPooling2D,
     MaxPooling3D,
 )
+from convlens.layers.preprocessing import Normalization, Rescaling
+from convlens.layers.reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Identity,
+    Permute,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding3D,
+)
+from convlens.layers.spatial_dropout import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 
 __all__ = [
     "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
@@ -64,4 +80,8 @@ __all__ = [
     "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input",
     "InputLayer", "KerasTensor", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D",
     "MaxPooling2D", "MaxPooling3D", "ReLU", "Reshape", "SeparableConv2D", "ZeroPadding2D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "ELU", "GroupNormalization", "Identity",
+    "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "Permute", "Rescaling",
+    "Softmax", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "UpSampling1D",
+    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding3D",
 ]

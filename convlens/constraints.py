@@ -1,0 +1,116 @@
+"""Weight constraints with Keras 3's names: ``MaxNorm``, ``NonNeg``, ``UnitNorm``,
+``MinMaxNorm`` (``max_norm``, ``non_neg``, ``unit_norm``, ``min_max_norm``).
+
+A constraint maps a weight to the projected weight; the optimizer applies it after each step
+(the maths is in :mod:`convlens.ops.regularization`).
+
+>>> import numpy as np
+>>> NonNeg()(np.array([-1.0, 2.0], np.float32))
+array([0., 2.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlens.ops import regularization as ops
+
+__all__ = [
+    "Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "max_norm", "non_neg",
+    "unit_norm", "min_max_norm", "get", "serialize",
+]  # fmt: skip
+
+
+class Constraint:
+    """``w_projected = constraint(w)``."""
+
+    def __call__(self, w) -> np.ndarray:
+        return np.asarray(w)
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MaxNorm(Constraint):
+    """Vectors along ``axis`` longer than ``max_value`` are scaled down to it."""
+
+    def __init__(self, max_value=2, axis=0):
+        self.max_value, self.axis = max_value, axis
+
+    def __call__(self, w):
+        return ops.max_norm(w, self.max_value, self.axis)
+
+    def get_config(self):
+        return {"max_value": self.max_value, "axis": self.axis}
+
+
+class NonNeg(Constraint):
+    """Negative weights become 0."""
+
+    def __call__(self, w):
+        return ops.non_neg(w)
+
+
+class UnitNorm(Constraint):
+    """Vectors along ``axis`` are scaled to norm 1."""
+
+    def __init__(self, axis=0):
+        self.axis = axis
+
+    def __call__(self, w):
+        return ops.unit_norm(w, self.axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+
+class MinMaxNorm(Constraint):
+    """The norm of vectors along ``axis`` moves ``rate`` of the way into [min, max]."""
+
+    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
+        self.min_value, self.max_value, self.rate, self.axis = min_value, max_value, rate, axis
+
+    def __call__(self, w):
+        return ops.min_max_norm(w, self.min_value, self.max_value, self.rate, self.axis)
+
+    def get_config(self):
+        return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,
+                "axis": self.axis}
+
+
+max_norm, non_neg, unit_norm, min_max_norm = MaxNorm, NonNeg, UnitNorm, MinMaxNorm
+
+_BY_NAME = {
+    "max_norm": MaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm, "min_max_norm": MinMaxNorm,
+    "MaxNorm": MaxNorm, "NonNeg": NonNeg, "UnitNorm": UnitNorm, "MinMaxNorm": MinMaxNorm,
+}
+
+
+def get(identifier) -> Constraint | None:
+    """A constraint from None, a name, a Keras config dict or an instance."""
+    if identifier is None or isinstance(identifier, Constraint):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config") or {})
+    raise ValueError(
+        f"Could not interpret constraint identifier: {identifier!r}. Use None, one of "
+        f"{', '.join(map(repr, _BY_NAME))}, or a convlens.constraints object."
+    )
+
+
+def serialize(constraint: Constraint | None) -> dict | None:
+    """The dict Keras writes in a layer's config (``None`` stays ``None``)."""
+    if constraint is None:
+        return None
+    return {"module": "keras.constraints", "class_name": type(constraint).__name__,
+            "config": constraint.get_config(), "registered_name": None}

@@ -1,0 +1,112 @@
+"""Weight regularizers with Keras 3's names: ``L1``, ``L2``, ``L1L2`` (``l1``, ``l2``, ``l1_l2``).
+
+A regularizer is called on a weight and returns the penalty added to the loss; ``gradient``
+gives its derivative (the maths is in :mod:`convlens.ops.regularization`). ``get`` accepts what
+Keras accepts: ``None``, a name (``"l1"``, ``"l2"``, ``"l1l2"``, the class names), a Keras
+config dict, or an instance.
+
+>>> import numpy as np
+>>> L2(0.5)(np.array([1.0, -2.0], np.float32))
+array(2.5, dtype=float32)
+>>> get("l2").get_config()
+{'l2': 0.01}
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from convlens.ops import regularization as ops
+
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
+
+
+def _strength(value, name: str, default: float) -> float:
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"Invalid value for argument {name}: expected a float >= 0; "
+                         f"received {name}={value!r}.")
+    return float(value)
+
+
+class Regularizer:
+    """A penalty on one weight: ``penalty = regularizer(w)``, ``regularizer.gradient(w)``."""
+
+    l1 = 0.0
+    l2 = 0.0
+
+    def __call__(self, w) -> np.ndarray:
+        return ops.l1_l2_penalty(w, self.l1, self.l2)
+
+    def gradient(self, w) -> np.ndarray:
+        return ops.l1_l2_gradient(w, self.l1, self.l2)
+
+    def get_config(self) -> dict:
+        return {"l1": self.l1, "l2": self.l2}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class L1L2(Regularizer):
+    """``l1 * sum(|w|) + l2 * sum(w^2)`` (both 0 by default)."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = _strength(l1, "l1", 0.0)
+        self.l2 = _strength(l2, "l2", 0.0)
+
+
+class L1(Regularizer):
+    """``l1 * sum(|w|)`` (``l1=0.01`` by default)."""
+
+    def __init__(self, l1=0.01):
+        # Keras keeps L1's strength as a float32 tensor, so its config says 0.009999999776...
+        self.l1 = float(np.float32(_strength(l1, "l1", 0.01)))
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    """``l2 * sum(w^2)`` (``l2=0.01`` by default)."""
+
+    def __init__(self, l2=0.01):
+        self.l2 = _strength(l2, "l2", 0.01)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+l1, l2, l1_l2 = L1, L2, L1L2  # Keras's lower-case names for the same classes
+
+_BY_NAME = {"l1": L1, "l2": L2, "l1l2": L1L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def get(identifier) -> Regularizer | None:
+    """A regularizer from None, a name, a Keras config dict or an instance."""
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config") or {})
+    raise ValueError(
+        f"Could not interpret regularizer identifier: {identifier!r}. Use None, one of "
+        f"{', '.join(map(repr, _BY_NAME))}, or a convlens.regularizers object."
+    )
+
+
+def serialize(regularizer: Regularizer | None) -> dict | None:
+    """The dict Keras writes in a layer's config (``None`` stays ``None``)."""
+    if regularizer is None:
+        return None
+    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
+            "config": regularizer.get_config(), "registered_name": None}
