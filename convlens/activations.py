@@ -15,11 +15,16 @@ from convlens.ops import activations as ops
 
 
 class Activation:
-    """A named activation: ``forward(x)`` and ``backward(x, y, grad_y)``."""
+    """A named activation: ``forward(x)`` and ``backward(x, y, grad_y)``.
 
-    def __init__(self, name: str, fn: Callable | None = None):
+    ``options`` are the keyword arguments Keras's function of that name takes (``LeakyReLU``'s
+    ``negative_slope``, ``ELU``'s ``alpha``); a layer that has them serializes them itself.
+    """
+
+    def __init__(self, name: str, fn: Callable | None = None, options: dict | None = None):
         self.name = name
         self._fn = fn
+        self.options = dict(options or {})
         self.__name__ = name
 
     @property
@@ -35,7 +40,7 @@ class Activation:
         x = np.asarray(x, dtype=np.float32)
         if self._fn is not None:
             return np.asarray(self._fn(x), dtype=np.float32)
-        return ops.activation_forward(self.name, x)
+        return ops.activation_forward(self.name, x, **self.options)
 
     def backward(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
         if self._fn is not None:
@@ -43,7 +48,7 @@ class Activation:
                 f"The custom activation {self.name!r} has no gradient in convlens; training "
                 f"needs a named activation, one of: {', '.join(ops.NAMES)}."
             )
-        return ops.activation_backward(self.name, x, y, grad_y)
+        return ops.activation_backward(self.name, x, y, grad_y, **self.options)
 
     def __repr__(self) -> str:
         return f"<activation {self.name}>"

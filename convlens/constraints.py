@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens.keras_objects import KerasObject, get_object, serialize_object
 from convlens.ops import regularization as ops
 
 __all__ = [
@@ -21,22 +22,11 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Constraint:
+class Constraint(KerasObject):
     """``w_projected = constraint(w)``."""
 
     def __call__(self, w) -> np.ndarray:
         return np.asarray(w)
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MaxNorm(Constraint):
@@ -96,21 +86,9 @@ _BY_NAME = {
 
 def get(identifier) -> Constraint | None:
     """A constraint from None, a name, a Keras config dict or an instance."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
-        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config") or {})
-    raise ValueError(
-        f"Could not interpret constraint identifier: {identifier!r}. Use None, one of "
-        f"{', '.join(map(repr, _BY_NAME))}, or a convlens.constraints object."
-    )
+    return get_object(identifier, Constraint, _BY_NAME, "constraint", "convlens.constraints")
 
 
 def serialize(constraint: Constraint | None) -> dict | None:
     """The dict Keras writes in a layer's config (``None`` stays ``None``)."""
-    if constraint is None:
-        return None
-    return {"module": "keras.constraints", "class_name": type(constraint).__name__,
-            "config": constraint.get_config(), "registered_name": None}
+    return serialize_object(constraint, "keras.constraints")

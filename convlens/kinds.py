@@ -12,8 +12,9 @@ The rule names each field takes, and the module that reads them:
   global_pool, dense, flatten, reshape, elementwise, relu, dropout, batchnorm, zero_padding;
 * ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, none;
 * ``field``   (explain/receptive_field.py): window (a sliding window, read from the layer's
-  ``window`` record), transpose, shift (zero padding), pointwise (value by value), dense
-  (pointwise on a rank > 2 input, mixing otherwise), mix (every output sees the whole input);
+  ``window`` record), transpose, shift (zero padding), crop (cropping), upsample, pointwise
+  (value by value), dense (pointwise on a rank > 2 input, mixing otherwise), mix (every output
+  sees the whole input);
 * ``trace``   (explain/trace*.py): conv, depthwise, separable, transpose, pool, dense, copy,
   elementwise, relu, batchnorm, global_pool; None when a value can't be traced through it;
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;

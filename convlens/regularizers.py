@@ -18,6 +18,7 @@ import numbers
 
 import numpy as np
 
+from convlens.keras_objects import KerasObject, get_object, serialize_object
 from convlens.ops import regularization as ops
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
@@ -32,7 +33,7 @@ def _strength(value, name: str, default: float) -> float:
     return float(value)
 
 
-class Regularizer:
+class Regularizer(KerasObject):
     """A penalty on one weight: ``penalty = regularizer(w)``, ``regularizer.gradient(w)``."""
 
     l1 = 0.0
@@ -46,14 +47,6 @@ class Regularizer:
 
     def get_config(self) -> dict:
         return {"l1": self.l1, "l2": self.l2}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):
@@ -92,21 +85,9 @@ _BY_NAME = {"l1": L1, "l2": L2, "l1l2": L1L2, "l1_l2": L1L2, "L1": L1, "L2": L2,
 
 def get(identifier) -> Regularizer | None:
     """A regularizer from None, a name, a Keras config dict or an instance."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
-        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config") or {})
-    raise ValueError(
-        f"Could not interpret regularizer identifier: {identifier!r}. Use None, one of "
-        f"{', '.join(map(repr, _BY_NAME))}, or a convlens.regularizers object."
-    )
+    return get_object(identifier, Regularizer, _BY_NAME, "regularizer", "convlens.regularizers")
 
 
 def serialize(regularizer: Regularizer | None) -> dict | None:
     """The dict Keras writes in a layer's config (``None`` stays ``None``)."""
-    if regularizer is None:
-        return None
-    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
-            "config": regularizer.get_config(), "registered_name": None}
+    return serialize_object(regularizer, "keras.regularizers")

@@ -23,6 +23,7 @@ from convlens.layers import (
     Conv2D,
     Conv2DTranspose,
     Conv3D,
+    Cropping2D,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -34,6 +35,7 @@ from convlens.layers import (
     ReLU,
     Reshape,
     SeparableConv2D,
+    UpSampling2D,
     ZeroPadding2D,
 )
 from convlens.models import Sequential
@@ -66,7 +68,14 @@ def spatial_layer(draw, channels):
 @st.composite
 def other_spatial_layer(draw, channels):
     """Layers that trace() does not take apart but receptive fields and formulas cover."""
-    kind = draw(st.sampled_from(["transpose", "separable", "zeropad", "batchnorm"]))
+    kind = draw(st.sampled_from(["transpose", "separable", "zeropad", "batchnorm", "crop",
+                                 "upsample"]))
+    if kind == "crop":
+        return Cropping2D(((draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+                           (draw(st.integers(0, 2)), draw(st.integers(0, 2)))))
+    if kind == "upsample":
+        return UpSampling2D((draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                            interpolation=draw(st.sampled_from(["nearest", "bilinear"])))
     if kind == "zeropad":
         return ZeroPadding2D(((draw(st.integers(0, 2)), draw(st.integers(0, 2))),
                               (draw(st.integers(0, 2)), draw(st.integers(0, 2)))))
@@ -209,7 +218,8 @@ def test_receptive_field_equals_brute_force(model):
     transposed = False  # after a transposed conv the bounds are a hull (the field has holes)
     for layer, rf in zip(model.layers, fields):
         x = layer.call(x)
-        is_transpose = isinstance(layer, Conv2DTranspose)
+        # a transposed conv or an upsampling: its field is a hull of fractional bounds
+        is_transpose = isinstance(layer, (Conv2DTranspose, UpSampling2D))
         exact = not transposed and (not is_transpose or jump_before == (1, 1))
         transposed = transposed or is_transpose
         jump_before = rf.jump

@@ -132,6 +132,32 @@ def _shift_step(state, layer):
     return size, jump, shifted
 
 
+def _crop_step(state, layer):
+    """Cropping moves every output ``before`` pixels further from the input's origin."""
+    size, jump, start = state
+    shifted = tuple(u + crop[0] * j for u, j, crop in zip(start, jump, layer.cropping))
+    return size, jump, shifted
+
+
+def _upsample_step(state, layer):
+    """Upsampling by ``f``: output ``o`` is centred on input position ``c = (o + 1/2)/f - 1/2``.
+
+    Nearest reads input ``floor(o/f)``, within ``(f - 1)/(2f)`` of ``c``; bilinear reads the two
+    inputs around ``c``, within ``1 - 1/(2f)`` of it. As for a transposed conv (a kernel of
+    ``f`` ones, or a triangle of ``2f``, with stride ``f``) the field is the hull of those
+    positions: ``size + jump*(span - 1)/f``, ``jump/f`` apart.
+    """
+    size, jump, start = state
+    bilinear = getattr(layer, "interpolation", "nearest") == "bilinear"
+    new = ([], [], [])
+    for r, j, u, f in zip(size, jump, start, layer.size):
+        span = 2 * f if bilinear else f
+        new[0].append(r + j * (span - 1) / f)
+        new[1].append(j / f)
+        new[2].append(u + (0.5 / f - 0.5) * j)
+    return tuple(tuple(v) for v in new)
+
+
 def _dense_step(state, layer):
     """Dense acts per position on a rank > 2 input; on a flat vector it mixes everything."""
     return None if len(layer.input_shape) == 2 else state
@@ -141,6 +167,7 @@ def _dense_step(state, layer):
 # a kind nobody registered) makes every output depend on the whole input.
 FIELD_STEPS = {
     "window": _window_step, "transpose": _transpose_step, "shift": _shift_step,
+    "crop": _crop_step, "upsample": _upsample_step,
     "dense": _dense_step, "pointwise": lambda state, layer: state,
 }
 

@@ -16,7 +16,8 @@ import warnings
 
 import numpy as np
 
-from convlens import initializers
+from convlens import activations, initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers
 from convlens.ops import activations as ops
@@ -31,17 +32,19 @@ class _OptionsActivation(Layer):
     built_at_init = True
     function = "linear"
 
+    @property
+    def activation(self) -> activations.Activation:
+        """What readers (explanations, traces) call: the function with this layer's options."""
+        return activations.Activation(self.function, options=self.options())
+
     def options(self) -> dict:
         return {}
 
     def call(self, x, training=False):
-        y = ops.activation_forward(self.function, x, **self.options())
-        self._cache = (x, y) if training else None
-        return y
+        return self.activate(x, training)
 
     def backward(self, grad_output):
-        x, y = self.require_cache()
-        return ops.activation_backward(self.function, x, y, grad_output, **self.options())
+        return self.activation_grad(grad_output)
 
 
 def _number(value, name: str, where: str, minimum: float | None = None) -> float:
@@ -117,6 +120,16 @@ class Softmax(_OptionsActivation):
     def options(self):
         return {"axis": self.axis}
 
+    # Not through ``activate``: the trainer would fuse a last-axis softmax with the loss.
+    def call(self, x, training=False):
+        y = ops.activation_forward("softmax", x, axis=self.axis)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, grad_output):
+        x, y = self.require_cache()
+        return ops.activation_backward("softmax", x, y, grad_output, axis=self.axis)
+
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
@@ -185,3 +198,9 @@ class PReLU(Layer):
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
                 "alpha_regularizer": None, "alpha_constraint": None,
                 "shared_axes": self.shared_axes}
+
+
+register(LeakyReLU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
+register(ELU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
+register(PReLU, Kind(field="pointwise", builds_from_shape=True))
+register(Softmax, Kind(field="mix"))  # over any axis: may mix positions

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from convlens import initializers
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import check_no_regularizers
 from convlens.ops import normalization as ops
@@ -209,3 +210,8 @@ class GroupNormalization(_AffineNormalization):
         config = super().get_config()
         head = {k: config.pop(k) for k in ("name", "trainable", "dtype")}
         return {**head, "groups": self.groups, "axis": self.axis, **config}
+
+
+# Statistics over whole samples (or groups of channels) make every output depend on the rest.
+register(LayerNormalization, Kind(field="mix", builds_from_shape=True))
+register(GroupNormalization, Kind(field="mix", builds_from_shape=True))

@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer, as_float32
 from convlens.ops import normalization as ops
 from convlens.shapes import format_shape
@@ -200,3 +201,8 @@ class Normalization(Layer):
 
 def _listed(value):
     return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+# One fixed multiply-add per value.
+register(Rescaling, Kind(cost="per_value", field="pointwise", builds_from_shape=True))
+register(Normalization, Kind(cost="per_value", field="pointwise", builds_from_shape=True))

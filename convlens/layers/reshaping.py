@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens.kinds import Kind, register
 from convlens.layers.base import Layer
 from convlens.ops import layout, upsampling
 from convlens.shapes import format_shape, normalize_data_format, normalize_tuple
@@ -338,3 +339,16 @@ class Identity(Layer):
 
     def backward(self, grad_output):
         return grad_output
+
+
+# Copies: a traced value is read from the one input position it was copied from.
+for _cls in (UpSampling1D, UpSampling3D):  # always nearest
+    register(_cls, Kind(field="upsample", trace="copy", builds_from_shape=True))
+# Bilinear mixes neighbours, so UpSampling2D is traced only as a whole.
+register(UpSampling2D, Kind(field="upsample", builds_from_shape=True))
+for _cls in (Cropping1D, Cropping2D, Cropping3D):
+    register(_cls, Kind(field="crop", trace="copy", builds_from_shape=True))
+for _cls in (ZeroPadding1D, ZeroPadding3D):
+    register(_cls, Kind(field="shift", trace="copy", builds_from_shape=True))
+register(Permute, Kind(field="mix", trace="copy", builds_from_shape=True))
+register(Identity, Kind(field="pointwise", trace="copy"))

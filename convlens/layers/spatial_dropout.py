@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+from convlens.kinds import Kind, register
 from convlens.layers.core import Dropout
 from convlens.layers.reshaping import check_spatial_rank
 from convlens.ops import dropout as ops
@@ -69,3 +70,7 @@ class SpatialDropout3D(_SpatialDropout):
     """Drop whole feature volumes of ``(N, D, H, W, C)`` (or ``(N, C, D, H, W)``)."""
 
     rank = 3
+
+
+for _cls in (SpatialDropout1D, SpatialDropout2D, SpatialDropout3D):
+    register(_cls, Kind(words="dropout", field="pointwise", trace="copy", onnx="dropout"))
