@@ -9,7 +9,8 @@ nothing but its registration, and a layer with new maths adds one handler per re
 The rule names each field takes, and the module that reads them:
 
 * ``words``   (explain/derivation*.py): conv, depthwise, separable, transpose, pool,
-  global_pool, dense, flatten, reshape, elementwise, relu, dropout, batchnorm, zero_padding;
+  global_pool, dense, flatten, reshape, elementwise, relu, dropout, batchnorm, zero_padding,
+  cropping, upsampling;
 * ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, none;
 * ``field``   (explain/receptive_field.py): window (a sliding window, read from the layer's
   ``window`` record), transpose, shift (zero padding), crop (cropping), upsample, pointwise

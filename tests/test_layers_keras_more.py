@@ -53,6 +53,7 @@ IDS = [f"{name}-{i}" for i, (name, _, _) in enumerate(CASES)]
 
 
 def _pair(name, kwargs):
+    reset_names()  # both auto-names count from 0
     return getattr(cl, name)(**kwargs), getattr(keras.layers, name)(**kwargs)
 
 

@@ -37,6 +37,10 @@ from convlens.explain.derivation_core import (
     _explain_merge,
     _explain_relu,
     _explain_reshape,
+)
+from convlens.explain.derivation_reshaping import (
+    _explain_cropping,
+    _explain_upsampling,
     _explain_zero_padding,
 )
 from convlens.explain.layer_explanation import LayerExplanation, field_legend
@@ -62,6 +66,7 @@ EXPLAINERS = {
     "elementwise": _explain_elementwise, "relu": _explain_relu, "dropout": _explain_dropout,
     "batchnorm": _explain_batchnorm, "zero_padding": _explain_zero_padding,
     "merge": _explain_merge, "concatenate": _explain_concatenate,
+    "cropping": _explain_cropping, "upsampling": _explain_upsampling,
 }
 
 

@@ -1,5 +1,5 @@
 """Derivations of the layers that do not slide a window: Dense, Flatten, Reshape,
-Activation, ReLU, Dropout, BatchNormalization and ZeroPadding2D.
+Activation, ReLU, Dropout and BatchNormalization.
 
 Each ``_explain_*(layer, exp)`` fills a ``LayerExplanation``'s ``shape_steps``, ``mechanism``
 and ``weights`` from the layer's own numbers.
@@ -114,20 +114,6 @@ def _explain_batchnorm(layer, exp: LayerExplanation) -> None:
         "gamma": "scale per channel", "beta": "shift per channel",
         "moving_mean": "running mean per channel", "moving_variance": "running variance",
     })
-
-
-def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
-    channels_last = layer.data_format == "channels_last"
-    axes = (1, 2) if channels_last else (2, 3)
-    for name, axis, (before, after) in zip(("row", "col"), axes, layer.padding):
-        n, out = layer.input_shape[axis], layer.output_shape[axis]
-        exp.shape_steps.append({"axis": name, "input": n, "output": out,
-                                "formula": f"{n} + {before} + {after} = {out}"})
-    exp.mechanism = [
-        f"Adds zeros around each map: rows {layer.padding[0]} and cols {layer.padding[1]} "
-        "(before, after); the input values are unchanged. No weights."
-    ]
-
 
 
 def _explain_merge(layer, exp: LayerExplanation) -> None:

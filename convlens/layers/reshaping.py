@@ -128,7 +128,7 @@ class UpSampling1D(_UpSampling):
     def __init__(self, size=2, **kwargs):
         super().__init__(**kwargs)
         self.size = normalize_tuple(size, 1, "size", where=self.where)
-        self.spatial_axes = (1,)
+        self._set_data_format(None)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size[0]}
@@ -343,12 +343,14 @@ class Identity(Layer):
 
 # Copies: a traced value is read from the one input position it was copied from.
 for _cls in (UpSampling1D, UpSampling3D):  # always nearest
-    register(_cls, Kind(field="upsample", trace="copy", builds_from_shape=True))
+    register(_cls, Kind(words="upsampling", field="upsample", trace="copy",
+                        builds_from_shape=True))
 # Bilinear mixes neighbours, so UpSampling2D is traced only as a whole.
-register(UpSampling2D, Kind(field="upsample", builds_from_shape=True))
+register(UpSampling2D, Kind(words="upsampling", field="upsample", builds_from_shape=True))
 for _cls in (Cropping1D, Cropping2D, Cropping3D):
-    register(_cls, Kind(field="crop", trace="copy", builds_from_shape=True))
+    register(_cls, Kind(words="cropping", field="crop", trace="copy", builds_from_shape=True))
 for _cls in (ZeroPadding1D, ZeroPadding3D):
-    register(_cls, Kind(field="shift", trace="copy", builds_from_shape=True))
+    register(_cls, Kind(words="zero_padding", field="shift", trace="copy",
+                        builds_from_shape=True))
 register(Permute, Kind(field="mix", trace="copy", builds_from_shape=True))
 register(Identity, Kind(field="pointwise", trace="copy"))
