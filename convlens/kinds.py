@@ -10,7 +10,8 @@ The rule names each field takes, and the module that reads them:
 
 * ``words``   (explain/derivation*.py): conv, depthwise, separable, transpose, pool,
   global_pool, dense, flatten, reshape, elementwise, relu, dropout, batchnorm, zero_padding,
-  cropping, upsampling;
+  cropping, upsampling, layer_norm, group_norm, rescaling, normalization, prelu, softmax,
+  permute, identity;
 * ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, none;
 * ``field``   (explain/receptive_field.py): window (a sliding window, read from the layer's
   ``window`` record), transpose, shift (zero padding), crop (cropping), upsample, pointwise

@@ -43,6 +43,16 @@ from convlens.explain.derivation_reshaping import (
     _explain_upsampling,
     _explain_zero_padding,
 )
+from convlens.explain.derivation_values import (
+    _explain_group_norm,
+    _explain_identity,
+    _explain_layer_norm,
+    _explain_normalization,
+    _explain_permute,
+    _explain_prelu,
+    _explain_rescaling,
+    _explain_softmax,
+)
 from convlens.explain.layer_explanation import LayerExplanation, field_legend
 from convlens.explain.receptive_field import (
     ReceptiveField,
@@ -67,6 +77,10 @@ EXPLAINERS = {
     "batchnorm": _explain_batchnorm, "zero_padding": _explain_zero_padding,
     "merge": _explain_merge, "concatenate": _explain_concatenate,
     "cropping": _explain_cropping, "upsampling": _explain_upsampling,
+    "layer_norm": _explain_layer_norm, "group_norm": _explain_group_norm,
+    "rescaling": _explain_rescaling, "normalization": _explain_normalization,
+    "prelu": _explain_prelu, "softmax": _explain_softmax, "permute": _explain_permute,
+    "identity": _explain_identity,
 }
 
 

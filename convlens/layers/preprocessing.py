@@ -204,5 +204,7 @@ def _listed(value):
 
 
 # One fixed multiply-add per value.
-register(Rescaling, Kind(cost="per_value", field="pointwise", builds_from_shape=True))
-register(Normalization, Kind(cost="per_value", field="pointwise", builds_from_shape=True))
+register(Rescaling, Kind(words="rescaling", cost="per_value", field="pointwise",
+                         builds_from_shape=True))
+register(Normalization, Kind(words="normalization", cost="per_value", field="pointwise",
+                             builds_from_shape=True))

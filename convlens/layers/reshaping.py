@@ -352,5 +352,5 @@ for _cls in (Cropping1D, Cropping2D, Cropping3D):
 for _cls in (ZeroPadding1D, ZeroPadding3D):
     register(_cls, Kind(words="zero_padding", field="shift", trace="copy",
                         builds_from_shape=True))
-register(Permute, Kind(field="mix", trace="copy", builds_from_shape=True))
-register(Identity, Kind(field="pointwise", trace="copy"))
+register(Permute, Kind(words="permute", field="mix", trace="copy", builds_from_shape=True))
+register(Identity, Kind(words="identity", field="pointwise", trace="copy"))
