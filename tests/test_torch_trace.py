@@ -4,6 +4,8 @@ torch's numbers; what convlens can't express names the module's path, its type a
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convlens.io import from_torch
 from convlens.models import Sequential
@@ -197,3 +199,60 @@ def test_what_convlens_cannot_express_names_the_module_path_type_and_reason():
 
     with pytest.raises(ValueError, match=r"node 'mul' \(call_function mul\): mul with a constant"):
         from_torch(Scaled(), (1, 4, 4))
+
+
+class RandomNet(nn.Module):
+    """A traceable module of random blocks: plain convs, residual adds, concatenated
+    branches, functional pooling and activations, then a flatten and a linear head."""
+
+    def __init__(self, blocks, channels, size):
+        super().__init__()
+        self.kinds = [kind for kind, _ in blocks]
+        self.parts = nn.ModuleList()
+        for kind, (kernel, width) in blocks:
+            pad = kernel // 2
+            if kind == "conv":
+                part = nn.Conv2d(channels, width, kernel, padding=pad)
+                channels = width
+            elif kind == "residual":
+                part = nn.Sequential(nn.Conv2d(channels, channels, kernel, padding=pad),
+                                     nn.BatchNorm2d(channels))
+            elif kind == "branches":
+                part = nn.ModuleList([nn.Conv2d(channels, width, 1),
+                                      nn.Conv2d(channels, width, kernel, padding=pad)])
+                channels = 2 * width
+            else:  # "pool"
+                part = nn.Identity()
+                size //= 2
+            self.parts.append(part)
+        self.head = nn.Linear(channels * size * size, 3)
+
+    def forward(self, x):
+        for kind, part in zip(self.kinds, self.parts):
+            if kind == "conv":
+                x = F.relu(part(x))
+            elif kind == "residual":
+                x = torch.tanh(part(x) + x)
+            elif kind == "branches":
+                x = torch.cat([part[0](x), F.sigmoid(part[1](x))], dim=1)
+            else:
+                x = F.avg_pool2d(x, 2)
+        return self.head(torch.flatten(x, 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["conv", "residual", "branches", "pool"]),
+                          st.tuples(st.sampled_from([1, 3, 5]), st.integers(1, 4))),
+                min_size=1, max_size=5),
+       st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_random_traceable_modules_predict_as_torch(blocks, channels, seed):
+    pools = sum(kind == "pool" for kind, _ in blocks)
+    size = 2 ** min(pools, 3) * 2
+    blocks = [block for block in blocks if block[0] != "pool"] + [("pool", (1, 1))] * min(pools, 3)
+    torch.manual_seed(seed % 1000)
+    module = random_statistics(RandomNet(blocks, channels, size))
+    model = from_torch(module, (channels, size, size))
+    x = np.random.default_rng(seed).standard_normal((2, channels, size, size)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
