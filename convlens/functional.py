@@ -208,17 +208,33 @@ class Graph:
                              f"{sorted(batches)}; every input needs the same number of samples.")
         return checked
 
+    def layer_inputs(self, layer, arrays: list[np.ndarray]):
+        """What ``layer``'s first call in this graph reads, for the model inputs ``arrays``
+        (inference): one array, or a list for a merge."""
+        node = self.nodes_of(layer)[0]
+        if node.is_input:
+            return arrays[self.inputs.index(node.outputs[0])]
+        values = self._run(arrays, False, stop=node)
+        found = [values[id(t)] for t in node.inputs]
+        return found if node.list_input else found[0]
+
     def forward(self, arrays: list[np.ndarray], training: bool = False) -> list[np.ndarray]:
+        values = self._run(arrays, training)
+        return [values[id(t)] for t in self.outputs]
+
+    def _run(self, arrays, training: bool, stop: Node | None = None) -> dict:
         values = {id(t): a for t, a in zip(self.inputs, arrays)}
         self._caches.clear()
         for node in self.nodes:
+            if node is stop:
+                break
             args = [values[id(t)] for t in node.inputs]
             layer = node.layer
             values[id(node.outputs[0])] = layer.call(args if node.list_input else args[0],
                                                      training=training)
             if training and id(layer) in self.shared:
                 self._caches[id(node)] = layer.cache_state()
-        return [values[id(t)] for t in self.outputs]
+        return values
 
     def backward(self, grads: list[np.ndarray], pre_activation: bool = False) -> None:
         """``pre_activation``: the (one) output's gradient is wrt its layer's input to its

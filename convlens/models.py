@@ -99,6 +99,11 @@ class Model:
         outputs = self.graph.forward(x if isinstance(x, list) else [x], training)
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def layer_input(self, layer, x):
+        """What ``layer`` reads when the model runs on ``x`` (inference): an array, or a list
+        of arrays for a merge layer."""
+        return self.graph.layer_inputs(layer, self.graph.check_inputs(x, self.name))
+
     def backward(self, grad, pre_activation: bool = False):
         """Back-propagate the gradient(s) wrt the output(s); fills weight grads.
 
@@ -273,6 +278,7 @@ class Sequential(Model):
     """
 
     sequential_like = True  # its summary has no Connected to column
+    graph = None  # a chain of layers, run in order
 
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -401,6 +407,15 @@ class Sequential(Model):
                 f"{format_shape(expected)}, found shape={format_shape(x.shape)}.{hint}"
             )
         return x
+
+    def layer_input(self, layer, x):
+        """What ``layer`` reads when the model runs on ``x`` (inference)."""
+        h = self.check_input(x)
+        for earlier in self._layers:
+            if earlier is layer:
+                return h
+            h = earlier.call(h)
+        raise ValueError(f"Layer '{layer.name}' is not in model '{self.name}'.")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         for layer in self._layers:

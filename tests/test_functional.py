@@ -144,3 +144,39 @@ def test_fit_refuses_several_inputs_clearly():
     ours.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="one input and one output; model 'siamese' has 2 inputs"):
         ours.fit([np.ones((2, 5))] * 2, np.ones((2, 1)), verbose=0)
+
+
+def test_explain_receptive_fields_and_traces_through_merges():
+    _, ours = _pair(_residual)
+    explanation = ours.explain()
+    fields = {layer.name: e.receptive_field for layer, e in zip(ours.layers, explanation.layers)}
+    # c1 is 3x3 'same', c2 is 1x1: the sum sees the larger field, through c1.
+    assert fields["c1"].size == (3, 3) and fields["c2"].size == (1, 1)
+    assert fields["add"].size == (3, 3) and "'c1'" in fields["add"].note
+    x = np.random.default_rng(2).standard_normal((1, 8, 8, 3)).astype("float32")
+    branches = [ours.get_layer(n).call(x) for n in ("c1", "c2")]
+    for index in [(0, 0, 0), (5, 7, 3)]:
+        traced = convlens.explain.trace(ours, "add", index, x)
+        assert traced.matches
+        np.testing.assert_allclose(traced.window, [b[(0, *index)] for b in branches], rtol=1e-6)
+        assert traced.value == pytest.approx(sum(b[(0, *index)] for b in branches), rel=1e-6)
+    added = branches[0] + branches[1]
+    for index, expected in [((2, 3, 1), added[0, 2, 3, 1]), ((2, 3, 6), branches[1][0, 2, 3, 2])]:
+        traced = convlens.explain.trace(ours, "cat", index, x)
+        assert traced.matches and traced.value == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_functional_files_round_trip_with_keras(tmp_path):
+    for builder in (_residual, _shared, _two_heads, _reused):
+        reference = builder(keras.layers, keras.Model, keras.Input)
+        reference.save(tmp_path / "theirs.keras")
+        ours = convlens.load_model(tmp_path / "theirs.keras")
+        assert _summary(ours) == _summary(reference)
+        x = _inputs(ours, np.random.default_rng(3))
+        expected = reference.predict(x, verbose=0)
+        got = ours.predict(x, verbose=0)
+        ours.save(tmp_path / "ours.keras")
+        again = keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0)
+        for e, g, a in zip(*(v if isinstance(v, list) else [v] for v in (expected, got, again))):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)

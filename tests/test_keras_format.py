@@ -248,7 +248,8 @@ def test_bad_files(saved, tmp_path):
     def custom_model(config):
         config["registered_name"] = "my_package>MySequential"
 
-    with pytest.raises(ValueError, match="Sequential and Functional models.*'my_package>MySequential'"):
+    with pytest.raises(ValueError,
+                       match="Sequential and Functional models.*'my_package>MySequential'"):
         load_model(rewrite_config(path, tmp_path / "custom_model.keras", custom_model))
 
     def unknown_initializer(config):

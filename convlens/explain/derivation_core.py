@@ -137,3 +137,8 @@ def _explain_concatenate(layer, exp: LayerExplanation) -> None:
         f"{layer.output_shape[axis]}, so the channels of the branches add up while every other "
         "axis must match. Nothing is computed. No weights.",
     ]
+
+
+def _explain_input(layer, exp: LayerExplanation) -> None:
+    exp.mechanism = [f"The model's input: one sample is `{format_shape(layer.batch_shape[1:])}` "
+                     "(the batch axis comes first); nothing is computed. No weights."]

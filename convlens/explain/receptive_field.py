@@ -203,10 +203,49 @@ def _field(state, rank, reference, layer, input_spatial) -> ReceptiveField:
                           reference=reference, axes=axes, input_spatial=input_spatial)
 
 
+def _largest(states: list, names: list[str]):
+    """A merge sees what each branch sees: the largest field of its branches, and its name."""
+    if any(state is None for state in states):
+        return None, ""
+    sizes = [math.prod(state[0]) for state in states]
+    best = max(range(len(states)), key=lambda i: sizes[i])
+    return states[best], names[best]
+
+
+def _graph_fields(model, graph) -> list[ReceptiveField]:
+    rank = _spatial_rank(model)
+    input_spatial = tuple(model.input_shape[1:-1]) if rank else ()
+    states = {id(t): identity_state(rank) if rank else None for t in graph.inputs}
+    fields: dict[int, ReceptiveField] = {}
+    for tensor in graph.inputs:
+        fields[id(tensor.layer)] = _field(states[id(tensor)], rank, "model input",
+                                          tensor.layer, input_spatial)
+    for node in graph.nodes:
+        layer, given = node.layer, [states.get(id(t)) for t in node.inputs]
+        note = ""
+        if kind_of(layer).field == "merge":
+            state, branch = _largest(given, [t.layer.name for t in node.inputs])
+            if state is not None and len(given) > 1:
+                note = f"the largest of its {len(given)} branches, through '{branch}'"
+        else:
+            state = step(layer, given[0])
+        states[id(node.outputs[0])] = state
+        if id(layer) not in fields:  # a shared layer: its first call's field
+            fields[id(layer)] = _field(state, rank, "model input", layer, input_spatial)
+            fields[id(layer)].note = fields[id(layer)].note or note
+    return [fields[id(layer)] for layer in model.layers]
+
+
 def receptive_fields(model) -> list[ReceptiveField]:
-    """The field of every layer of ``model`` (same order as ``model.layers``), in input pixels."""
+    """The field of every layer of ``model`` (same order as ``model.layers``), in input pixels.
+
+    In a graph a merge sees the largest field among its branches (the branch is named in the
+    field's ``note``); a layer called twice is given its first call's field.
+    """
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; build it or start it with Input().")
+    if model.graph is not None:
+        return _graph_fields(model, model.graph)
     rank = _spatial_rank(model)
     layers = model.layers
     first = layers[0] if layers else None

@@ -243,9 +243,7 @@ def trace(model, layer, index, x) -> Trace:
     names = _output_axis_names(target)
     index = _check_index(target, index, names)
     x = _check_x(model, x)
-    h = x
-    for earlier in model.layers[:position]:
-        h = earlier.call(h)
+    h = model.layer_input(target, x)
     forward = target.call(h)
     forward_value = float(forward[(0, *index)])
     if kind == "simple":
@@ -271,13 +269,17 @@ def trace(model, layer, index, x) -> Trace:
             row = [compute(target, sample, (*spatial_index[:-1], j), channel)["pre_activation"]
                    for j in range(target.output_shape[-1])]
             terms["value"] = activation_value(target, np.array(row), spatial_index[-1])
-    source = ("the model input" if position == 0 else
-              f"the output of layer {position - 1} '{model.layers[position - 1].name}'")
+    if not model.sequential_like:
+        source = f"the output of {model.connections(target)}"
+    else:
+        source = ("the model input" if position == 0 else
+                  f"the output of layer {position - 1} '{model.layers[position - 1].name}'")
     terms.setdefault("activation",
                      getattr(getattr(target, "activation", None), "name", "linear"))
     return Trace(
         layer_index=position, layer_name=target.name, layer_class=type(target).__name__,
         kind=kind, index=index, axis_names=names, output_shape=tuple(target.output_shape),
         input_shape=tuple(target.input_shape), input_from=f"{source}, shape "
-        f"{format_shape(h.shape)}", forward_value=forward_value, **terms,
+        f"{' and '.join(format_shape(a.shape) for a in (h if isinstance(h, list) else [h]))}",
+        forward_value=forward_value, **terms,
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from convlens.kinds import kind_of
 
-SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool")
+SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool", "merge", "concatenate")
 # The ``trace`` rules of layer kinds (``convlens.kinds``) traced here; ReLU's is written as an
 # elementwise trace.
 SIMPLE_RULES = (*SIMPLE_KINDS, "relu")
@@ -57,9 +57,44 @@ def _copied_from(layer, h, index):
                                                                           sample_shape))
 
 
+def _branch_names(layer) -> list[str]:
+    return [t.layer.name for t in layer.inbound_nodes[0].inputs] if layer.inbound_nodes else []
+
+
+def _trace_merge(layer, kind, h, index) -> dict:
+    """A merge's value from its branches: each branch's value at ``index`` (broadcast axes of
+    size 1 read position 0), combined as the layer does; Concatenate copies from one branch."""
+    names = _branch_names(layer) or [f"input {i}" for i in range(len(h))]
+    if kind == "concatenate":
+        axis = layer.axis % (len(index) + 1) - 1  # index has no batch axis
+        offset = index[axis]
+        for name, branch in zip(names, h):
+            size = branch.shape[axis + 1]
+            if offset < size:
+                source = (*index[:axis], offset, *index[axis + 1:])
+                value = float(branch[(0, *source)])
+                return dict(kind=kind, window=np.array([value]), source=source, value=value,
+                            formula=f"copied from branch '{name}' at position {source} (axis "
+                                    f"{axis + 1} offset {index[axis] - offset}): value = "
+                                    f"{value:.7g}")
+            offset -= size
+    values = []
+    for branch in h:
+        position = tuple(min(i, n - 1) for i, n in zip(index, branch.shape[1:]))
+        values.append(float(branch[(0, *position)]))
+    value = float(layer.call([np.array([v], np.float32) for v in values])[0])
+    what = type(layer).__name__.lower()
+    parts = ", ".join(f"'{n}' = {v:.7g}" for n, v in zip(names, values))
+    return dict(kind=kind, window=np.array(values), source=index, value=value,
+                formula=f"{what} of the branches at this position: {parts} -> {value:.7g}")
+
+
 def trace_simple(layer, h, index) -> dict:
     """The terms of a value-by-value trace of output ``index`` given the layer's input ``h``."""
-    kind, sample = simple_kind(layer), h[0].astype(np.float64)
+    kind = simple_kind(layer)
+    if kind in ("merge", "concatenate"):
+        return _trace_merge(layer, kind, h, index)
+    sample = h[0].astype(np.float64)
     if kind == "copy":
         source = _copied_from(layer, h, index)
         value = 0.0 if source is None else float(sample[source])

@@ -397,6 +397,7 @@ def _normalize_pad_pairs(padding, where: str) -> tuple:
     check(None)
 
 
+register(InputLayer, Kind(words="input", field="pointwise"))
 register(Dense, Kind(words="dense", cost="dense", field="dense", trace="dense", onnx="dense",
                      torch="dense",
                      builds_from_shape=True, keras_only_keys={"quantization_config": None},
