@@ -15,6 +15,7 @@ keras = pytest.importorskip("keras")
 
 import convlens  # noqa: E402
 
+
 def unet(shape):
     """A small U-Net: a contracting path, a transposed-conv and a bilinear upsampling, and the
     skip connection cropped to size and concatenated (the original paper's valid convs)."""
