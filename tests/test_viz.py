@@ -134,3 +134,18 @@ def test_many_maps_are_capped():
     x = np.ones((1, 6, 6, 1), dtype=np.float32)
     image = read_png(feature_maps_png(model, 0, x, max_maps=16))
     assert image.shape[:2] == grid_pixel_size(16)[::-1]
+
+
+def test_a_narrow_kernel_grid_keeps_its_whole_title_inside_the_picture():
+    import io
+
+    from PIL import Image
+
+    from convlens.demo import model_a
+    from convlens.viz import kernel_grid_png
+    from convlens.viz.png import TITLE_PX
+
+    picture = np.asarray(Image.open(io.BytesIO(kernel_grid_png(model_a().layers[0]))))
+    band = picture[:TITLE_PX, :, :3]
+    inked = np.flatnonzero((band < 200).any(axis=(0, 2)))  # columns holding title text
+    assert inked.size and inked[0] > 2 and inked[-1] < band.shape[1] - 3

@@ -466,3 +466,10 @@ def test_openapi_describes_every_api_route():
         if required == ["spec"]:  # answered for a spec alone
             status, _, _ = call("POST", path, json.dumps({"spec": "input 4x4x1"}).encode())
             assert status == 200, path
+
+
+def test_the_page_shows_no_python_attribute_names():
+    _, data = post_json({"spec": SEED_SPEC, "layer": 1, "index": [5, 7, 3]})
+    shown = data["trace"]["html"] + "".join(layer["html"] for layer in data["layers"])
+    assert "more channel(s), not printed" in shown
+    assert not re.search(r"\(see \.\w+", shown)

@@ -133,6 +133,9 @@ def test_training_refuses_a_model_that_is_not_an_mnist_classifier(port):
         ({"spec": SMALL, "session": SESSION, "samples": 10**6}, "samples"),
         ({"spec": SMALL, "session": "bad token!"}, "session"),
         ({"spec": SMALL}, "session"),
+        # 117,002 activation values a sample: 512 samples at once are more than the page allows
+        ({"spec": "input 28x28x1 | conv2d 64 3 relu | conv2d 64 3 relu | flatten | "
+                  "dense 10 softmax", "session": SESSION, "batch_size": 512}, "batch_size"),
     ]:
         status, data = stream(port, body)
         assert status == 400 and data["error"]["field"] == field, (body, data)

@@ -183,7 +183,8 @@ def _grids(t, array: np.ndarray, label: str) -> list[str]:
         lines.append(f"{label}, input channel {t.input_channels[k]}:")
         lines += _grid(array[..., k], mask)
     if channels > MAX_GRID_CHANNELS:
-        lines.append(f"... {channels - MAX_GRID_CHANNELS} more channel(s) (see .{label})")
+        lines.append(f"... {channels - MAX_GRID_CHANNELS} more channel(s), not printed; the "
+                     "partial sums below count every channel")
     return lines
 
 
@@ -217,8 +218,8 @@ def _separable_blocks(t) -> list[Block]:
             stage.append(f"  sum of window channel {c} * this filter = "
                          f"{t.depthwise_values[c, j]:.6g}")
     if len(t.input_channels) > MAX_GRID_CHANNELS:
-        stage.append(f"... {len(t.input_channels) - MAX_GRID_CHANNELS} more channel(s) "
-                     "(see .kernel and .depthwise_values)")
+        stage.append(f"... {len(t.input_channels) - MAX_GRID_CHANNELS} more channel(s), not "
+                     "printed; the table below counts every channel")
     filter_index = t.index[t.axis_names.index("channel")]
     rows = [[str(c * m + j), str(c), str(j), f"{t.depthwise_values[c, j]:.6g}",
              f"{t.pointwise_weights[c, j]:.6g}", f"{t.partial_sums[c * m + j]:.6g}"]

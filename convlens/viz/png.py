@@ -79,9 +79,15 @@ def _render(
             norm(_resize(tile, inner, inner))
         )
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas
     figure.figimage(canvas, xo=0, yo=0, origin="upper")
-    figure.text(0.5, 1 - 6 / height, title, ha="center", va="top", fontsize=7.5)
+    heading = figure.text(0.5, 1 - 6 / height, title, ha="center", va="top", fontsize=7.5)
+    # A narrow grid gets a smaller title font, so that no line runs past the picture's edges.
+    renderer = figure.canvas.get_renderer()
+    for _ in range(12):
+        if heading.get_window_extent(renderer=renderer).width <= width - 12:
+            break
+        heading.set_fontsize(heading.get_fontsize() * 0.9)
     # One label per row (the first tile's), tiles run left to right: text is the slow part.
     for index in range(0, n, columns):
         x = MARGIN_PX + pad

