@@ -281,12 +281,19 @@ def test_path_traversal_and_hidden_files_in_static_are_404():
 
 def test_oversized_bodies_are_413():
     big = json.dumps({"spec": SEED_SPEC, "pad": "x" * MAX_BODY_BYTES}).encode()
-    status, _, body = call("POST", "/api/explain", big)
+    status, _, body = call("POST", "/api/summary", big)
     assert status == 413 and "larger" in json.loads(body)["error"]["message"]
     # Streamed without a Content-Length: counted as it arrives.
     chunks = [b"x" * 8192] * (MAX_BODY_BYTES // 8192 + 2)
     headers = [(b"host", b"localhost"), (b"content-type", b"application/json")]
-    status, _, _ = call("POST", "/api/explain", chunks=chunks, headers=headers)
+    status, _, _ = call("POST", "/api/summary", chunks=chunks, headers=headers)
+    assert status == 413
+    # Calls that take pixels take more, up to their own cap.
+    from convlens.web.routes import API_ROUTES
+
+    cap = API_ROUTES["/api/feature-maps"][1]
+    assert cap > MAX_BODY_BYTES
+    status, _, _ = call("POST", "/api/feature-maps", b" " * (cap + 1))
     assert status == 413
 
 

@@ -222,3 +222,29 @@ def test_an_uploaded_keras_model_is_explored(page, base_url, tmp_path):
     predicted = int(np.argmax(model.predict(digit(0), verbose=0)[0]))
     page.wait_for_selector(f'#predicted-class[data-class="{predicted}"]')
     assert page.locator('#maps canvas[data-layer="0"]').count() == 6
+
+
+def test_an_image_is_resized_to_another_models_input(page, base_url, tmp_path):
+    from urllib.parse import quote
+
+    from PIL import Image
+
+    spec = "input 16x16x3 | conv2d 4 3 relu"
+    gradient = np.zeros((64, 64, 3), np.uint8)
+    gradient[..., 0] = np.arange(64)[:, None] * 4  # red grows downwards
+    gradient[..., 2] = 200
+    Image.fromarray(gradient).save(tmp_path / "picture.png")
+    page.goto(f"{base_url}/#spec={quote(spec)}")
+    page.wait_for_selector("#image-panel:not([hidden])")
+    page.set_input_files("#image-file", str(tmp_path / "picture.png"))
+    page.wait_for_function("() => (document.getElementById('maps').dataset.input || '')"
+                           ".startsWith('{\"pixels\"')")
+    pixels = np.array(page.evaluate("() => Maps.input.pixels"), dtype=np.float32)
+    assert pixels.shape == (16, 16, 3)
+    assert np.all(np.diff(pixels[:, 0, 0]) >= 0) and pixels[-1, 0, 0] > pixels[0, 0, 0]
+    assert np.allclose(pixels[..., 2], 200 / 255, atol=2e-3)
+    model = seeded(spec)
+    maps = model.layers[0].call(pixels[None])[0]
+    low, high = float(maps.min()), float(maps.max())
+    expected = np.round(255 * (maps[..., 1] - low) / (high - low))
+    assert np.abs(canvas_grey(page, "0", 1) - expected).max() <= 1

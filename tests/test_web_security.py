@@ -145,7 +145,9 @@ MALFORMED = [
     (b"", 400),
     (b'{"spec": "input 4x4x1", "seed": -1}', 400),
     (b'{"spec": "input 4x4x1", "seed": 4294967296}', 400),
-    (b'{"spec": "' + b"x" * 70_000 + b'"}', 413),
+    (b'{"spec": "' + b"x" * 70_000 + b'"}', 400),  # a spec of at most 2,000 characters
+    (b'{"spec": "input 4x4x1", "pad": "' + b"x" * 5 * 2**20 + b'"}', 413),
+    (b"[]" * 200_000, 400),
 ]
 
 

@@ -133,15 +133,20 @@ async def _read_body(scope, receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json_depth(body: bytes) -> int:
-    depth = deepest = 0
-    for byte in _JSON_STRING.sub(b'""', body):
-        if byte in b"[{":
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether the JSON ``body`` nests deeper than ``MAX_JSON_DEPTH`` (strings ignored)."""
+    depth = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub(b'""', body)):
+        if match.group() in (b"[", b"{"):
             depth += 1
-            deepest = max(deepest, depth)
-        elif byte in b"]}":
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
             depth -= 1
-    return deepest
+    return False
 
 
 def _parse_int(text: str) -> int:
@@ -158,10 +163,9 @@ def _parse_constant(name: str):
 
 def decode_json(body: bytes):
     """The JSON ``body`` as Python data, or ``_Refused`` (400) saying what is wrong with it."""
-    depth = _json_depth(body)
-    if depth > MAX_JSON_DEPTH:
-        raise _Refused(400, f"the JSON body is nested {depth:,} deep; the API takes at most "
-                            f"{MAX_JSON_DEPTH}.")
+    if _too_deep(body):
+        raise _Refused(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} deep; the "
+                            "API takes at most that.")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -266,8 +270,10 @@ class _Pool:
                                 "the model or the input smaller.") from None
 
 
-def _model_work(function, data, state):
-    """``function(data, state)``, with what a client can provoke turned into an ``ApiError``."""
+def _model_work(function, body: bytes, state):
+    """``function(decode_json(body), state)`` (in a worker: decoding a large body takes a
+    moment), with what a client can provoke turned into an ``ApiError``."""
+    data = decode_json(body)
     try:
         return function(data, state)
     except ApiError:
@@ -323,8 +329,8 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
             _check_caller(scope, hosts, api=True)
             _check_api_request(scope, method)
             function, limit = api_routes[path]
-            data = decode_json(await _read_body(scope, receive, limit))
-            answer = await pool.run(_model_work, function, data, state)
+            body = await _read_body(scope, receive, limit)
+            answer = await pool.run(_model_work, function, body, state)
             if isinstance(answer, Download):
                 await _send(send, 200, answer.data, "application/octet-stream", headers=[(
                     b"content-disposition",
@@ -335,8 +341,8 @@ def create_app(initial_spec: str | None = None, allowed_hosts=None, workers: int
         if path == TRAIN_PATH:
             _check_caller(scope, hosts, api=True)
             _check_api_request(scope, method)
-            data = decode_json(await _read_body(scope, receive, MAX_BODY_BYTES))
-            job = await pool.run(_model_work, lambda d, s: s.trainer.prepare(d), data, state)
+            body = await _read_body(scope, receive, MAX_BODY_BYTES)
+            job = await pool.run(_model_work, lambda d, s: s.trainer.prepare(d), body, state)
             await _stream_training(send, state.trainer, job)
             return
         _check_caller(scope, hosts, api=False)

@@ -14,6 +14,8 @@ from convlens.web.views import feature_maps_request, summary_request, trace_requ
 __all__ = ["API_ROUTES", "TRAIN_PATH", "openapi"]
 
 _BODY = 64 * 1024
+# Calls that take an input's pixels: up to WEB_BUDGET.max_input_values values as JSON.
+_WITH_PIXELS = 4 * 2**20
 
 
 def _cancel(data, state):
@@ -24,9 +26,9 @@ def _cancel(data, state):
 
 API_ROUTES = {
     "/api/summary": (summary_request, _BODY),
-    "/api/explain": (explain_request, _BODY),
-    "/api/trace": (trace_request, _BODY),
-    "/api/feature-maps": (feature_maps_request, _BODY),
+    "/api/explain": (explain_request, _WITH_PIXELS),
+    "/api/trace": (trace_request, _WITH_PIXELS),
+    "/api/feature-maps": (feature_maps_request, _WITH_PIXELS),
     "/api/train/cancel": (_cancel, _BODY),
     "/api/model": (upload_request, (MAX_UPLOAD_BYTES * 4) // 3 + 4096),
     "/api/model/download": (download_request, _BODY),

@@ -114,6 +114,7 @@ Maps.show = function (explained, request) {
   const digits = takesDigits(explained.input_shape);
   byId("digits").hidden = !digits;
   byId("draw-panel").hidden = !digits;
+  byId("image-panel").hidden = !imageShape(explained.input_shape);
   if (digits) {
     if (!Maps.input || Maps.input.seed !== undefined) {
       Maps.input = { digit: 0 };
@@ -126,6 +127,35 @@ Maps.show = function (explained, request) {
       `the input is a fixed pattern, uniform in [0, 1) from seed ${request.seed}.`;
   }
   Maps.load(!sameModel);
+};
+
+// [height, width, channels] of an input an image can fill (1 or 3 channels, last), or null.
+function imageShape(shape) {
+  if (shape.length !== 3 || (shape[2] !== 1 && shape[2] !== 3)) return null;
+  return shape;
+}
+
+// The chosen image file drawn at the model's input size, as pixels in [0, 1].
+Maps.useImage = async function (file) {
+  const [height, width, channels] = imageShape(Maps.explained.input_shape);
+  const bitmap = await createImageBitmap(file);
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0, width, height);
+  const data = context.getImageData(0, 0, width, height).data;
+  const pixels = [];
+  for (let i = 0; i < height; i++) {
+    const row = [];
+    for (let j = 0; j < width; j++) {
+      const at = 4 * (i * width + j);
+      const rgb = [data[at], data[at + 1], data[at + 2]].map((v) => Math.round(v / 0.255) / 1000);
+      row.push(channels === 3 ? rgb : [Math.round((rgb[0] + rgb[1] + rgb[2]) * 1000 / 3) / 1000]);
+    }
+    pixels.push(row);
+  }
+  Maps.choose({ pixels });
 };
 
 Maps.load = async function (newModel) {
@@ -527,4 +557,8 @@ Maps.drawKernels = function () {
 
 document.addEventListener("DOMContentLoaded", () => {
   byId("play").addEventListener("click", () => Maps.play());
+  byId("image-file").addEventListener("change", () => {
+    const file = byId("image-file").files[0];
+    if (file) Maps.useImage(file);
+  });
 });
