@@ -149,6 +149,7 @@ def test_explain_whole_model_layer_and_contrast(capsys):
         (["explain", SMALL, "--trace", "40,1,1"], "out of range"),
         (["explain", SMALL, "--trace", "a,b"], "integers"),
         (["explain", SMALL, "--layer", "9"], "out of range"),
+        (["explain", SMALL, "--seed", "-1"], "--seed must be >= 0"),
         (["summary", "model.keras"], "no such model file"),
         (["summary", "missing.py"], "no such Python model file"),
         (["summary", "input 5x5x1 | conv2d 3 7"], "kernel"),
