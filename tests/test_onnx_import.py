@@ -197,13 +197,13 @@ def test_graphs_with_branches_become_functional_models(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ResNet18", "UNet"])
-def test_torch_exports_of_residual_and_unet_modules_predict_as_torch(tmp_path, name):
+@pytest.mark.parametrize("name", ["ResNet18", "UNet", "VGG"])
+def test_torch_exports_of_resnet_unet_and_vgg_classes_predict_as_torch(tmp_path, name):
     import tests.test_torch_trace as traced
 
     torch.manual_seed(0)
     module = traced.random_statistics(getattr(traced, name)())
-    shape = (3, 32, 32) if name == "ResNet18" else (1, 16, 16)
+    shape = {"ResNet18": (3, 32, 32), "UNet": (1, 16, 16), "VGG": (3, 16, 16)}[name]
     x = torch.from_numpy(sample(shape, n=2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -12,6 +12,8 @@ apply. Read:
 * ``Conv`` (1-D/2-D/3-D, groups, dilation, explicit or ``SAME_UPPER`` pads; uneven pads become a
   ``ZeroPadding`` first), ``ConvTranspose`` (2-D; pads and ``output_padding`` that Keras's
   ``valid``/``same`` crop expresses), ``Gemm`` and ``MatMul`` (+ ``Add`` of a bias): ``Dense``;
+* ``x.view(x.size(0), -1)``'s ``Shape``/``Gather``/``Unsqueeze``/``Concat`` feeding a
+  ``Reshape``: the batch size is followed through them;
 * ``MaxPool``/``AveragePool`` where Keras's windows and divisors agree, ``GlobalAveragePool``/
   ``GlobalMaxPool``/``ReduceMax`` over the spatial axes, ``BatchNormalization`` (inference),
   ``Pad`` (zeros; ``-inf`` right before a ``MaxPool``), ``Flatten``, ``Reshape`` to a constant
@@ -261,7 +263,8 @@ class _Reader:
     def reshape(self, node) -> None:
         shape = [int(d) for d in self.graph.array(node.input[1], "shape")]
         rest = shape[1:]
-        if shape[0] not in (0, -1) or rest.count(-1) > 1 or (shape[0] == -1 and -1 in rest):
+        if shape[0] not in (0, -1) or rest.count(-1) > 1 or (shape[0] == -1 and -1 in rest) or (
+                0 in rest):
             raise _Refused(f"shape={shape}: only a constant shape that keeps the batch axis "
                            "(0 or -1 first) converts.")
         self.converter.expect_torch_order(_standin(node.op_type))
@@ -307,6 +310,42 @@ def _merge(node, values: list, attributes: dict) -> _Value:
     non_negative = node.op_type in ("Add", "Sum", "Mul", "Mean", "Max") and all(
         value.non_negative for value in values)
     return _Value(_MERGES[node.op_type]()(tensors), channels_last, non_negative)
+
+
+def _size_arithmetic(onnx, node, sizes: dict, values: dict, constants: _Graph) -> bool:
+    """Follow ``Shape`` -> ``Gather`` -> ``Unsqueeze`` -> ``Concat`` (what ``x.view(x.size(0),
+    -1)`` exports as): the sizes they compute, the batch size as ``"batch"``. A ``Concat`` of
+    them becomes a constant shape with 0 (ONNX's "keep this axis") for the batch; False when
+    ``node`` is not such a step."""
+    op, out = node.op_type, node.output[0]
+    attributes = _attributes(onnx, node)
+    if op == "Shape" and node.input[0] in values and not attributes:
+        value = values[node.input[0]]
+        shape = list(value.tensor.shape)
+        if value.channels_last:  # ONNX sees the channels-first view
+            shape = [shape[0], shape[-1], *shape[1:-1]]
+        sizes[out] = ["batch", *shape[1:]]
+        return True
+    if op in ("Gather", "Unsqueeze") and node.input[0] in sizes:
+        items = sizes[node.input[0]]
+        if op == "Gather":
+            if attributes.get("axis", 0) != 0:
+                raise _Refused("a Gather of sizes along another axis than 0.")
+            indices = constants.array(node.input[1], "indices")
+            items = [items[int(index)] for index in np.atleast_1d(indices)]
+        sizes[out] = items
+        return True
+    if op == "Concat" and attributes.get("axis", 0) == 0 and any(
+            name in sizes for name in node.input) and all(
+            name in sizes or constants.is_constant(name) for name in node.input):
+        items = []
+        for name in node.input:
+            items += sizes[name] if name in sizes else [
+                int(v) for v in constants.array(name, "sizes").reshape(-1)]
+        sizes[out] = items
+        constants.arrays[out] = np.array([0 if d == "batch" else d for d in items], np.int64)
+        return True
+    return False
 
 
 def _node_reads(node, graph: _Graph) -> list[str]:
@@ -514,6 +553,7 @@ def from_onnx(filepath, name: str | None = None) -> Sequential:
     model_inputs = {input_name: cl.Input(shape) for input_name, shape in inputs}
     values = {input_name: _Value(tensor, False, False)
               for input_name, tensor in model_inputs.items()}
+    sizes: dict[str, list] = {}  # x.size(...) computations: sizes, "batch" for the batch size
     chain = len(inputs) == 1 and len(graph.output) == 1 and _is_chain(nodes, constants,
                                                                       inputs[0][0])
     position = 0
@@ -522,7 +562,8 @@ def from_onnx(filepath, name: str | None = None) -> Sequential:
         try:
             if node.domain not in ("", "ai.onnx"):
                 raise _Refused(f"its domain {node.domain!r} is not ONNX's own.")
-            if node.op_type == "Constant":
+            if node.op_type == "Constant" or _size_arithmetic(onnx, node, sizes, values,
+                                                              constants):
                 position += 1
                 continue
             reads = _node_reads(node, constants)
