@@ -170,9 +170,24 @@ def test_upload_a_keras_model_or_weights_and_explore_it(port, tmp_path):
                                                   "input": {"digit": 5}})
     np.testing.assert_allclose(maps["prediction"]["probabilities"],
                                donor.predict(x, verbose=0)[0], atol=1e-6)
+    # A small file whose config asks for 470M weights: refused before the loader builds it.
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "mine.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    config["config"]["layers"][-1]["config"]["units"] = 600_000
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "huge.keras", "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    status, data, _ = upload(port, "upload-session", "huge.keras",
+                             (tmp_path / "huge.keras").read_bytes())
+    assert status == 400 and "budget" in data["error"]["message"], data
     # Refusals: not a model file, a file name the page does not take, bad base64.
     status, data, _ = upload(port, "upload-session", "junk.keras", b"not a zip file")
-    assert status == 400 and "cannot load" in data["error"]["message"]
+    assert status == 400 and "not a .keras file" in data["error"]["message"]
     status, data, _ = upload(port, "upload-session", "model.py", b"print(1)")
     assert status == 400 and data["error"]["field"] == "filename"
     status, data, _ = post(port, "/api/model", {"spec": SMALL, "session": "upload-session",

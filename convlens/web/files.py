@@ -24,6 +24,8 @@ from convlens.web.jobs import read_session
 __all__ = ["MAX_UPLOAD_BYTES", "Download", "download_request", "upload_request"]
 
 MAX_UPLOAD_BYTES = 16 * 2**20
+# A model description: Keras writes a few KB per layer, and the page takes 100 layers.
+MAX_CONFIG_BYTES = 2**20
 
 
 class Download:
@@ -63,6 +65,29 @@ def _check_budget(model) -> None:
                        status=413) from None
 
 
+def _check_keras_config(path: Path) -> None:
+    """Hold a ``.keras`` file's model to the page's budget before the loader builds it: the
+    loader's own limits are the library's generous ones."""
+    import json
+    import zipfile
+
+    from convlens.io.keras_format import model_from_config
+    from convlens.web.api import WEB_BUDGET
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise ApiError(f"the file's config.json is {info.file_size:,} bytes; the page "
+                               f"takes at most {MAX_CONFIG_BYTES:,}.", status=413, field="data")
+            config = json.loads(archive.read(info).decode("utf-8"))
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(f"not a .keras file the page can read: {error}", field="data") from None
+    if not isinstance(config, dict):
+        raise ApiError("the file's config.json is not a JSON object.", field="data")
+    model_from_config(config, "config.json", budget=WEB_BUDGET)  # refuses before allocating
+
+
 def upload_request(data, state) -> dict:
     """Load the uploaded file (see the module docstring); answer its spec and summary."""
     from convlens.models import Sequential, load_model
@@ -79,6 +104,7 @@ def upload_request(data, state) -> dict:
         path.write_bytes(raw)
         try:
             if path.suffix == ".keras":
+                _check_keras_config(path)
                 model = load_model(os.fspath(path), compile=False)
                 if not isinstance(model, Sequential) or not model.built:
                     raise ApiError("the page explores built Sequential models; this file "
