@@ -5,17 +5,27 @@ complete new content: the bytes go to a temporary file in the same folder, are f
 disk with ``fsync``, and the temporary file is renamed over the target with ``os.replace``
 (atomic on POSIX and Windows when both names are on the same file system). A crash, a full
 disk or an exception raised by the writer never leaves a half-written file under ``path``,
-and the temporary file is removed.
+and the temporary file is removed. A writer killed outright (SIGKILL, SIGXFSZ) can't remove
+its temporary file: the next write of the same file does, recognising it by its exact name
+and by the lock only a live writer holds.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+
+    _CAN_LOCK = True
+except ImportError:  # Windows: no stale-file cleanup
+    _CAN_LOCK = False
 
 __all__ = ["atomic_write", "check_regular_file"]
 
@@ -48,6 +58,44 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    """Take the exclusive lock on ``fd``; False when another process holds it."""
+    if not _CAN_LOCK:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """Remove the temporary files an earlier write of ``name`` left behind when its process
+    was killed: exactly ``.NAME.<12 hex digits>.tmp``, and only when no live writer holds its
+    lock (the kernel drops a dead process's locks). Nothing else in the folder is touched."""
+    if not _CAN_LOCK:
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.tmp\Z")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not pattern.match(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _lock(fd, blocking=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _open_temp(folder: Path, name: str) -> tuple[Path, int]:
@@ -91,16 +139,21 @@ def atomic_write(path: str | os.PathLike, data: Data) -> Path:
         )
     if not folder.is_dir():
         raise FileNotFoundError(f"Cannot write {target}: the folder {folder} does not exist.")
+    _remove_stale_temps(folder, target.name)
     tmp, fd = _open_temp(folder, target.name)
     try:
         with os.fdopen(fd, "wb") as f:
+            _lock(fd, blocking=True)  # held until closed: marks the temporary file as live
             if callable(data):
                 data(f)
             else:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+            if _CAN_LOCK:  # renamed while still locked, so no cleaner can take it first
+                os.replace(tmp, target)
+        if not _CAN_LOCK:
+            os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -13,6 +13,7 @@ Real Keras loads these files with ``model.load_weights`` and vice versa.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -58,7 +59,11 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
         raise ValueError(f"Model '{model.name}' is not built; it has no weights to save yet.")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    atomic_write(path, lambda handle: write_weights(model, handle))
+    # Built in memory, so h5py never writes to the disk: a full disk is the plain OSError of
+    # the one write below, not an error h5py reports in its own way (SystemError).
+    buffer = io.BytesIO()
+    write_weights(model, buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 def write_weights(model, handle) -> None:
