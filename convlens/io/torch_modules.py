@@ -10,6 +10,15 @@ import torch
 __all__ = ["Graph", "Merge", "Permute"]
 
 
+def _ambiguous(tensor) -> bool:
+    """Whether ``tensor``'s strides differ from those of a fresh tensor of its shape."""
+    expected, step = [], 1
+    for size in reversed(tensor.shape):
+        expected.insert(0, step)
+        step *= size
+    return tuple(tensor.stride()) != tuple(expected)
+
+
 class Permute(torch.nn.Module):
     """``x.permute(*dims)``: moves a channels_last tensor to channels first and back.
 
@@ -23,7 +32,11 @@ class Permute(torch.nn.Module):
         self.dims = tuple(int(d) for d in dims)
 
     def forward(self, x):
-        return x.permute(*self.dims)
+        y = x.permute(*self.dims)
+        # A permuted view keeps its source's strides, so torch would run the next convolution
+        # channels_last and shape its weight gradients that way, which the gradient buckets
+        # of DistributedDataParallel (made channels first) warn about: copy to plain strides.
+        return y.clone(memory_format=torch.contiguous_format) if _ambiguous(y) else y
 
     def extra_repr(self) -> str:
         return f"dims={self.dims}"
