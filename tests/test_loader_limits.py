@@ -283,3 +283,52 @@ def test_load_reads_the_weights_in_place_without_the_temp_folder(tmp_path, monke
 def _members(path):
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}.items()
+
+
+# ----- legacy .h5 model files (written by real Keras) ---------------------------------------
+def test_legacy_h5_links_strings_and_deep_json_are_named(tmp_path):
+    import convlens
+    from tests.test_keras_format import many_kinds, randomize
+    from tests.test_legacy_h5 import keras_h5, rewrite
+
+    _, path = keras_h5(randomize(many_kinds()), tmp_path, "good")
+
+    def kernel_key(store):
+        name = store["model_weights/c1"].attrs["weight_names"][0]
+        return "model_weights/c1/" + (name.decode() if isinstance(name, bytes) else name)
+
+    def external(store):
+        key = kernel_key(store)
+        shape = store[key].shape
+        with h5py.File(tmp_path / "other.h5", "w") as other:
+            other.create_dataset("w", data=np.ones(shape, "f4"))
+        del store[key]
+        store[key] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/w")
+
+    def soft_group(store):
+        store["elsewhere"] = h5py.SoftLink("/model_weights/c1")
+        del store["model_weights/c1"]
+        store["model_weights/c1"] = h5py.SoftLink("/elsewhere")
+
+    def strings(store):
+        key = kernel_key(store)
+        shape = store[key].shape
+        del store[key]
+        store.create_dataset(key, data=np.full(shape, "w", dtype=object),
+                             dtype=h5py.string_dtype())
+
+    def deep(store):
+        store.attrs["model_config"] = "[" * 100_000 + "]" * 100_000
+
+    for change, words in [(external, "is a ExternalLink"), (soft_group, "'/model_weights/c1' is a "
+                                                                        "SoftLink"),
+                          (strings, "holds object values; weights are numbers"),
+                          (deep, "'model_config' attribute nests JSON too deeply")]:
+        target = rewrite(path, tmp_path / f"{change.__name__}.h5", change)
+        with pytest.raises(ValueError, match=words) as info:
+            convlens.load_model(target)
+        assert str(target) in str(info.value)
+    fifo = tmp_path / "pipe.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        convlens.load_model(fifo)

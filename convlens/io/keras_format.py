@@ -252,21 +252,24 @@ def _read_config(archive: zipfile.ZipFile, path: str) -> dict:
         )
     if archive.getinfo(CONFIG).file_size > _MAX_JSON_BYTES:
         raise ValueError(f"{path!r}: {CONFIG} is larger than {_MAX_JSON_BYTES:,} bytes.")
+    with archive.open(CONFIG) as member:
+        return parse_config(member.read(_MAX_JSON_BYTES + 1), f"{path!r}: {CONFIG}")
+
+
+def parse_config(text: str | bytes, where: str) -> dict:
+    """A model description from JSON text, parsed as data: a ValueError naming ``where`` for
+    text that is not JSON, nests too deeply, or is not an object."""
     try:
-        with archive.open(CONFIG) as member:
-            config = json.loads(member.read(_MAX_JSON_BYTES + 1).decode("utf-8"))
+        config = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except RecursionError:
         raise ValueError(
-            f"{path!r}: {CONFIG} nests JSON too deeply to read; a model description is a few "
-            "levels deep."
+            f"{where} nests JSON too deeply to read; a model description is a few levels deep."
         ) from None
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, 4,300+ digit ints
-        raise ValueError(f"{path!r}: {CONFIG} is not valid JSON: {error}") from None
-    _check_depth(config, f"{path!r}: {CONFIG}")
+        raise ValueError(f"{where} is not valid JSON: {error}") from None
+    _check_depth(config, where)
     if not isinstance(config, dict):
-        raise ValueError(
-            f"{path!r}: {CONFIG} must hold a JSON object; received {type(config).__name__}."
-        )
+        raise ValueError(f"{where} must hold a JSON object; received {type(config).__name__}.")
     return config
 
 

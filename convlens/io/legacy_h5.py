@@ -11,13 +11,13 @@ its size is checked before it is parsed, and every weight's shape is checked bef
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
 import numpy as np
 
-from convlens.io import keras_format
+from convlens.fileio import check_regular_file
+from convlens.io import keras_format, weights_file
 
 MAX_JSON_BYTES = 64 * 2**20  # an attribute larger than this is not a model description
 
@@ -27,8 +27,7 @@ def load_model(filepath, compile: bool = True):
     import h5py
 
     path = os.fspath(filepath)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No .h5 model file at {path!r}.")
+    check_regular_file(path, ".h5 model file")
     try:
         store = h5py.File(path, "r")
     except OSError as error:
@@ -46,8 +45,11 @@ def load_model(filepath, compile: bool = True):
             keras_format.compile_from_config(
                 model, _compile_config(_json_attribute(store, "training_config", path)), path)
         if model.built:
-            arrays = _layer_arrays(model, store, path)
-            arrays += _optimizer_arrays(model, store, path)
+            try:
+                arrays = _layer_arrays(model, store, path)
+                arrays += _optimizer_arrays(model, store, path)
+            except (OSError, RuntimeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path!r} can't be read as a model file: {error}") from None
             for variable, array in arrays:
                 variable.assign(array)
     return model
@@ -61,13 +63,7 @@ def _json_attribute(store, name: str, path: str) -> dict:
         raise ValueError(f"{path!r}: the '{name}' attribute is not JSON text.")
     if len(raw) > MAX_JSON_BYTES:
         raise ValueError(f"{path!r}: the '{name}' attribute is larger than {MAX_JSON_BYTES} bytes.")
-    try:
-        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path!r}: the '{name}' attribute is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path!r}: the '{name}' attribute must hold a JSON object.")
-    return value
+    return keras_format.parse_config(raw, f"{path!r}: the '{name}' attribute")
 
 
 def _compile_config(training: dict) -> dict:
@@ -85,7 +81,7 @@ def _names(group, path: str) -> list[str]:
 def _layer_arrays(model, store, path: str) -> list:
     if "model_weights" not in store:
         raise ValueError(f"{path!r} has no 'model_weights' group.")
-    groups = store["model_weights"]
+    groups = weights_file.checked_group(store, "model_weights", path)
     arrays = []
     for layer in model.layers:
         if not layer.weights:
@@ -95,7 +91,7 @@ def _layer_arrays(model, store, path: str) -> list:
                 f"{path!r} holds no weights for layer '{layer.name}'; it holds "
                 f"{sorted(groups)[:20]}."
             )
-        group = groups[layer.name]
+        group = weights_file.checked_group(groups, layer.name, path)
         names = _names(group, path)
         if len(names) != len(layer.weights):
             raise ValueError(
@@ -108,22 +104,15 @@ def _layer_arrays(model, store, path: str) -> list:
 
 
 def _read(group, name: str, shape, what: str, path: str) -> np.ndarray:
-    dataset = group.get(name)
-    if dataset is None or not hasattr(dataset, "shape"):
-        raise ValueError(f"{path!r}: weight '{name}' listed for '{what}' is missing.")
-    if tuple(dataset.shape) != tuple(shape):  # checked before the data is read
-        raise ValueError(
-            f"Weight '{what}' has shape {tuple(shape)}; {path!r} holds shape "
-            f"{tuple(dataset.shape)} for it ('{name}')."
-        )
-    return np.asarray(dataset)
+    # Links, non-numeric data and the shape are checked before the data is read.
+    return weights_file.checked_array(group, name, shape, f"Weight '{what}'", path, dtype=None)
 
 
 def _optimizer_arrays(model, store, path: str) -> list:
     optimizer = model.optimizer if model.compiled else None
     if optimizer is None or "optimizer_weights" not in store:
         return []
-    group = store["optimizer_weights"]
+    group = weights_file.checked_group(store, "optimizer_weights", path)
     names = _names(group, path)
     variables = optimizer.variables
     if len(names) != len(variables):

@@ -150,13 +150,29 @@ def _member(group, key: str, where: str, dataset: bool = False):
 
 def _array(group, key: str, variable, where: str) -> np.ndarray:
     """The dataset ``group[key]`` for ``variable``: its shape checked first, then read."""
-    item = _member(group, key, where, dataset=True)
-    if item.shape != variable.shape:
+    return checked_array(group, key, variable.shape, f"Weight '{variable.path}'", where)
+
+
+def checked_group(group, key: str, where: str):
+    """``group[key]`` once it is known to be a group reached by a hard link (no soft or
+    external link is followed); otherwise a ValueError naming ``where`` and the key."""
+    return _member(group, key, where)
+
+
+def checked_array(group, key: str, shape, what: str, where: str, dtype=np.float32):
+    """The dataset at ``key`` (a path below ``group``, e.g. ``dense/kernel:0``) read as
+    ``dtype`` once every step to it is a hard link, it is a numeric array stored in the file,
+    and it has ``shape``; otherwise a ValueError naming ``where`` and the key."""
+    *folders, name = key.split("/")
+    for folder in folders:
+        group = _member(group, folder, where)
+    item = _member(group, name, where, dataset=True)
+    if tuple(item.shape) != tuple(shape):
         raise ValueError(
-            f"Weight '{variable.path}' has shape {variable.shape}; the file holds "
-            f"shape {item.shape} for it (at {item.name!r})."
+            f"{what} has shape {tuple(shape)}; the file holds shape {item.shape} for it "
+            f"(at {item.name!r})."
         )
-    return np.asarray(item[()], dtype=np.float32)
+    return np.asarray(item[()], dtype=dtype)
 
 
 def _layer_arrays(model, store, where: str) -> list:
