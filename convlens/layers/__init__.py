@@ -12,7 +12,7 @@ from convlens.layers.conv import (
     Convolution2D,
     Convolution3D,
 )
-from convlens.layers.conv_transpose import Conv2DTranspose
+from convlens.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from convlens.layers.core import (
     Activation,
     Dense,
@@ -24,7 +24,12 @@ from convlens.layers.core import (
     Reshape,
     ZeroPadding2D,
 )
-from convlens.layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from convlens.layers.depthwise import (
+    DepthwiseConv1D,
+    DepthwiseConv2D,
+    SeparableConv1D,
+    SeparableConv2D,
+)
 from convlens.layers.layer_normalization import GroupNormalization, LayerNormalization
 from convlens.layers.merge import (
     Add,
@@ -45,10 +50,16 @@ from convlens.layers.pooling import (
     AvgPool3D,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalAvgPool3D,
+    GlobalMaxPool1D,
     GlobalMaxPool2D,
+    GlobalMaxPool3D,
     GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
     MaxPool1D,
     MaxPool2D,
     MaxPool3D,
@@ -83,5 +94,7 @@ __all__ = [
     "Cropping1D", "Cropping2D", "Cropping3D", "ELU", "GroupNormalization", "Identity",
     "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "Permute", "Rescaling",
     "Softmax", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "UpSampling1D",
-    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding3D",
+    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding3D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling3D", "GlobalAvgPool1D", "GlobalAvgPool3D", "GlobalMaxPool1D",
+    "GlobalMaxPool3D", "Conv1DTranspose", "Conv3DTranspose", "DepthwiseConv1D", "SeparableConv1D",
 ]

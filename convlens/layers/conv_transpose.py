@@ -8,7 +8,7 @@ values, into the output at ``stride`` steps; overlapping blocks add up. The math
 from __future__ import annotations
 
 from convlens import activations, initializers
-from convlens.kinds import Kind, register
+from convlens.kinds import Kind, kind_of, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
     add_kernel_and_bias,
@@ -31,6 +31,8 @@ class Conv2DTranspose(Layer):
     Kernel ``(kh, kw, filters, C_in)``. Output size per axis is
     ``convlens.shapes.deconv_output_length`` (``in * stride`` for ``same``).
     """
+
+    rank = 2
 
     def __init__(
         self,
@@ -55,11 +57,12 @@ class Conv2DTranspose(Layer):
         super().__init__(**kwargs)
         where = self.where
         self.filters = positive_int(filters, "filters", where)
-        conv_arguments(self, 2, kernel_size, strides, padding, data_format, dilation_rate)
+        conv_arguments(self, self.rank, kernel_size, strides, padding, data_format,
+                       dilation_rate)
         self.output_padding = None
         if output_padding is not None:
             self.output_padding = normalize_tuple(
-                output_padding, 2, "output_padding", True, where=where
+                output_padding, self.rank, "output_padding", True, where=where
             )
             for pad, stride in zip(self.output_padding, self.strides):
                 if pad >= stride:
@@ -162,6 +165,30 @@ class Conv2DTranspose(Layer):
         }
 
 
+class Conv1DTranspose(Conv2DTranspose):
+    """Transposed 1D convolution: ``(N, steps, C_in)`` -> ``(N, steps_out, filters)``; kernel
+    ``(k, filters, C_in)``."""
+
+    rank = 1
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         dilation_rate, **kwargs)
+
+
+class Conv3DTranspose(Conv2DTranspose):
+    """Transposed 3D convolution over depth, rows and columns; kernel ``(kd, kh, kw, filters,
+    C_in)``."""
+
+    rank = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1, 1), **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         dilation_rate, **kwargs)
+
+
 register(Conv2DTranspose, Kind(
     words="transpose", cost="transpose", field="transpose", trace="transpose",
     picture="transpose", onnx="transpose", torch="transpose", builds_from_shape=True,
@@ -170,3 +197,9 @@ register(Conv2DTranspose, Kind(
         "kernel_regularizer": None, "kernel_constraint": None,
     },
 ))
+# The readers that draw, trace or export a transposed conv take the 2D one only so far.
+for _cls in (Conv1DTranspose, Conv3DTranspose):
+    register(_cls, Kind(
+        words="transpose", cost="transpose", field="transpose", builds_from_shape=True,
+        keras_only_keys=kind_of(Conv2DTranspose).keras_only_keys,
+    ))

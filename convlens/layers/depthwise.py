@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import activations, initializers
-from convlens.kinds import Kind, register
+from convlens.kinds import Kind, kind_of, register
 from convlens.layers.base import Layer, resolve
 from convlens.layers.conv import (
+    Conv1D,
     Conv2D,
     add_kernel_and_bias,
     check_no_regularizers,
@@ -55,7 +56,8 @@ class DepthwiseConv2D(Layer):
         super().__init__(**kwargs)
         where = self.where
         self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", where)
-        conv_arguments(self, 2, kernel_size, strides, padding, data_format, dilation_rate)
+        conv_arguments(self, self.rank, kernel_size, strides, padding, data_format,
+                       dilation_rate)
         self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = resolve(initializers.get, depthwise_initializer, where)
@@ -101,9 +103,9 @@ class DepthwiseConv2D(Layer):
         return self.geometry.shape(input_shape[0], conv_output_shape(spatial, *args), channels)
 
     def grouped_kernel(self) -> np.ndarray:
-        kh, kw, channels, multiplier = self.kernel.shape
-        # (kh, kw, C_in, m) -> (kh, kw, 1, C_in*m): output channel c*m + j, one group per channel
-        return self.kernel.value.reshape(kh, kw, 1, channels * multiplier)
+        *taps, channels, multiplier = self.kernel.shape
+        # (*k, C_in, m) -> (*k, 1, C_in*m): output channel c*m + j, one group per channel
+        return self.kernel.value.reshape(*taps, 1, channels * multiplier)
 
     def call(self, x, training=False):
         x = self.geometry.to_last(x)
@@ -157,6 +159,11 @@ class SeparableConv2D(Layer):
     and ``bias (filters,)``.
     """
 
+    @staticmethod
+    def stage_classes():
+        """The two layers this one is made of: the depthwise stage, then the pointwise one."""
+        return DepthwiseConv2D, Conv2D
+
     def __init__(
         self,
         filters,
@@ -194,17 +201,19 @@ class SeparableConv2D(Layer):
             bias_constraint=bias_constraint,
         )
         # The two stages are real layers, named after this one and never auto-numbered.
-        stages = {"DepthwiseConv2D": f"{self.name}_depthwise", "Conv2D": f"{self.name}_pointwise"}
+        depthwise_cls, pointwise_cls = self.stage_classes()
+        stages = {depthwise_cls.__name__: f"{self.name}_depthwise",
+                  pointwise_cls.__name__: f"{self.name}_pointwise"}
         try:
-            self.depthwise = DepthwiseConv2D(
+            self.depthwise = depthwise_cls(
                 kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
                 use_bias=False, depthwise_initializer=depthwise_initializer,
-                name=stages["DepthwiseConv2D"],
+                name=stages[depthwise_cls.__name__],
             )
-            self.pointwise = Conv2D(
+            self.pointwise = pointwise_cls(
                 filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
                 kernel_initializer=pointwise_initializer, bias_initializer=bias_initializer,
-                name=stages["Conv2D"],
+                name=stages[pointwise_cls.__name__],
             )
         except (ValueError, TypeError) as error:
             message = str(error)
@@ -291,6 +300,31 @@ class SeparableConv2D(Layer):
         }
 
 
+class DepthwiseConv1D(DepthwiseConv2D):
+    """Depthwise 1D convolution: each input channel of ``(N, steps, C)`` gets its own
+    ``depth_multiplier`` filters; kernel ``(k, C, depth_multiplier)``."""
+
+    rank = 1
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, **kwargs):
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, **kwargs)
+
+
+class SeparableConv1D(SeparableConv2D):
+    """A depthwise 1D convolution, then a pointwise (kernel size 1) Conv1D to ``filters``."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         depth_multiplier, **kwargs)
+
+    @staticmethod
+    def stage_classes():
+        return DepthwiseConv1D, Conv1D
+
+
 register(DepthwiseConv2D, Kind(
     words="depthwise", cost="depthwise", field="window", trace="depthwise", picture="depthwise",
     onnx="depthwise", torch="depthwise", builds_from_shape=True,
@@ -304,3 +338,9 @@ register(SeparableConv2D, Kind(
         "depthwise_constraint": None, "pointwise_constraint": None,
     },
 ))
+# The readers that draw, trace or export these take the 2D layers only so far.
+register(DepthwiseConv1D, Kind(words="depthwise", cost="depthwise", field="window",
+                               builds_from_shape=True))
+register(SeparableConv1D, Kind(words="separable", cost="separable", field="window",
+                               builds_from_shape=True,
+                               keras_only_keys=kind_of(SeparableConv2D).keras_only_keys))

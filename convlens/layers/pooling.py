@@ -163,7 +163,18 @@ class GlobalMaxPooling2D(GlobalPooling):
     rank, mode = 2, "max"
 
 
-GlobalAvgPool2D, GlobalMaxPool2D = GlobalAveragePooling2D, GlobalMaxPooling2D
+class GlobalAveragePooling3D(GlobalPooling):
+    rank, mode = 3, "avg"
+
+
+class GlobalMaxPooling3D(GlobalPooling):
+    rank, mode = 3, "max"
+
+
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = (
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D)
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = (
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D)
 
 
 POOL_KIND = Kind(words="pool", field="window", trace="pool", onnx="pool", torch="pool")
@@ -172,6 +183,6 @@ GLOBAL_POOL_KIND = Kind(words="global_pool", field="mix", trace="global_pool", o
 for _cls in (MaxPooling1D, MaxPooling2D, MaxPooling3D,
              AveragePooling1D, AveragePooling2D, AveragePooling3D):
     register(_cls, POOL_KIND)
-for _cls in (GlobalAveragePooling1D, GlobalAveragePooling2D,
-             GlobalMaxPooling1D, GlobalMaxPooling2D):
+for _cls in (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
+             GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D):
     register(_cls, GLOBAL_POOL_KIND)
