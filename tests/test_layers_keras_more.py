@@ -223,3 +223,24 @@ def test_keras_files_round_trip_both_ways(name, kwargs, shape, tmp_path):
                                rtol=1e-6, atol=1e-6)
     assert summary_text(again, 100) == summary_text(theirs, 100)
     ours.explain()  # every reader takes the layer
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(threshold=0.5), dict(threshold=0.25, max_value=1.0), dict(max_value=6.0),
+    dict(threshold=0.5, negative_slope=0.2), dict(negative_slope=0.3, max_value=2.0, threshold=1.0),
+])
+def test_relu_options_at_their_kinks_match_keras_and_trace(kwargs):
+    """Exactly at the threshold, 0 and max_value: value, gradient and the traced value."""
+    from convlens.explain import trace
+
+    x = np.array([[-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 6.0, 7.0]], np.float32)
+    ours, theirs = cl.ReLU(**kwargs), keras.layers.ReLU(**kwargs)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    expected = theirs(xt)
+    expected.backward(torch.ones_like(expected))
+    np.testing.assert_array_equal(ours(x, training=True), expected.detach().numpy())
+    np.testing.assert_array_equal(ours.backward(np.ones_like(x)), xt.grad.numpy())
+    model = convlens.Sequential([cl.Input((x.shape[1],)), cl.ReLU(**kwargs)])
+    for i in range(x.shape[1]):
+        assert trace(model, model.layers[0].name, (i,), x).value == pytest.approx(
+            float(expected[0, i]), abs=1e-7)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from convlens.kinds import kind_of
+from convlens.ops import activations as activation_ops
 
 SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool", "merge", "concatenate")
 # The ``trace`` rules of layer kinds (``convlens.kinds``) traced here; ReLU's is written as an
@@ -126,9 +127,11 @@ def trace_simple(layer, h, index) -> dict:
                     value=float(value), formula=formula)
     if kind == "relu":
         kind = "elementwise"
-        value = x if x > layer.threshold else layer.negative_slope * (x - layer.threshold)
-        if layer.max_value is not None:
-            value = min(value, layer.max_value)
+        # Keras's composition, from the layer's own op (a negative threshold with a max_value
+        # clips (threshold, 0) to 0, and x == threshold gives 0)
+        value = float(activation_ops.relu(
+            np.array([x]), negative_slope=layer.negative_slope, max_value=layer.max_value,
+            threshold=layer.threshold)[0])
         value += 0.0  # no "-0" when the negative slope is 0
         return dict(kind=kind, window=np.array([x]), source=index, value=float(value),
                     activation="relu", formula=f"relu({x:.7g}) = {value:.7g}")
