@@ -111,6 +111,12 @@ class Model:
         (the trainer's fused softmax + cross-entropy)."""
         self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
 
+    def get_config(self) -> dict:
+        """The model's config as Keras 3 writes it: layers with their inbound nodes."""
+        from convlens.io import functional_format  # doorway
+
+        return functional_format.functional_to_config(self)["config"]
+
     def __repr__(self) -> str:
         return f"<Functional name={self.name}, built={self.built}>"
 

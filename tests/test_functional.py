@@ -1,6 +1,8 @@
 """The Functional API against real Keras: graphs with branches, merges, shared layers and
 several inputs/outputs print the same summary, predict the same and train the same."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,7 +108,13 @@ def test_one_sgd_step_equals_keras(builder):
 
 
 def test_layer_input_output_and_get_layer():
-    _, ours = _pair(_residual)
+    reference, ours = _pair(_residual)
+    # as a file holds them (JSON: Keras's in-memory config has tuples)
+    ours_config, their_config = (json.loads(json.dumps(m.get_config())) for m in (ours, reference))
+    assert ours_config["input_layers"] == their_config["input_layers"]
+    assert ours_config["output_layers"] == their_config["output_layers"]
+    assert ([e["inbound_nodes"] for e in ours_config["layers"]]
+            == [e["inbound_nodes"] for e in their_config["layers"]])
     add = ours.get_layer("add")
     assert [t.name for t in add.input] == ["c1", "c2"]
     assert add.output.shape == (None, 8, 8, 4)
@@ -180,3 +188,19 @@ def test_functional_files_round_trip_with_keras(tmp_path):
         for e, g, a in zip(*(v if isinstance(v, list) else [v] for v in (expected, got, again))):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__.strip("_"))
+def test_onnx_export_of_graphs_runs_as_predict(builder):
+    onnx_reference = pytest.importorskip("onnx.reference")
+    from convlens.io.onnx_export import to_onnx
+
+    _, ours = _pair(builder)
+    proto = to_onnx(ours)
+    x = _inputs(ours, np.random.default_rng(4))
+    arrays = x if isinstance(x, list) else [x]
+    feeds = {t.name: a for t, a in zip(ours.inputs, arrays)}
+    got = onnx_reference.ReferenceEvaluator(proto).run(None, feeds)
+    expected = ours.predict(x, verbose=0)
+    for e, g in zip(expected if isinstance(expected, list) else [expected], got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)

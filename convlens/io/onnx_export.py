@@ -364,6 +364,30 @@ def _export_dropout(graph, layer, value):
     return value  # inference
 
 
+# Elementwise merges: ONNX's variadic Sum/Max/Min/Mean, binary Sub, and Mul folded left.
+_MERGE_OPS = {"Add": "Sum", "Maximum": "Max", "Minimum": "Min", "Average": "Mean"}
+
+
+def _export_merge(graph, layer, values):
+    names = [graph.logical(v).name for v in values]  # every input in convlens's axis order
+    kind = type(layer).__name__
+    if kind in _MERGE_OPS:
+        y = graph.node(_MERGE_OPS[kind], names, stem=layer.name)
+    elif kind == "Subtract":
+        y = graph.node("Sub", names, stem=layer.name)
+    else:  # Multiply
+        y = names[0]
+        for name in names[1:]:
+            y = graph.node("Mul", [y, name], stem=layer.name)
+    return _Value(y, values[0].ndim)
+
+
+def _export_concatenate(graph, layer, values):
+    names = [graph.logical(v).name for v in values]
+    axis = layer.axis % values[0].ndim
+    return _Value(graph.node("Concat", names, stem=layer.name, axis=axis), values[0].ndim)
+
+
 # The ``onnx`` rule of a layer kind (``convlens.kinds``) -> the function that writes its nodes.
 EXPORTERS = {
     "conv": _export_conv, "depthwise": _export_depthwise, "separable": _export_separable,
@@ -371,6 +395,7 @@ EXPORTERS = {
     "global_pool": _export_global_pool, "flatten": _export_flatten, "reshape": _export_reshape,
     "batchnorm": _export_batchnorm, "zero_padding": _export_zero_padding, "relu": _export_relu,
     "activation": _export_activation, "dropout": _export_dropout,
+    "merge": _export_merge, "concatenate": _export_concatenate,
 }
 
 
@@ -380,8 +405,21 @@ def _tensor_info(helper, onnx, name: str, shape) -> object:
     return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
 
 
+def _exporter(layer, index: int):
+    exporter = EXPORTERS.get(kind_of(layer).onnx)
+    if exporter is None:
+        exportable = sorted(name for name in registered_names()
+                            if kind_of(registered_class(name)).onnx in EXPORTERS)
+        raise ValueError(
+            f"Cannot export layer {index} '{layer.name}' ({type(layer).__name__}) to ONNX: "
+            f"convlens has no ONNX form for it. Exportable layers: {', '.join(exportable)}."
+        )
+    return exporter
+
+
 def to_onnx(model, opset_version: int | None = None):
-    """The ``onnx.ModelProto`` for ``model`` (a built convlens ``Sequential``), checked."""
+    """The ``onnx.ModelProto`` for ``model`` (a built ``Sequential`` or functional ``Model``),
+    checked."""
     onnx = _onnx()
     opset = DEFAULT_OPSET if opset_version is None else opset_version
     newest = onnx.defs.onnx_opset_version()
@@ -396,24 +434,33 @@ def to_onnx(model, opset_version: int | None = None):
             "Build it first: model.build((None, ...)) or start it with Input(...)."
         )
     graph = _GraphBuilder(onnx, opset)
-    input_name = model.input_layer.name if model.input_layer is not None else "input"
-    value = _Value(input_name, len(model.input_shape))
-    for index, layer in enumerate(model.layers):
-        exporter = EXPORTERS.get(kind_of(layer).onnx)
-        if exporter is None:
-            exportable = sorted(name for name in registered_names()
-                                if kind_of(registered_class(name)).onnx in EXPORTERS)
-            raise ValueError(
-                f"Cannot export layer {index} '{layer.name}' ({type(layer).__name__}) to ONNX: "
-                f"convlens has no ONNX form for it. Exportable layers: {', '.join(exportable)}."
-            )
-        value = exporter(graph, layer, value)
-    output_name = "output_0"
-    graph.nodes.append(graph.helper.make_node("Identity", [graph.logical(value).name],
-                                              [output_name], name=output_name))
+    if model.graph is None:  # a Sequential: its layers in a chain
+        input_name = model.input_layer.name if model.input_layer is not None else "input"
+        input_names, input_shapes = [input_name], [model.input_shape]
+        value = _Value(input_name, len(model.input_shape))
+        for index, layer in enumerate(model.layers):
+            value = _exporter(layer, index)(graph, layer, value)
+        outputs, output_shapes = [value], [model.output_shape]
+    else:  # a graph: each node's inputs are the values of the tensors it reads
+        input_names = [t.name for t in model.inputs]
+        input_shapes = [t.shape for t in model.inputs]
+        values = {id(t): _Value(t.name, len(t.shape)) for t in model.inputs}
+        for node in model.graph.nodes:
+            index = model.layers.index(node.layer)
+            given = [values[id(t)] for t in node.inputs]
+            exporter = _exporter(node.layer, index)
+            values[id(node.outputs[0])] = exporter(graph, node.layer,
+                                                   given if node.list_input else given[0])
+        outputs = [values[id(t)] for t in model.outputs]
+        output_shapes = [t.shape for t in model.outputs]
+    output_names = [f"output_{i}" for i in range(len(outputs))]
+    for value, output_name in zip(outputs, output_names):
+        graph.nodes.append(graph.helper.make_node("Identity", [graph.logical(value).name],
+                                                  [output_name], name=output_name))
     proto_graph = graph.helper.make_graph(
-        graph.nodes, model.name, [_tensor_info(graph.helper, onnx, input_name, model.input_shape)],
-        [_tensor_info(graph.helper, onnx, output_name, model.output_shape)],
+        graph.nodes, model.name,
+        [_tensor_info(graph.helper, onnx, n, s) for n, s in zip(input_names, input_shapes)],
+        [_tensor_info(graph.helper, onnx, n, s) for n, s in zip(output_names, output_shapes)],
         initializer=graph.initializers,
     )
     from convlens import __version__

@@ -148,8 +148,8 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-MERGE_KIND = Kind(words="merge", field="merge", trace="merge", torch="merge")
+MERGE_KIND = Kind(words="merge", field="merge", trace="merge", onnx="merge", torch="merge")
 for _cls in (Add, Subtract, Multiply, Average, Maximum, Minimum):
     register(_cls, MERGE_KIND)
 register(Concatenate, Kind(words="concatenate", field="merge", trace="concatenate",
-                           torch="concatenate"))
+                           onnx="concatenate", torch="concatenate"))
