@@ -2,8 +2,13 @@
 
 CONFIG is JSON: ``workers``, ``waiting``, ``time_limit`` and ``slow_until`` (a file path:
 adds the route ``/api/slow``, which holds its worker until that file exists, at most 20 s). After
-uvicorn stops (SIGTERM), the script prints ``maxrss_kb=N``: the peak resident memory of this
-process, from ``resource``.
+uvicorn stops (SIGTERM), the script prints ``maxrss_kb=N``: the server's peak resident memory,
+from ``resource``.
+
+Linux gives a new process the peak of the process it was forked from, and keeps it across
+exec: a server started by a test process holding gigabytes (torch, Keras) would report
+those. So this script starts the server as its own child and reads the child's peak
+(``RUSAGE_CHILDREN``), the child being forked from this small process.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import json
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
+
+_CHILD = "_CONVLENS_TEST_SERVER_CHILD"
 
 
 def _slow(flag: str):
@@ -25,6 +33,14 @@ def _slow(flag: str):
         return {"slow": True}
 
     return answer
+
+
+def launch() -> None:
+    child = subprocess.Popen([sys.executable, __file__, *sys.argv[1:]],
+                             env={**os.environ, _CHILD: "1"})
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    child.wait()
+    print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
 
 
 def main() -> None:
@@ -46,9 +62,11 @@ def main() -> None:
     server.capture_signals = contextlib.nullcontext
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     server.run()
-    print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
     os._exit(0)  # a held worker thread must not keep the process alive
 
 
 if __name__ == "__main__":
-    main()
+    if os.environ.get(_CHILD) == "1":
+        main()
+    else:
+        launch()
