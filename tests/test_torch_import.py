@@ -291,3 +291,24 @@ def test_a_single_module_and_the_converted_model_trains():
     before = model.evaluate(x, np.zeros((4, 2), np.float32), verbose=0)
     model.fit(x, np.zeros((4, 2), np.float32), epochs=3, verbose=0)
     assert model.evaluate(x, np.zeros((4, 2), np.float32), verbose=0) < before
+
+
+@pytest.mark.parametrize("mode, rank", [("nearest", 2), ("bilinear", 2), ("nearest", 3)])
+def test_upsample_becomes_keras_upsampling(mode, rank):
+    nn = torch.nn
+    conv = nn.Conv2d if rank == 2 else nn.Conv3d
+    module = nn.Sequential(conv(2, 3, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode),
+                           conv(3, 2, 1)).eval()
+    shape = (2, 4, 5) if rank == 2 else (2, 3, 4, 3)
+    model = from_torch(module, shape)
+    assert any(type(layer).__name__.startswith("UpSampling") for layer in model.layers)
+    x = np.random.default_rng(rank).random((2, *shape), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               module(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+
+
+def test_upsample_keras_cannot_express_is_refused_naming_the_module():
+    module = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="bilinear",
+                                                   align_corners=True))
+    with pytest.raises(ValueError, match="Upsample.*align_corners=True"):
+        from_torch(module, (1, 4, 4))

@@ -403,6 +403,36 @@ class ChainConverter:
             )
         self.add(cl.Activation(name))
 
+    def upsample(self, module) -> None:
+        """``nn.Upsample`` by whole factors: Keras's UpSampling1D/2D/3D (nearest; bilinear in
+        2D with ``align_corners=False``, the same half-pixel centres as Keras's resize)."""
+        rank = len(self.spatial)
+        if module.size is not None or module.scale_factor is None:
+            raise _Unsupported("size=...: convert only scale_factor upsampling (Keras's "
+                               "UpSampling layers take a factor).")
+        factors = module.scale_factor
+        factors = tuple(factors) if isinstance(factors, (tuple, list)) else (factors,) * rank
+        if any(float(f) != int(f) or f < 1 for f in factors):
+            raise _Unsupported(f"scale_factor={module.scale_factor}: only whole factors >= 1.")
+        factors = tuple(int(f) for f in factors)
+        mode = module.mode
+        if mode == "bilinear" and rank == 2 and not module.align_corners:
+            interpolation = "bilinear"
+        elif mode == "nearest":
+            interpolation = "nearest"
+        else:
+            raise _Unsupported(f"mode={mode!r}, align_corners={module.align_corners}: Keras "
+                               "upsamples nearest, or bilinear in 2D with align_corners=False.")
+        if rank == 2:
+            self.add(cl.UpSampling2D(factors, data_format=self.data_format,
+                                     interpolation=interpolation))
+        elif rank == 3:
+            self.add(cl.UpSampling3D(factors, data_format=self.data_format))
+        else:
+            self.expect_torch_order(module)
+            raise _Unsupported("a 1D upsampling of torch's (N, C, L) tensor: Keras's "
+                               "UpSampling1D repeats along axis 1 of (N, steps, C).")
+
     def flatten(self, module) -> None:
         self.expect_torch_order(module)
         end = module.end_dim % len(self.shape)
@@ -552,6 +582,8 @@ def _convert(conv: ChainConverter, module, modules: list, position: int) -> int:
         conv.hardtanh(module)
     elif isinstance(module, nn.Linear):
         conv.linear(module)
+    elif isinstance(module, nn.Upsample):
+        conv.upsample(module)
     elif kind in ACTIVATIONS:
         conv.add(cl.Activation(ACTIVATIONS[kind]))
     elif isinstance(module, nn.GELU):
