@@ -215,3 +215,21 @@ def test_torch_exports_of_resnet_unet_and_vgg_classes_predict_as_torch(tmp_path,
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
                                atol=1e-4)
 
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_torch_upsampling_exported_as_resize_reads_as_keras_upsampling(tmp_path, mode):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode),
+                           nn.Conv2d(3, 2, 1)).eval()
+    x = torch.from_numpy(sample((2, 5, 4), n=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(tmp_path / "up.onnx"), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    model = from_onnx(tmp_path / "up.onnx")
+    assert any(type(layer).__name__ == "UpSampling2D" for layer in model.layers)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
+                               atol=1e-5)

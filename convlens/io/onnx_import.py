@@ -136,7 +136,37 @@ def _symmetric(pairs) -> bool:
     return all(before == after for before, after in pairs)
 
 
+def _text(value, default: str) -> str:
+    if value is None:
+        return default
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class _Reader:
+    def resize(self, node, attributes: dict) -> None:
+        """Resize by whole factors: nearest (as torch exports it, or half-pixel) or linear with
+        half-pixel centres in 2D, which are Keras's UpSampling layers."""
+        names = list(node.input) + ["", "", ""]
+        spatial = self.converter.spatial
+        if names[2] and self.graph.is_constant(names[2]) and self.graph.array(
+                names[2], "scales").size:
+            factors = self.graph.array(names[2], "scales").reshape(-1)[2:]
+        elif names[3] and self.graph.is_constant(names[3]):
+            sizes = self.graph.array(names[3], "sizes").reshape(-1)[2:]
+            factors = np.asarray(sizes, np.float64) / np.asarray(spatial, np.float64)
+        else:
+            raise _Refused("its scales or sizes are not constants.")
+        mode = _text(attributes.get("mode"), "nearest")
+        coordinates = _text(attributes.get("coordinate_transformation_mode"), "half_pixel")
+        if mode == "linear" and coordinates in ("half_pixel", "pytorch_half_pixel"):
+            mode = "bilinear"
+        elif mode != "nearest" or coordinates not in ("asymmetric", "half_pixel"):
+            raise _Refused(f"mode={mode!r} with coordinate_transformation_mode={coordinates!r}: "
+                           "Keras upsamples nearest, or linearly with half-pixel centres.")
+        self.converter.upsample(_standin(
+            "Resize", size=None, scale_factor=tuple(float(f) for f in factors), mode=mode,
+            align_corners=False))
+
     def __init__(self, onnx, graph, converter, consumers=None):
         self.onnx, self.graph, self.converter = onnx, graph, converter
         self.consumers = consumers or {}  # value name -> how many nodes read it
@@ -460,6 +490,8 @@ def _read_node(reader: _Reader, nodes, position: int) -> int:
                 permute):
             return 1
         converter.permute(permute)
+    elif op == "Resize":
+        reader.resize(node, attributes)
     elif op in ("Dropout", "Identity"):
         pass
     else:
@@ -467,7 +499,7 @@ def _read_node(reader: _Reader, nodes, position: int) -> int:
             "convlens has no layer for this operator. Read: Conv, ConvTranspose, Gemm, MatMul "
             "(+ Add), MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMax, "
             "BatchNormalization, Pad, Flatten, Reshape, Transpose, Dropout, Identity, Clip, "
-            "LeakyRelu, HardSigmoid, Elu, Selu, Gelu, Softmax, LogSoftmax, "
+            "LeakyRelu, HardSigmoid, Elu, Selu, Gelu, Softmax, LogSoftmax, Resize, "
             + ", ".join(sorted(_ACTIVATIONS)) + "."
         )
     return 0
