@@ -143,6 +143,10 @@ def _text(value, default: str) -> str:
 
 
 class _Reader:
+    def __init__(self, onnx, graph, converter, consumers=None):
+        self.onnx, self.graph, self.converter = onnx, graph, converter
+        self.consumers = consumers or {}  # value name -> how many nodes read it
+
     def resize(self, node, attributes: dict) -> None:
         """Resize by whole factors: nearest (as torch exports it, or half-pixel) or linear with
         half-pixel centres in 2D, which are Keras's UpSampling layers."""
@@ -166,10 +170,6 @@ class _Reader:
         self.converter.upsample(_standin(
             "Resize", size=None, scale_factor=tuple(float(f) for f in factors), mode=mode,
             align_corners=False))
-
-    def __init__(self, onnx, graph, converter, consumers=None):
-        self.onnx, self.graph, self.converter = onnx, graph, converter
-        self.consumers = consumers or {}  # value name -> how many nodes read it
 
     @property
     def rank(self) -> int:
