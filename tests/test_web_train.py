@@ -203,3 +203,30 @@ def test_the_model_store_keeps_the_most_recent_sessions():
     store.put("c" * 8, "spec c", "model c")
     assert store.get("b" * 8) is None and len(store) == 2
     assert store.get("a" * 8, "another spec") is None and store.get("c" * 8) == "model c"
+
+
+def test_a_job_frees_its_slot_before_it_reports_done():
+    from types import SimpleNamespace
+
+    from convlens.web.jobs import ServerState
+
+    class Model:
+        def fit(self, *args, **kwargs):
+            return SimpleNamespace(history={"loss": [0.5]})
+
+    state = ServerState()
+    job = state.trainer.prepare({"spec": SMALL, "session": "session-9", "samples": 100})
+    assert state.trainer.cancel({"session": "session-9"}) == {"cancelled": True}  # it holds
+    job.cancel.clear()  # the slot; now let it finish at once
+    job.model = Model()
+    seen = []
+
+    def emit(kind, data):
+        # By the time the client reads 'done', no job of its session is running.
+        seen.append((kind, data, state.trainer.cancel({"session": "session-9"})))
+
+    state.trainer.run(job, emit)
+    assert seen == [("done", {"cancelled": False, "epochs": 1}, {"cancelled": False})]
+    status = state.trainer.prepare({"spec": SMALL, "session": "session-10", "samples": 100})
+    assert status is not None  # a new job starts: no 409
+    assert state.store.get("session-9", SMALL) is job.model

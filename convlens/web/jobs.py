@@ -176,13 +176,15 @@ class Trainer:
                                         epochs=job.epochs, validation_split=0.1, verbose=0,
                                         callbacks=[_progress_callback(job, emit)])
             self.store.put(job.session, job.spec, job.model)
-            emit("done", {"cancelled": job.cancel.is_set(),
-                          "epochs": len(history.history.get("loss", []))})
+            final = ("done", {"cancelled": job.cancel.is_set(),
+                              "epochs": len(history.history.get("loss", []))})
         except Exception as error:  # reported to the page, never lost in a thread
-            emit("error", {"message": f"{type(error).__name__}: {error}"})
-        finally:
-            with self._lock:
-                self._job = None
+            final = ("error", {"message": f"{type(error).__name__}: {error}"})
+        # Free the slot before saying so: a client that starts the next job on 'done' must
+        # not meet this one.
+        with self._lock:
+            self._job = None
+        emit(*final)
 
     def cancel(self, data: dict) -> dict:
         session = read_session(data, required=True)
