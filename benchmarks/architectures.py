@@ -52,34 +52,30 @@ def child_setup(args) -> dict:
     return {}
 
 
-def child_convlens(args) -> dict:
-    import convlens
-
+def _child_keras_api(args, load) -> dict:
+    """The same measurements for convlens and Keras: both open files with ``load``."""
     times, repeats = {}, 2 if args.quick else 5
     for name in MODELS:
         path = os.path.join(args.folder, f"{name}.keras")
         if name == "ResNet50":
             times["open ResNet50 .keras + summary"] = _common.sample_ms(
-                lambda p=path: _quiet(lambda: convlens.load_model(p).summary()), repeats, 1)
-        model, x = convlens.load_model(path), _batch()
+                lambda p=path: _quiet(lambda: load(p).summary()), repeats, 1)
+        model, x = load(path), _batch()
         times[f"{name} predict, batch {BATCH}"] = _common.sample_ms(
             lambda m=model, x=x: m.predict(x, batch_size=BATCH, verbose=0), repeats, 1)
     return {"times": times}
+
+
+def child_convlens(args) -> dict:
+    import convlens
+
+    return _child_keras_api(args, convlens.load_model)
 
 
 def child_keras(args) -> dict:
     import keras
 
-    times, repeats = {}, 2 if args.quick else 5
-    for name in MODELS:
-        path = os.path.join(args.folder, f"{name}.keras")
-        if name == "ResNet50":
-            times["open ResNet50 .keras + summary"] = _common.sample_ms(
-                lambda p=path: _quiet(lambda: keras.saving.load_model(p).summary()), repeats, 1)
-        model, x = keras.saving.load_model(path), _batch()
-        times[f"{name} predict, batch {BATCH}"] = _common.sample_ms(
-            lambda m=model, x=x: m.predict(x, batch_size=BATCH, verbose=0), repeats, 1)
-    return {"times": times}
+    return _child_keras_api(args, keras.saving.load_model)
 
 
 def child_torch(args) -> dict:

@@ -92,6 +92,15 @@ def volumes():
                          nn.MaxPool3d(2), nn.Flatten(), nn.Linear(3 * 2 * 2 * 2, 4), nn.ReLU6())
 
 
+def torch_export(module, x, path):
+    """``torch.onnx.export`` of ``module`` on ``x`` with a dynamic batch axis; returns ``path``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+    return path
+
+
 @pytest.mark.parametrize(("make", "shape"), [
     (LeNet, (1, 28, 28)), (vgg_like, (3, 16, 16)), (decoder, (4, 4, 4)),
     (volumes, (2, 4, 4, 4)),
@@ -104,11 +113,7 @@ def test_torch_exports_read_and_predict_as_torch(tmp_path, make, shape):
             child.running_mean.uniform_(-0.5, 0.5)
             child.running_var.uniform_(0.5, 2.0)
     x = torch.from_numpy(sample(shape, n=2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), str(tmp_path / "t.onnx"), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-    model = from_onnx(tmp_path / "t.onnx")
+    model = from_onnx(torch_export(module, x, tmp_path / "t.onnx"))
     with torch.no_grad():
         expected = module(x).numpy()
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
@@ -205,11 +210,7 @@ def test_torch_exports_of_resnet_unet_and_vgg_classes_predict_as_torch(tmp_path,
     module = traced.random_statistics(getattr(traced, name)())
     shape = {"ResNet18": (3, 32, 32), "UNet": (1, 16, 16), "VGG": (3, 16, 16)}[name]
     x = torch.from_numpy(sample(shape, n=2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), str(tmp_path / "t.onnx"), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-    model = from_onnx(tmp_path / "t.onnx")
+    model = from_onnx(torch_export(module, x, tmp_path / "t.onnx"))
     with torch.no_grad():
         expected = module(x).numpy()
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
@@ -223,11 +224,7 @@ def test_torch_upsampling_exported_as_resize_reads_as_keras_upsampling(tmp_path,
     module = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode),
                            nn.Conv2d(3, 2, 1)).eval()
     x = torch.from_numpy(sample((2, 5, 4), n=2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), str(tmp_path / "up.onnx"), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-    model = from_onnx(tmp_path / "up.onnx")
+    model = from_onnx(torch_export(module, x, tmp_path / "up.onnx"))
     assert any(type(layer).__name__ == "UpSampling2D" for layer in model.layers)
     with torch.no_grad():
         expected = module(x).numpy()
