@@ -111,7 +111,10 @@ def test_one_job_at_a_time_and_cancel(port):
         for _ in range(2000):
             status, data, _ = post(port, "/api/train/cancel", {"session": "someone-else"})
             assert status == 200 and data == {"cancelled": False}
-            status, data = stream(port, {**body, "session": "page-session-3"})
+            # a probe small enough that, if it runs because the first has not started yet,
+            # it ends at once (a probe with the first job's size trained for minutes)
+            status, data = stream(port, {**body, "session": "page-session-3", "epochs": 1,
+                                         "samples": 100})
             if status == 409:
                 break
             assert status == 200  # the first had not started yet: this one ran instead
