@@ -168,12 +168,14 @@ def test_what_convlens_cannot_express_names_the_module_path_type_and_reason():
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 1)
-            self.up = nn.Upsample(scale_factor=2)
+            # corner-aligned bilinear sampling: no Keras UpSampling2D computes it
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
 
         def forward(self, x):
             return self.up(self.conv(x))
 
-    with pytest.raises(ValueError, match=r"module 'up' \(Upsample\): convlens has no"):
+    with pytest.raises(ValueError, match=r"module 'up' \(Upsample\): mode='bilinear', "
+                                         r"align_corners=True"):
         from_torch(Upsampling(), (1, 4, 4))
 
     class Branchy(nn.Module):
