@@ -140,6 +140,21 @@ def run_child(command: Sequence[str], env: dict[str, str]) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def report_run(results: dict[str, list[dict]], load, contenders: Sequence[str]) -> dict:
+    """Print each contender's thread pools and the load record; return the samples as
+    ``{contender: {case: [times of round 1, times of round 2, ...]}}``."""
+    samples: dict[str, dict[str, list[list[float]]]] = {}
+    for name, runs in results.items():
+        for result in runs:
+            for case, times in result["times"].items():
+                samples.setdefault(name, {}).setdefault(case, []).append(times)
+    print()
+    for name in contenders:
+        print(f"{name}: {describe_pools(results[name][-1]['pools'])}")
+    print(load.report())
+    return samples
+
+
 def run_rounds(
     script: str, names: Sequence[str], rounds: int, threads: int, extra: Sequence[str] = ()
 ) -> tuple[dict[str, list[dict]], Load]:

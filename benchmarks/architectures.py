@@ -126,15 +126,7 @@ def main() -> None:
         extra = ["--folder", folder] + (["--quick"] if args.quick else [])
         results, load = _common.run_rounds(os.path.abspath(__file__), CONTENDERS, args.rounds,
                                            args.threads, extra)
-    samples: dict[str, dict[str, list[list[float]]]] = {}
-    for name, runs in results.items():
-        for result in runs:
-            for case, times in result["times"].items():
-                samples.setdefault(name, {}).setdefault(case, []).append(times)
-    print()
-    for name in CONTENDERS:
-        print(f"{name}: {_common.describe_pools(results[name][-1]['pools'])}")
-    print(load.report())
+    samples = _common.report_run(results, load, CONTENDERS)
     print(report(samples))
 
 

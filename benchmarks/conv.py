@@ -294,15 +294,7 @@ def main() -> None:
         os.path.abspath(__file__), args.contenders, args.rounds, args.threads,
         ["--quick"] if args.quick else [],
     )
-    samples: dict[str, dict[str, list[list[float]]]] = {}
-    for name, runs in results.items():
-        for result in runs:
-            for case, times in result["times"].items():
-                samples.setdefault(name, {}).setdefault(case, []).append(times)
-    print()
-    for name in args.contenders:
-        print(f"{name}: {_common.describe_pools(results[name][-1]['pools'])}")
-    print(load.report())
+    samples = _common.report_run(results, load, args.contenders)
     print(report(samples, args.contenders))
 
 

@@ -14,6 +14,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import convlens  # noqa: E402
+from tests.test_functional import _summary  # noqa: E402
 
 
 def unet(shape):
@@ -57,12 +58,6 @@ def pair(request, tmp_path_factory):
     ours = convlens.load_model(folder / "theirs.keras")
     x = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
     return request.param, reference, ours, x, folder
-
-
-def _summary(model) -> str:
-    lines = []
-    model.summary(print_fn=lambda text, line_break=True: lines.append(text))
-    return "\n".join(lines).strip()
 
 
 def test_summary_and_predict_equal_keras(pair):

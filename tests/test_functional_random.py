@@ -9,6 +9,7 @@ keras = pytest.importorskip("keras")
 
 import convlens  # noqa: E402
 from convlens.models import Model  # noqa: E402
+from tests.test_functional import _summary  # noqa: E402
 
 SEEDS = range(12)
 
@@ -54,12 +55,6 @@ def _build(lib, model_cls, input_fn, seed: int, one_output: bool = False):
         tensors.append(out)
     heads = [L.Dense(2, name=f"head{i}")(tensors[i]) for i in outputs]
     return model_cls(tensors[0], heads if len(heads) > 1 else heads[0], name=f"random{seed}")
-
-
-def _summary(model) -> str:
-    lines = []
-    model.summary(print_fn=lambda text, line_break=True: lines.append(text))
-    return "\n".join(lines).strip()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
