@@ -143,15 +143,17 @@ def check_budget(
 
 
 def _add_layer(figures: ModelFigures, index: int, layer, shape, max_params: int,
-               max_activation_values: int, max_multiply_adds: int):
-    """Add one layer's figures for its input ``shape``; return its output shape."""
+               max_activation_values: int, max_multiply_adds: int, new_weights: bool = True):
+    """Add one layer's figures for its input ``shape``; return its output shape.
+
+    ``new_weights=False``: a shared layer's later call, whose weights are already counted."""
     try:
         output_shape = tuple(layer.compute_output_shape(shape))
         weights = layer.weight_shapes(shape)
     except (ValueError, TypeError) as error:
         error.layer_index = index
         raise
-    params = sum(math.prod(s) for s in weights.values())
+    params = sum(math.prod(s) for s in weights.values()) if new_weights else 0
     figures.params += params
     if figures.params > max_params:
         product = " + ".join(str(s) for s in weights.values())
@@ -208,10 +210,7 @@ def check_graph_budget(calls: Sequence, input_shapes: Sequence, *,
             "max_input_values", figures.input_values, max_input_values)
     seen: set[int] = set()
     for index, (layer, shape) in enumerate(calls):
-        counted_params = figures.params
         _add_layer(figures, index, layer, shape, max_params, max_activation_values,
-                   max_multiply_adds)
-        if id(layer) in seen:  # shared weights: counted at the first call
-            figures.params = counted_params
+                   max_multiply_adds, new_weights=id(layer) not in seen)
         seen.add(id(layer))
     return figures

@@ -113,3 +113,15 @@ def test_refusal_allocates_nothing():
         check_budget([L.Flatten(), L.Dense(600_000)], (None, 784), max_params=10**9)
     """)
     assert peak < 300 * 1024, f"peak {peak} KiB"  # the weights alone would be 1.9 GB
+
+
+def test_graph_budget_counts_a_shared_layers_weights_once_and_names_the_layer():
+    from convlens.budget import check_graph_budget
+
+    shared, head = L.Dense(8, name="shared"), L.Dense(2, name="head")
+    calls = [(shared, (None, 8)), (shared, (None, 8)), (head, (None, 8))]
+    figures = check_graph_budget(calls, [(None, 8)])
+    assert figures.params == (8 * 8 + 8) + (8 * 2 + 2)  # the shared kernel and bias once
+    assert figures.multiply_adds == 2 * 64 + 16  # but both calls compute
+    with pytest.raises(BudgetError, match="'head'"):
+        check_graph_budget(calls, [(None, 8)], max_params=80)

@@ -99,12 +99,17 @@ def test_one_sgd_step_equals_keras(builder):
     rng = np.random.default_rng(1)
     x = _inputs(ours, rng)
     y = rng.standard_normal((4, *ours.output_shape[1:])).astype("float32")
-    for model, optimizer in ((reference, keras.optimizers.SGD(0.1)),
-                             (ours, convlens.optimizers.SGD(0.1))):
+    assert_same_sgd_step(reference, ours, x, y, 0.1, atol=1e-5)
+
+
+def assert_same_sgd_step(reference, ours, x, y, learning_rate, atol):
+    """One full-batch SGD step on the MSE in Keras and in convlens: the same new weights."""
+    for model, optimizer in ((reference, keras.optimizers.SGD(learning_rate)),
+                             (ours, convlens.optimizers.SGD(learning_rate))):
         model.compile(optimizer=optimizer, loss="mse")
-        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
     for expected, got in zip(reference.get_weights(), ours.get_weights()):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=atol)
 
 
 def test_layer_input_output_and_get_layer():

@@ -101,6 +101,18 @@ def torch_export(module, x, path):
     return path
 
 
+def read_back_as_torch_predicts(module, x, path):
+    """Export ``module``, read the file with from_onnx, check predict against torch on ``x``;
+    returns the convlens model."""
+    x = torch.from_numpy(x)
+    model = from_onnx(torch_export(module, x, path))
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
+                               atol=1e-4)
+    return model
+
+
 @pytest.mark.parametrize(("make", "shape"), [
     (LeNet, (1, 28, 28)), (vgg_like, (3, 16, 16)), (decoder, (4, 4, 4)),
     (volumes, (2, 4, 4, 4)),
@@ -112,12 +124,7 @@ def test_torch_exports_read_and_predict_as_torch(tmp_path, make, shape):
         if isinstance(child, nn.BatchNorm2d):
             child.running_mean.uniform_(-0.5, 0.5)
             child.running_var.uniform_(0.5, 2.0)
-    x = torch.from_numpy(sample(shape, n=2))
-    model = from_onnx(torch_export(module, x, tmp_path / "t.onnx"))
-    with torch.no_grad():
-        expected = module(x).numpy()
-    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
-                               atol=1e-4)
+    model = read_back_as_torch_predicts(module, sample(shape, n=2), tmp_path / "t.onnx")
     model.summary()  # the model is an ordinary convlens model from here on
     assert model.layers[0].explain() is not None
 
@@ -209,12 +216,7 @@ def test_torch_exports_of_resnet_unet_and_vgg_classes_predict_as_torch(tmp_path,
     torch.manual_seed(0)
     module = traced.random_statistics(getattr(traced, name)())
     shape = {"ResNet18": (3, 32, 32), "UNet": (1, 16, 16), "VGG": (3, 16, 16)}[name]
-    x = torch.from_numpy(sample(shape, n=2))
-    model = from_onnx(torch_export(module, x, tmp_path / "t.onnx"))
-    with torch.no_grad():
-        expected = module(x).numpy()
-    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4,
-                               atol=1e-4)
+    read_back_as_torch_predicts(module, sample(shape, n=2), tmp_path / "t.onnx")
 
 
 
