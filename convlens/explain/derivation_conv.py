@@ -64,7 +64,7 @@ def _movement_lines(layer, kernel, dilation, what="window") -> list[str]:
                      f"outputs read windows that far apart.")
     if max(dilation) > 1:
         spans = tuple(effective_kernel_size(k, d) for k, d in zip(kernel, dilation))
-        shape = f"{kernel[0]}-tap" if len(kernel) == 1 else _box(kernel)
+        shape = _filter_shape(kernel)
         lines.append(f"dilation_rate={_int_or_tuple(dilation)}: neighbouring taps are "
                      f"{_int_or_tuple(dilation)} input {unit} apart, so the {shape} {what} "
                      f"spans {_box(spans)} input {unit}, with gaps between its taps.")
@@ -123,7 +123,7 @@ def _explain_conv(layer, exp: LayerExplanation) -> None:
     )
     exp.mechanism = lines + _movement_lines(layer, kernel, layer.dilation_rate, "filter")
     exp.mechanism += _activation_line(layer)
-    kernel_axes = " x ".join(f"kernel {name}s" for name in axis_names(len(kernel)))
+    kernel_axes = _kernel_axes(kernel)
     channel_axis = "input channels" if groups == 1 else "input channels per group"
     meanings = {
         "kernel": f"{filters} filters of {block} (axes: {kernel_axes} x {channel_axis} x "
@@ -131,6 +131,15 @@ def _explain_conv(layer, exp: LayerExplanation) -> None:
         "bias": "one number per filter, added to every value of its map",
     }
     exp.weights = _weights(layer, meanings)
+
+
+def _filter_shape(kernel) -> str:
+    """``(3,)`` -> ``'3-tap'``, ``(3, 3)`` -> ``'3x3'``: how a filter's window is named."""
+    return f"{kernel[0]}-tap" if len(kernel) == 1 else _box(kernel)
+
+
+def _kernel_axes(kernel) -> str:
+    return " x ".join(f"kernel {name}s" for name in axis_names(len(kernel)))
 
 
 def _explain_depthwise(layer, exp: LayerExplanation) -> None:
@@ -149,22 +158,24 @@ def _explain_depthwise(layer, exp: LayerExplanation) -> None:
         + (" plus a bias." if layer.use_bias else "."),
     ] + _movement_lines(layer, kernel, layer.dilation_rate, "filter") + _activation_line(layer)
     exp.weights = _weights(layer, {
-        "kernel": f"(kh, kw, channels, depth_multiplier): one {_box(kernel)} filter per "
-                  f"(channel, j)",
+        "kernel": f"axes: {_kernel_axes(kernel)} x input channels x depth_multiplier; one "
+                  f"{_filter_shape(kernel)} filter per (channel, j)",
         "bias": "one number per output map",
     })
 
 
 def _own_filters(multiplier: int, kernel) -> str:
     if multiplier == 1:
-        return f"its own {_box(kernel)} filter"
-    return f"its own {multiplier} filters of {_box(kernel)}"
+        return f"its own {_filter_shape(kernel)} filter"
+    return f"its own {multiplier} {_filter_shape(kernel)} filters"
 
 
 def _explain_separable(layer, exp: LayerExplanation) -> None:
     _, in_channels = _geometry_parts(layer, layer.input_shape)
     kernel, m, filters = tuple(layer.kernel_size), layer.depth_multiplier, layer.filters
     middle = layer.depthwise.output_shape
+    ones = _filter_shape((1,) * len(kernel))
+    pointwise_block = _box((*(1,) * len(kernel), in_channels * m))
     exp.shape_steps = _conv_steps(layer, kernel, layer.dilation_rate)
     exp.shape_steps.append({"axis": "channels", "input": in_channels, "output": filters,
                             "formula": f"{in_channels}*{m} depthwise maps -> {filters} filters"})
@@ -173,14 +184,15 @@ def _explain_separable(layer, exp: LayerExplanation) -> None:
         f"1. Depthwise: each of the {in_channels} input channels goes through "
         f"{_own_filters(m, kernel)}, no sum across channels -> "
         f"`{format_shape(middle)}`.",
-        f"2. Pointwise: a 1x1 convolution; each of the {filters} filters is a "
-        f"1x1x{in_channels * m} block that sums over all {in_channels * m} depthwise maps"
+        f"2. Pointwise: a {ones} convolution; each of the {filters} filters is a "
+        f"{pointwise_block} block that sums over all {in_channels * m} depthwise maps"
         + (" plus its bias" if layer.use_bias else "") + f" -> {filters} output maps.",
     ] + _movement_lines(layer, kernel, layer.dilation_rate, "depthwise filter")
     exp.mechanism += _activation_line(layer)
     exp.weights = _weights(layer, {
-        "depthwise_kernel": f"one {_box(kernel)} filter per (channel, j)",
-        "pointwise_kernel": f"{filters} filters of 1x1x{in_channels * m}",
+        "depthwise_kernel": f"axes: {_kernel_axes(kernel)} x input channels x "
+                            f"depth_multiplier; one {_filter_shape(kernel)} filter per (channel, j)",
+        "pointwise_kernel": f"{filters} filters of {pointwise_block}",
         "bias": "one number per filter",
     })
 
@@ -218,8 +230,8 @@ def _explain_transpose(layer, exp: LayerExplanation) -> None:
                              f"(before, after) {listed}.")
     exp.mechanism += _activation_line(layer)
     exp.weights = _weights(layer, {
-        "kernel": f"(kh, kw, filters, input channels): {filters} filters of "
-                  f"{_box((*kernel, in_channels))}",
+        "kernel": f"axes: {_kernel_axes(kernel)} x filters x input channels; {filters} "
+                  f"filters of {_box((*kernel, in_channels))}",
         "bias": "one number per filter",
     })
 

@@ -89,11 +89,12 @@ def trace_separable(layer, sample, spatial_index, channel) -> dict:
     in_channels, m = sample.shape[-1], layer.depth_multiplier
     channels = list(range(in_channels))
     values, positions, pad = window(sample, spatial_index, layer.window, channels)
-    depthwise = layer.depthwise.kernel.value  # (kh, kw, C_in, m)
+    depthwise = layer.depthwise.kernel.value  # (*kernel, C_in, m)
     # depthwise_values[c, j]: input channel c's window through its own filter j
-    depthwise_values = np.einsum("hwc,hwcm->cm", values.astype(np.float64),
-                                 depthwise.astype(np.float64))
-    pointwise = layer.pointwise.kernel.value[0, 0].astype(np.float64)  # (C_in*m, filters)
+    taps = tuple(range(values.ndim - 1))
+    depthwise_values = (values.astype(np.float64)[..., None] * depthwise).sum(axis=taps)
+    pointwise = layer.pointwise.kernel.value  # (1, [1,] C_in*m, filters)
+    pointwise = pointwise.reshape(pointwise.shape[-2:]).astype(np.float64)
     maps = depthwise_values.reshape(-1)  # depthwise map c*m + j
     zs = maps @ pointwise
     bias = None

@@ -197,9 +197,10 @@ register(Conv2DTranspose, Kind(
         "kernel_regularizer": None, "kernel_constraint": None,
     },
 ))
-# The readers that draw, trace or export a transposed conv take the 2D one only so far.
+# ONNX and torch export take the 2D one only so far.
 for _cls in (Conv1DTranspose, Conv3DTranspose):
     register(_cls, Kind(
-        words="transpose", cost="transpose", field="transpose", builds_from_shape=True,
+        words="transpose", cost="transpose", field="transpose", trace="transpose",
+        picture="transpose", builds_from_shape=True,
         keras_only_keys=kind_of(Conv2DTranspose).keras_only_keys,
     ))

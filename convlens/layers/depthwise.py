@@ -338,9 +338,9 @@ register(SeparableConv2D, Kind(
         "depthwise_constraint": None, "pointwise_constraint": None,
     },
 ))
-# The readers that draw, trace or export these take the 2D layers only so far.
+# ONNX and torch export take the 2D layers only so far.
 register(DepthwiseConv1D, Kind(words="depthwise", cost="depthwise", field="window",
-                               builds_from_shape=True))
+                               trace="depthwise", picture="depthwise", builds_from_shape=True))
 register(SeparableConv1D, Kind(words="separable", cost="separable", field="window",
-                               builds_from_shape=True,
+                               trace="separable", picture="separable", builds_from_shape=True,
                                keras_only_keys=kind_of(SeparableConv2D).keras_only_keys))
