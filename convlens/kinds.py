@@ -18,8 +18,8 @@ The rule names each field takes, and the module that reads them:
   (value by value), dense (pointwise on a rank > 2 input, mixing otherwise), merge (the
   largest of its branches' fields), mix (every output sees the whole input);
 * ``trace``   (explain/trace*.py): conv, depthwise, separable, transpose, pool, dense, copy,
-  elementwise, relu, batchnorm, global_pool, merge, concatenate; None when a value can't be
-  traced through it;
+  elementwise, relu, batchnorm, global_pool, merge, concatenate, upsampling, prelu, rescaling,
+  normalization, softmax, layer_norm, group_norm; None when a value can't be traced through it;
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout;

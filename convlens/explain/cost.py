@@ -1,7 +1,8 @@
 """What a layer costs: multiply-adds (MACs) and activation memory, per sample.
 
-The counting rules are small pure functions of sizes, one per kind of layer, so
-that tests can compare them with a naive loop that counts every product:
+The number is the layer's own ``multiply_adds`` (the budget counts with it too), computed by
+the counting functions of ``convlens.shapes``; this module writes the product that gives it.
+The counting rules, compared in the tests with a loop that counts every product:
 
 * convolution: every output position of every filter multiplies a whole
   ``kernel x C_in/groups`` window (padded taps included, as the matrix
@@ -85,58 +86,52 @@ def _product(factors) -> str:
     return "*".join(str(f) for f in factors)
 
 
-def _conv_cost(layer, in_spatial, in_channels):
+def _conv_words(layer, macs, in_spatial, in_channels):
     out_spatial, _ = _spatial(layer, layer.output_shape)
     per_group = in_channels // layer.groups
-    macs = conv_macs(out_spatial, layer.kernel_size, per_group, layer.filters)
-    return macs, (f"{_product(out_spatial)} positions * {layer.filters} filters * "
-                  f"({_product((*layer.kernel_size, per_group))}) = {macs:,}")
+    return (f"{_product(out_spatial)} positions * {layer.filters} filters * "
+            f"({_product((*layer.kernel_size, per_group))}) = {macs:,}")
 
 
-def _depthwise_cost(layer, in_spatial, in_channels):
+def _depthwise_words(layer, macs, in_spatial, in_channels):
     out_spatial, _ = _spatial(layer, layer.output_shape)
-    macs = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
-    return macs, (f"{_product(out_spatial)} positions * {in_channels}*{layer.depth_multiplier} "
-                  f"maps * ({_product(layer.kernel_size)}) = {macs:,}")
+    return (f"{_product(out_spatial)} positions * {in_channels}*{layer.depth_multiplier} "
+            f"maps * ({_product(layer.kernel_size)}) = {macs:,}")
 
 
-def _separable_cost(layer, in_spatial, in_channels):
+def _separable_words(layer, macs, in_spatial, in_channels):
     middle = layer.depthwise.output_shape
     out_spatial, mid_channels = _spatial(layer.depthwise, middle)
-    first = depthwise_macs(out_spatial, layer.kernel_size, in_channels, layer.depth_multiplier)
-    second = conv_macs(out_spatial, (1, 1), mid_channels, layer.filters)
-    macs = first + second
-    return macs, (
+    first = layer.depthwise.multiply_adds(layer.input_shape)
+    second = layer.pointwise.multiply_adds(middle)
+    return (
         f"depthwise {_product(out_spatial)}*{in_channels}*{layer.depth_multiplier}*"
         f"({_product(layer.kernel_size)}) + pointwise {_product(out_spatial)}*"
         f"{layer.filters}*{mid_channels} = {first:,} + {second:,} = {macs:,}"
     )
 
 
-def _transpose_cost(layer, in_spatial, in_channels):
-    macs = transpose_macs(in_spatial, layer.kernel_size, in_channels, layer.filters)
-    return macs, (f"{_product(in_spatial)} input positions * {in_channels} channels * "
-                  f"({_product((*layer.kernel_size, layer.filters))}) = {macs:,}")
+def _transpose_words(layer, macs, in_spatial, in_channels):
+    return (f"{_product(in_spatial)} input positions * {in_channels} channels * "
+            f"({_product((*layer.kernel_size, layer.filters))}) = {macs:,}")
 
 
-def _dense_cost(layer, in_spatial, in_channels):
+def _dense_words(layer, macs, in_spatial, in_channels):
     positions = math.prod(layer.input_shape[1:-1])
-    in_features = layer.input_shape[-1]
-    macs = dense_macs(positions, in_features, layer.units)
     where = f"{positions} positions * " if positions != 1 else ""
     units = f"{layer.units} unit{'s' if layer.units != 1 else ''}"
-    return macs, f"{where}{in_features} inputs * {units} = {macs:,}"
+    return f"{where}{layer.input_shape[-1]} inputs * {units} = {macs:,}"
 
 
-def _per_value_cost(layer, in_spatial, in_channels):
-    macs = output_values(layer.output_shape)
-    return macs, f"one multiply-add per value (folded scale and shift) = {macs:,}"
+def _per_value_words(layer, macs, in_spatial, in_channels):
+    return f"one multiply-add per value (folded scale and shift) = {macs:,}"
 
 
-# The ``cost`` rule of a layer kind (``convlens.kinds``) -> (MACs, the product that gives them).
+# The ``cost`` rule of a layer kind (``convlens.kinds``) -> the product that gives its MACs in
+# words. The number itself is the layer's own ``multiply_adds`` (what the budget counts too).
 COST_RULES = {
-    "conv": _conv_cost, "depthwise": _depthwise_cost, "separable": _separable_cost,
-    "transpose": _transpose_cost, "dense": _dense_cost, "per_value": _per_value_cost,
+    "conv": _conv_words, "depthwise": _depthwise_words, "separable": _separable_words,
+    "transpose": _transpose_words, "dense": _dense_words, "per_value": _per_value_words,
 }
 
 
@@ -151,7 +146,10 @@ def layer_cost(layer) -> LayerCost:
     unknown = any(d is None for d in layer.input_shape[1:])
     if unknown:
         return LayerCost(None, "unknown (input size not fixed)", values, memory)
+    macs = layer.multiply_adds(tuple(layer.input_shape))
     rule = COST_RULES.get(kind_of(layer).cost)
     if rule is not None:
-        macs, formula = rule(layer, in_spatial, in_channels)
+        formula = rule(layer, macs, in_spatial, in_channels)
+    elif macs:
+        formula = f"{macs:,}"
     return LayerCost(macs, formula, values, memory)

@@ -54,7 +54,7 @@ from convlens.explain.derivation_values import (
     _explain_rescaling,
     _explain_softmax,
 )
-from convlens.explain.layer_explanation import LayerExplanation, field_legend
+from convlens.explain.layer_explanation import LayerExplanation, field_legend, inputs_text
 from convlens.explain.receptive_field import (
     ReceptiveField,
     layer_receptive_field,
@@ -138,14 +138,17 @@ class ModelExplanation(Renderable):
     total_memory_bytes: int | None
 
     def overview(self) -> Section:
+        graph = any(e.inputs_from for e in self.layers)
         rows = [
-            [str(e.index), e.name, e.class_name, format_shape(e.output_shape), f"{e.params:,}",
+            [str(e.index), e.name, e.class_name,
+             *([inputs_text(e.inputs_from) if e.inputs_from else "-"] if graph else []),
+             format_shape(e.output_shape), f"{e.params:,}",
              "?" if e.macs is None else f"{e.macs:,}",
              "-" if e.receptive_field is None else e.receptive_field.describe()]
             for e in self.layers
         ]
-        table = Table(["#", "layer", "type", "output shape", "params", "MACs",
-                       "receptive field"], rows)
+        table = Table(["#", "layer", "type", *(["input from"] if graph else []), "output shape",
+                       "params", "MACs", "receptive field"], rows)
         macs = "?" if self.total_macs is None else f"{self.total_macs:,}"
         memory = ("?" if self.total_memory_bytes is None else
                   f"{self.total_memory_bytes:,} bytes "
@@ -221,6 +224,10 @@ def explain_model(model, contrast: bool = False, layers=None) -> ModelExplanatio
     explained = [_build(model.layers[i], contrast, fields[i], i) for i in chosen]
     for explanation in explained:
         explanation.field_legend = False  # the overview states it once
+        if model.graph is not None:
+            layer = model.layers[explanation.index]
+            explanation.inputs_from = [[t.layer.name for t in node.inputs]
+                                       for node in model.graph.nodes_of(layer) if node.inputs]
     all_costs = [cost_module.layer_cost(layer) for layer in model.layers]
     macs = None if any(c.macs is None for c in all_costs) else sum(c.macs for c in all_costs)
     memory = (None if any(c.memory_bytes is None for c in all_costs)

@@ -191,7 +191,8 @@ def _explain_separable(layer, exp: LayerExplanation) -> None:
     exp.mechanism += _activation_line(layer)
     exp.weights = _weights(layer, {
         "depthwise_kernel": f"axes: {_kernel_axes(kernel)} x input channels x "
-                            f"depth_multiplier; one {_filter_shape(kernel)} filter per (channel, j)",
+                            f"depth_multiplier; one {_filter_shape(kernel)} filter per "
+                            "(channel, j)",
         "pointwise_kernel": f"{filters} filters of {pointwise_block}",
         "bias": "one number per filter",
     })

@@ -116,24 +116,41 @@ def _explain_batchnorm(layer, exp: LayerExplanation) -> None:
     })
 
 
+MERGE_WORDS = {  # class name -> (what one output value is, written with the inputs a, b, ...)
+    "Add": ("sum", "a + b + ..."), "Subtract": ("difference", "a - b"),
+    "Multiply": ("product", "a * b * ..."), "Average": ("mean", "(a + b + ...) / n"),
+    "Maximum": ("largest", "max(a, b, ...)"), "Minimum": ("smallest", "min(a, b, ...)"),
+}
+
+
+def inbound_names(layer) -> list[str]:
+    """The layers whose outputs this layer's first call reads, in order."""
+    nodes = getattr(layer, "inbound_nodes", None) or []
+    return [t.layer.name for t in nodes[0].inputs] if nodes else []
+
+
+def _named_inputs(layer) -> str:
+    names = inbound_names(layer) or [f"input {i}" for i in range(len(layer.input_shape))]
+    return " and ".join(f"'{name}' `{format_shape(shape)}`"
+                        for name, shape in zip(names, layer.input_shape))
+
+
 def _explain_merge(layer, exp: LayerExplanation) -> None:
-    shapes = " and ".join(format_shape(s) for s in layer.input_shape)
-    what = type(layer).__name__.lower()
+    word, formula = MERGE_WORDS.get(type(layer).__name__, ("combination", "f(a, b, ...)"))
     exp.mechanism = [
-        f"Combines {len(layer.input_shape)} inputs ({shapes}) value by value ({what}): each "
-        f"output value is the {what} of the values at the same position of every input, so "
-        f"the inputs must have the same shape and the output `{format_shape(layer.output_shape)}`"
-        " keeps it. No weights.",
+        f"Combines {len(layer.input_shape)} inputs, {_named_inputs(layer)}, value by value: "
+        f"each output value is the {word} of the values at the same position of every input "
+        f"(`{formula}`), so the inputs must have the same shape and the output "
+        f"`{format_shape(layer.output_shape)}` keeps it. No weights.",
     ]
 
 
 def _explain_concatenate(layer, exp: LayerExplanation) -> None:
-    shapes = " and ".join(format_shape(s) for s in layer.input_shape)
     rank = len(layer.output_shape)
     axis = layer.axis % rank
     sizes = " + ".join(str(s[axis]) for s in layer.input_shape)
     exp.mechanism = [
-        f"Stacks its inputs ({shapes}) along axis {axis}: {sizes} = "
+        f"Stacks its inputs, {_named_inputs(layer)}, along axis {axis}: {sizes} = "
         f"{layer.output_shape[axis]}, so the channels of the branches add up while every other "
         "axis must match. Nothing is computed. No weights.",
     ]

@@ -36,6 +36,8 @@ class LayerExplanation(Renderable):
     index: int | None = None
     # False in a model's explanation, whose overview states the legend once for every layer
     field_legend: bool = True
+    # In a graph: per call of the layer, the names of the layers whose outputs it reads
+    inputs_from: list[list[str]] = field(default_factory=list)
 
     @property
     def heading(self) -> str:
@@ -52,6 +54,8 @@ class LayerExplanation(Renderable):
                 f"unchanged: `{format_shape(self.output_shape)}`" if same else
                 f"`{format_shape(self.input_shape)} -> {format_shape(self.output_shape)}`"
             )
+        if self.inputs_from:
+            shape_lines.insert(0, "input from: " + inputs_text(self.inputs_from))
         blocks = [Block("Shape", shape_lines), Block("What it computes", list(self.mechanism))]
         weight_lines = [
             f"{w['name']} `{tuple(w['shape'])}`"
@@ -86,6 +90,14 @@ class LayerExplanation(Renderable):
         data["contrast"] = None if self.contrast is None else self.contrast.to_dict()
         data["weights"] = [dict(w, shape=list(w["shape"])) for w in self.weights]
         return data
+
+
+def inputs_text(inputs_from: list[list[str]]) -> str:
+    """``[['a', 'b']]`` -> ``"'a', 'b'"``; a layer called twice names each call."""
+    calls = [", ".join(f"'{name}'" for name in names) for names in inputs_from]
+    if len(calls) == 1:
+        return calls[0]
+    return "; ".join(f"call {i}: {call}" for i, call in enumerate(calls))
 
 
 def field_legend(reference: str) -> str:

@@ -117,11 +117,12 @@ def _model_section(model, number: int, heading: str | None, x, layer=None, index
             "Start it with <code>Input((28, 28, 1))</code>.</p></section>"
         )
         return "\n".join(out)
-    try:
-        spec = format_spec(model)
-        out.append(f'<p>Spec: <span class="spec">{html.escape(spec)}</span></p>')
-    except ValueError:
-        pass
+    if model.graph is None:  # the spec grammar is linear: a graph has no spec line
+        try:
+            spec = format_spec(model)
+            out.append(f'<p>Spec: <span class="spec">{html.escape(spec)}</span></p>')
+        except ValueError:
+            pass
     out.append("<h3>Summary (as Keras prints it)</h3>")
     out.append(f"<pre>{html.escape(summary_text(model))}</pre>")
 
@@ -148,7 +149,7 @@ def _model_section(model, number: int, heading: str | None, x, layer=None, index
             f'<div class="pictures"><h4>{position}. {html.escape(layer.name)} '
             f"({type(layer).__name__})</h4>"
         )
-        if getattr(layer, "rank", 2) == 2:
+        if len(layer.kernel_size) == 2:
             out.append(
                 _figure(
                     _svg_inline(conv_layer_svg(layer)),

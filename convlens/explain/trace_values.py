@@ -1,8 +1,10 @@
 """Traces of layers that compute one output value from one input value (or one channel).
 
-Flatten, Reshape, ZeroPadding2D and Dropout (inference) copy a value; Activation and ReLU
-apply a function to it; BatchNormalization (inference) scales and shifts it by its
-channel's statistics; global pooling takes the maximum or mean of one channel's map.
+Flatten, Reshape, Permute, cropping, zero padding, nearest upsampling and Dropout (inference)
+copy a value; Activation and ReLU apply a function to it (PReLU, Rescaling, Normalization,
+Softmax and the layer and group normalizations: ``trace_norms.py``); BatchNormalization
+(inference) scales and shifts it by its channel's statistics; global pooling takes the maximum
+or mean of one channel's map.
 Each trace names the input position read and writes the computation with its numbers.
 """
 
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens.explain.trace_norms import NORM_TRACES
 from convlens.kinds import kind_of
 from convlens.ops import activations as activation_ops
 
-SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool", "merge", "concatenate")
-# The ``trace`` rules of layer kinds (``convlens.kinds``) traced here; ReLU's is written as an
-# elementwise trace.
-SIMPLE_RULES = (*SIMPLE_KINDS, "relu")
+SIMPLE_KINDS = ("copy", "elementwise", "batchnorm", "global_pool", "merge", "concatenate",
+                "statistics")
+# The ``trace`` rules of layer kinds (``convlens.kinds``) traced here; ReLU's and the
+# ``NORM_TRACES`` are written as elementwise or statistics traces, upsampling as a copy.
+SIMPLE_RULES = (*SIMPLE_KINDS, "relu", "upsampling", *NORM_TRACES)
 MAX_VALUES_SHOWN = 32
 
 
@@ -36,6 +40,11 @@ def input_lines(t) -> list[str]:
     """What a value-by-value trace read from its input."""
     if t.kind == "global_pool":
         return [f"all {t.window.size:,} positions of input channel {t.input_channels[0]}"]
+    if t.kind == "statistics":
+        return [f"the input value at position {t.source} (no batch axis) and the "
+                f"{t.window.size:,} values of its group: "
+                + ", ".join(f"{v:.7g}" for v in t.window[:MAX_VALUES_SHOWN])
+                + (" ..." if t.window.size > MAX_VALUES_SHOWN else "")]
     if t.source is None:
         return ["none: this output position is zero padding"]
     what = "values along the last axis at" if t.window.size > 1 else "value at"
@@ -96,6 +105,15 @@ def trace_simple(layer, h, index) -> dict:
     if kind in ("merge", "concatenate"):
         return _trace_merge(layer, kind, h, index)
     sample = h[0].astype(np.float64)
+    if kind in NORM_TRACES:
+        return NORM_TRACES[kind](layer, sample, index)
+    if kind == "upsampling":
+        if layer.interpolation != "nearest":
+            raise ValueError(f"trace: layer '{layer.name}' upsamples with "
+                             f"interpolation='{layer.interpolation}', which mixes neighbouring "
+                             "values; only 'nearest' (a copy) is traced. Trace a neighbouring "
+                             "layer instead.")
+        kind = "copy"
     if kind == "copy":
         source = _copied_from(layer, h, index)
         value = 0.0 if source is None else float(sample[source])

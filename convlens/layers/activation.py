@@ -202,5 +202,6 @@ class PReLU(Layer):
 
 register(LeakyReLU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
 register(ELU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
-register(PReLU, Kind(words="prelu", field="pointwise", builds_from_shape=True))
-register(Softmax, Kind(words="softmax", field="mix"))  # over any axis: may mix positions
+register(PReLU, Kind(words="prelu", field="pointwise", trace="prelu", builds_from_shape=True))
+# Over any axis, so it may mix positions.
+register(Softmax, Kind(words="softmax", field="mix", trace="softmax"))

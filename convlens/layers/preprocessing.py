@@ -40,6 +40,12 @@ def _numbers(value, name: str, where: str):
     return value
 
 
+def per_value(input_shape) -> int | None:
+    """One multiply-add per value of one sample (a scale and a shift); None if a size is unknown."""
+    rest = tuple(input_shape[1:])
+    return None if None in rest else math.prod(rest)
+
+
 class Rescaling(Layer):
     """``y = x * scale + offset``, e.g. ``Rescaling(1 / 255)`` maps pixels to [0, 1]."""
 
@@ -47,6 +53,9 @@ class Rescaling(Layer):
         super().__init__(**kwargs)
         self.scale = _numbers(scale, "scale", self.where)
         self.offset = _numbers(offset, "offset", self.where)
+
+    def multiply_adds(self, input_shape) -> int | None:
+        return per_value(input_shape)
 
     def call(self, x, training=False):
         y, cache = ops.rescale_forward(x, self.scale, self.offset)
@@ -130,8 +139,8 @@ class Normalization(Layer):
             self.count = self.add_weight("count", (), "zeros", trainable=False)
         self._fixed_axes = {a: input_shape[a] for a in keep}
 
-    def _statistics(self, input_shape):
-        """Mean and variance in the input's broadcast shape."""
+    def statistics(self, input_shape):
+        """Mean and variance in the broadcast shape of an input of ``input_shape``."""
         keep, _, broadcast = self._axes(input_shape)
         if self.input_mean is None:
             return (self.adapt_mean.value.reshape(broadcast),
@@ -146,8 +155,11 @@ class Normalization(Layer):
             expanded[keep[-i]] = mean.shape[-i]
         return mean.reshape(expanded), variance.reshape(expanded)
 
+    def multiply_adds(self, input_shape) -> int | None:
+        return per_value(input_shape)
+
     def call(self, x, training=False):
-        mean, variance = self._statistics(x.shape)
+        mean, variance = self.statistics(x.shape)
         y, cache = ops.standardize_forward(x, mean, variance, self.invert)
         self._cache = cache if training else None
         return y
@@ -205,6 +217,6 @@ def _listed(value):
 
 # One fixed multiply-add per value.
 register(Rescaling, Kind(words="rescaling", cost="per_value", field="pointwise",
-                         builds_from_shape=True))
+                         trace="rescaling", builds_from_shape=True))
 register(Normalization, Kind(words="normalization", cost="per_value", field="pointwise",
-                             builds_from_shape=True))
+                             trace="normalization", builds_from_shape=True))

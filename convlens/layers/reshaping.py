@@ -345,8 +345,9 @@ class Identity(Layer):
 for _cls in (UpSampling1D, UpSampling3D):  # always nearest
     register(_cls, Kind(words="upsampling", field="upsample", trace="copy",
                         builds_from_shape=True))
-# Bilinear mixes neighbours, so UpSampling2D is traced only as a whole.
-register(UpSampling2D, Kind(words="upsampling", field="upsample", builds_from_shape=True))
+# Its trace copies 'nearest' values and refuses 'bilinear' (which mixes neighbours).
+register(UpSampling2D, Kind(words="upsampling", field="upsample", trace="upsampling",
+                            builds_from_shape=True))
 for _cls in (Cropping1D, Cropping2D, Cropping3D):
     register(_cls, Kind(words="cropping", field="crop", trace="copy", builds_from_shape=True))
 for _cls in (ZeroPadding1D, ZeroPadding3D):

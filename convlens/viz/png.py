@@ -119,14 +119,16 @@ def kernel_tiles(layer, channel: int | None = None) -> tuple[list[np.ndarray], l
         raise ValueError(f"Layer '{layer.name}' is not built yet, so it has no kernel to draw.")
     if picture in ("depthwise", "separable"):
         kernel = (layer.depthwise if picture == "separable" else layer).kernel.value
+        if kernel.ndim == 3:  # 1D (k, C_in, multiplier): one row per filter
+            kernel = kernel[None]
         kh, kw, channels, multiplier = kernel.shape
         tiles = [kernel[:, :, c, m] for c in range(channels) for m in range(multiplier)]
         labels = [f"ch {c} #{m}" for c in range(channels) for m in range(multiplier)]
-        what = "each tile is the 2D filter of one input channel (depthwise: no channel sum)"
+        what = "each tile is the filter of one input channel (depthwise: no channel sum)"
         return tiles, labels, what
     kernel = layer.kernel.value
     if picture == "transpose":
-        kernel = np.swapaxes(kernel, 2, 3)  # (kh, kw, filters, C_in) -> (kh, kw, C_in, filters)
+        kernel = np.swapaxes(kernel, -2, -1)  # (*k, filters, C_in) -> (*k, C_in, filters)
     if kernel.ndim == 3:  # Conv1D (k, C_in, filters): one row per filter
         kernel = kernel[None]
     elif kernel.ndim == 5:

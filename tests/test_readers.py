@@ -1,0 +1,306 @@
+"""Every registered layer kind goes through every reader: words, cost, receptive field, trace,
+the HTML report, pictures and ONNX export.
+
+``BUILDERS`` holds one small model per ``.keras`` class name in ``kinds.registered_names()``,
+so a new layer kind without a builder (and without readers) fails here. The numbers are
+checked against references that do not come from the readers: the forward pass (``predict``),
+products counted by a direct loop, and the input positions found to change an output value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+import convlens.layers as L
+from convlens.explain import layer_cost, receptive_fields, trace
+from convlens.explain.report import report_html
+from convlens.kinds import kind_of, registered_class, registered_names
+from convlens.models import Model, Sequential
+from convlens.shapes import padding_amounts
+from convlens.utils import session
+
+
+def chain(shape, layers):
+    return lambda: Sequential([L.Input(shape), *layers()])
+
+
+def two_branches(merge, **kwargs):
+    """A graph: two convolutions of one input (3x3 'same' and 1x1), merged."""
+    def build():
+        x = L.Input((6, 6, 3))
+        left = L.Conv2D(4, 3, padding="same", name="left")(x)
+        right = L.Conv2D(4, 1, name="right")(x)
+        return Model(x, merge(**kwargs)([left, right]))
+    return build
+
+
+# name -> a function that builds a small model whose last layer is of that kind.
+BUILDERS = {
+    "Conv1D": chain((9, 2), lambda: [L.Conv1D(3, 3, strides=2, padding="same")]),
+    "Conv2D": chain((7, 7, 2), lambda: [L.Conv2D(3, 3, dilation_rate=2, activation="relu")]),
+    "Conv3D": chain((5, 6, 5, 2), lambda: [L.Conv3D(3, (3, 2, 3), padding="same")]),
+    "Conv1DTranspose": chain((5, 2), lambda: [L.Conv1DTranspose(3, 3, strides=2)]),
+    "Conv2DTranspose": chain((4, 4, 2), lambda: [L.Conv2DTranspose(3, 3, strides=2,
+                                                                   padding="same")]),
+    "Conv3DTranspose": chain((3, 3, 2, 2), lambda: [L.Conv3DTranspose(2, 2, strides=2)]),
+    "DepthwiseConv1D": chain((8, 2), lambda: [L.DepthwiseConv1D(3, depth_multiplier=2)]),
+    "DepthwiseConv2D": chain((6, 6, 2), lambda: [L.DepthwiseConv2D(3, depth_multiplier=2,
+                                                                   padding="same")]),
+    "SeparableConv1D": chain((8, 2), lambda: [L.SeparableConv1D(3, 3, padding="same")]),
+    "SeparableConv2D": chain((6, 6, 2), lambda: [L.SeparableConv2D(3, 3, depth_multiplier=2)]),
+    "Dense": chain((5,), lambda: [L.Dense(3)]),
+    "Flatten": chain((3, 3, 2), lambda: [L.Flatten()]),
+    "Reshape": chain((3, 4, 2), lambda: [L.Reshape((4, 6))]),
+    "Permute": chain((3, 4, 2), lambda: [L.Permute((2, 1, 3))]),
+    "Identity": chain((4, 4, 2), lambda: [L.Identity()]),
+    "InputLayer": lambda: Model(inputs := L.Input((4, 4, 2)), L.Identity()(inputs)),
+    "Activation": chain((4, 4, 2), lambda: [L.Activation("tanh")]),
+    "ReLU": chain((4, 4, 2), lambda: [L.ReLU(max_value=1.0, negative_slope=0.1)]),
+    "LeakyReLU": chain((4, 4, 2), lambda: [L.LeakyReLU(0.2)]),
+    "ELU": chain((4, 4, 2), lambda: [L.ELU(0.5)]),
+    "PReLU": chain((4, 4, 2), lambda: [L.PReLU(alpha_initializer="random_uniform")]),
+    "Softmax": chain((4, 4, 3), lambda: [L.Softmax()]),
+    "Dropout": chain((4, 4, 2), lambda: [L.Dropout(0.5)]),
+    "SpatialDropout1D": chain((4, 2), lambda: [L.SpatialDropout1D(0.5)]),
+    "SpatialDropout2D": chain((4, 4, 2), lambda: [L.SpatialDropout2D(0.5)]),
+    "SpatialDropout3D": chain((3, 3, 3, 2), lambda: [L.SpatialDropout3D(0.5)]),
+    "BatchNormalization": chain((4, 4, 2), lambda: [L.BatchNormalization(
+        moving_mean_initializer="random_uniform", gamma_initializer="random_uniform")]),
+    "LayerNormalization": chain((4, 4, 3), lambda: [L.LayerNormalization(
+        gamma_initializer="random_uniform", beta_initializer="random_uniform")]),
+    "GroupNormalization": chain((4, 4, 4), lambda: [L.GroupNormalization(
+        2, gamma_initializer="random_uniform", beta_initializer="random_uniform")]),
+    "Rescaling": chain((4, 4, 2), lambda: [L.Rescaling(1 / 255.0, offset=-1.0)]),
+    "Normalization": chain((4, 4, 2), lambda: [L.Normalization(mean=[0.5, 1.0],
+                                                               variance=[2.0, 4.0])]),
+    "MaxPooling1D": chain((8, 2), lambda: [L.MaxPooling1D(3, strides=2, padding="same")]),
+    "MaxPooling2D": chain((6, 6, 2), lambda: [L.MaxPooling2D(2)]),
+    "MaxPooling3D": chain((4, 4, 4, 2), lambda: [L.MaxPooling3D(2)]),
+    "AveragePooling1D": chain((8, 2), lambda: [L.AveragePooling1D(2)]),
+    "AveragePooling2D": chain((6, 6, 2), lambda: [L.AveragePooling2D(3, strides=2,
+                                                                     padding="same")]),
+    "AveragePooling3D": chain((4, 4, 4, 2), lambda: [L.AveragePooling3D(2)]),
+    "GlobalAveragePooling1D": chain((8, 2), lambda: [L.GlobalAveragePooling1D()]),
+    "GlobalAveragePooling2D": chain((6, 6, 2), lambda: [L.GlobalAveragePooling2D()]),
+    "GlobalAveragePooling3D": chain((4, 4, 4, 2), lambda: [L.GlobalAveragePooling3D()]),
+    "GlobalMaxPooling1D": chain((8, 2), lambda: [L.GlobalMaxPooling1D()]),
+    "GlobalMaxPooling2D": chain((6, 6, 2), lambda: [L.GlobalMaxPooling2D()]),
+    "GlobalMaxPooling3D": chain((4, 4, 4, 2), lambda: [L.GlobalMaxPooling3D()]),
+    "UpSampling1D": chain((4, 2), lambda: [L.UpSampling1D(2)]),
+    "UpSampling2D": chain((3, 3, 2), lambda: [L.UpSampling2D(2)]),
+    "UpSampling3D": chain((2, 2, 2, 2), lambda: [L.UpSampling3D(2)]),
+    "Cropping1D": chain((6, 2), lambda: [L.Cropping1D((1, 2))]),
+    "Cropping2D": chain((6, 6, 2), lambda: [L.Cropping2D(((1, 2), (0, 1)))]),
+    "Cropping3D": chain((5, 5, 5, 2), lambda: [L.Cropping3D(1)]),
+    "ZeroPadding1D": chain((4, 2), lambda: [L.ZeroPadding1D(1)]),
+    "ZeroPadding2D": chain((4, 4, 2), lambda: [L.ZeroPadding2D(((1, 0), (2, 1)))]),
+    "ZeroPadding3D": chain((3, 3, 3, 2), lambda: [L.ZeroPadding3D(1)]),
+    "Add": two_branches(L.Add),
+    "Subtract": two_branches(L.Subtract),
+    "Multiply": two_branches(L.Multiply),
+    "Average": two_branches(L.Average),
+    "Maximum": two_branches(L.Maximum),
+    "Minimum": two_branches(L.Minimum),
+    "Concatenate": two_branches(L.Concatenate),
+}
+
+# Kinds a value is not traced through, and why (a new kind must be traced or listed here).
+NOT_TRACED = {
+    "InputLayer": "nothing is computed: the model's input",
+}
+
+
+def built(name):
+    with session(seed=1):
+        model = BUILDERS[name]()
+    cls = registered_class(name)
+    layer = next(each for each in reversed(model.layers) if type(each) is cls)
+    x = np.random.default_rng(2).standard_normal((1, *model.input_shape[1:])).astype(np.float32)
+    return model, layer, x
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_every_kind_has_a_builder_here(name):
+    assert name in BUILDERS, (f"layer kind {name} is registered but not audited: add a small "
+                              "model to BUILDERS in tests/test_readers.py and give it readers")
+
+
+# ----- words and cost -------------------------------------------------------------------------
+def _counted_conv(in_spatial, kernel, strides, dilation, pads, per_group, filters):
+    """Products of a (grouped) convolution counted one by one (padded taps included)."""
+    padded = [n + before + after for n, (before, after) in zip(in_spatial, pads)]
+    out = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(padded, kernel, strides,
+                                                                dilation)]
+    count = 0
+    for _ in itertools.product(*(range(n) for n in out)):
+        for _ in itertools.product(*(range(k) for k in kernel)):
+            count += per_group * filters
+    return count, out
+
+
+def _counted_transpose(in_spatial, kernel, in_channels, filters):
+    count = 0
+    for _ in itertools.product(*(range(n) for n in in_spatial)):
+        for _ in itertools.product(*(range(k) for k in kernel)):
+            count += in_channels * filters
+    return count
+
+
+def direct_macs(layer) -> int:
+    """Multiply-adds of one sample, counted from the layer's arguments (not its readers)."""
+    kind = kind_of(layer).cost
+    shape = layer.input_shape
+    spatial, channels = tuple(shape[1:-1]), shape[-1]
+    if kind in ("conv", "depthwise", "separable"):
+        pads = [padding_amounts(n, k, layer.padding, s, d) for n, k, s, d in
+                zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)]
+        if kind == "conv":
+            per_group, filters = channels // layer.groups, layer.filters
+        else:
+            per_group, filters = 1, channels * layer.depth_multiplier
+        count, out = _counted_conv(spatial, layer.kernel_size, layer.strides,
+                                   layer.dilation_rate, pads, per_group, filters)
+        if kind == "separable":
+            pointwise, _ = _counted_conv(out, (1,) * len(out), (1,) * len(out),
+                                         (1,) * len(out), [(0, 0)] * len(out),
+                                         channels * layer.depth_multiplier, layer.filters)
+            count += pointwise
+        return count
+    if kind == "transpose":
+        return _counted_transpose(spatial, layer.kernel_size, channels, layer.filters)
+    if kind == "dense":
+        return math.prod(shape[1:-1]) * shape[-1] * layer.units
+    if kind == "per_value":
+        return math.prod(layer.output_shape[1:])
+    return 0
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_words_and_cost_come_from_the_layer(name):
+    model, layer, _ = built(name)
+    explanation = model.explain()
+    section = explanation[layer.name]
+    text = str(section)
+    assert "no worded account" not in text
+    assert section.output_shape == tuple(layer.output_shape)
+    assert section.params == layer.count_params()
+    assert f"{layer.count_params():,}" in text
+    for step in section.shape_steps:
+        assert step["formula"] in text
+    assert layer_cost(layer).macs == direct_macs(layer)
+    assert section.macs == direct_macs(layer)
+    assert explanation.total_macs == sum(direct_macs(each) for each in model.layers)
+
+
+# ----- receptive field ------------------------------------------------------------------------
+def seen_positions(model, x, index):
+    """Input positions (spatial, all channels at once) whose change moves output ``index``."""
+    base = model.predict(x, verbose=0)[(0, *index)]
+    spatial = x.shape[1:-1]
+    seen = []
+    # Up and down, so a maximum, a minimum or a ReLU that ignores one direction sees the other.
+    steps = 50.0 * (1 + np.arange(x.shape[-1], dtype=np.float32))
+    for position in itertools.product(*(range(n) for n in spatial)):
+        for step in (steps, -steps):
+            moved = x.copy()
+            moved[(0, *position)] += step
+            if abs(model.predict(moved, verbose=0)[(0, *index)] - base) > 1e-6:
+                seen.append(position)
+                break
+    return seen
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_receptive_field_bounds_what_moves_the_output(name):
+    model, layer, x = built(name)
+    field = receptive_fields(model)[model.layers.index(layer)]
+    if len(model.input_shape) < 3 or len(model.output_shape) != len(model.input_shape):
+        assert field.whole_input or not field.size  # a vector, or spatial axes gone
+        return
+    # An output position in the middle: its field lies inside the input on every axis.
+    index = (*(n // 2 for n in model.output_shape[1:-1]), 0)
+    seen = seen_positions(model, x, index)
+    assert seen, "no input position moves this output"
+    if field.whole_input:
+        return
+    for axis, n in enumerate(model.input_shape[1:-1]):
+        coords = [p[axis] for p in seen]
+        lo, hi = field.bounds(index[axis], axis)
+        assert lo - 1e-9 <= min(coords) and max(coords) <= hi + 1e-9
+        # The field is tight: the whole pixels between its bounds, clipped to the input.
+        assert (min(coords), max(coords)) == (max(math.ceil(lo - 1e-9), 0),
+                                              min(math.floor(hi + 1e-9), n - 1))
+
+
+# ----- trace ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", registered_names())
+def test_traces_equal_the_forward_pass(name):
+    model, layer, x = built(name)
+    if kind_of(layer).trace is None:
+        assert name in NOT_TRACED, f"{name} is neither traced nor listed in NOT_TRACED"
+        return
+    assert name not in NOT_TRACED
+    position = model.layers.index(layer)
+    assert position == len(model.layers) - 1  # so predict is the layer's forward pass
+    expected = model.predict(x, verbose=0)[0]
+    shape = expected.shape
+    corners = [tuple(0 for _ in shape), tuple(n - 1 for n in shape),
+               tuple(n // 2 for n in shape), tuple((n - 1) // 3 for n in shape)]
+    for index in corners:
+        result = trace(model, position, index, x)
+        assert result.value == pytest.approx(float(expected[index]), rel=1e-5, abs=1e-5)
+        assert result.matches
+        assert str(result) and result.to_html()
+
+
+# ----- report, pictures, ONNX -----------------------------------------------------------------
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_report_and_pictures(name):
+    model, layer, x = built(name)
+    page = report_html(model, x=x)
+    parser = _Tags()
+    parser.feed(page)
+    assert "html" in parser.tags and "section" in parser.tags
+    for each in model.layers:
+        assert each.name in page
+    picture = kind_of(layer).picture
+    if picture is None:
+        return
+    from convlens.viz import conv_layer_svg, kernel_grid_png
+
+    if len(layer.kernel_size) == 3:
+        with pytest.raises(ValueError, match="1D and 2D kernels"):
+            kernel_grid_png(layer)
+    else:
+        assert kernel_grid_png(layer).startswith(b"\x89PNG")
+        assert "<img" in page
+    if len(layer.kernel_size) == 2:
+        assert conv_layer_svg(layer).lstrip().startswith("<svg")
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_onnx_export_runs_as_predict(name):
+    model, layer, x = built(name)
+    if kind_of(layer).onnx is None:
+        return
+    from onnx.reference import ReferenceEvaluator
+
+    from convlens.io.onnx_export import to_onnx
+
+    proto = to_onnx(model)
+    got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
