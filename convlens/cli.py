@@ -43,13 +43,14 @@ def _one_line(error: BaseException) -> str:
 
 
 def load_model_argument(text: str, seed: int | None = None):
-    """The Sequential that MODEL names: a spec, an explicit ``.py`` file, or a saved file.
+    """The model that MODEL names: a spec (a Sequential), an explicit ``.py`` file, or a saved
+    file (a Sequential or a Functional model).
 
     A spec's weights are drawn in a fresh session seeded with ``seed`` (the same numbers as
     the web page and ``convlens.utils.session(seed=seed)`` in Python for that spec and seed);
     files bring their own weights.
     """
-    from convlens.models import Sequential
+    from convlens.models import Model
     from convlens.spec import parse_spec
 
     stripped = text.strip()
@@ -64,10 +65,10 @@ def load_model_argument(text: str, seed: int | None = None):
         model = namespace.get("model")
         if model is None:
             raise UsageError(f"{path} ran but did not define a variable named `model`.")
-        if not isinstance(model, Sequential):
+        if not isinstance(model, Model):
             raise TypeError(
                 f"{path} defines `model` as a {type(model).__name__}; convlens needs a "
-                "convlens.models.Sequential."
+                "convlens.models.Sequential or convlens.Model."
             )
         return model
     if lower.endswith(SAVED_SUFFIXES):

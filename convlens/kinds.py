@@ -15,7 +15,8 @@ The rule names each field takes, and the module that reads them:
 * ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, none;
 * ``field``   (explain/receptive_field.py): window (a sliding window, read from the layer's
   ``window`` record), transpose, shift (zero padding), crop (cropping), upsample, pointwise
-  (value by value), dense (pointwise on a rank > 2 input, mixing otherwise), merge (the
+  (value by value), dense (pointwise on a rank > 2 input, mixing otherwise), last_axis
+  (pointwise when only the last axis is mixed, as softmax), merge (the
   largest of its branches' fields), mix (every output sees the whole input);
 * ``trace``   (explain/trace*.py): conv, depthwise, separable, transpose, pool, dense, copy,
   elementwise, relu, batchnorm, global_pool, merge, concatenate, upsampling, prelu, rescaling,

@@ -304,3 +304,83 @@ def test_onnx_export_runs_as_predict(name):
     proto = to_onnx(model)
     got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+# ----- graphs: the CLI and the report ----------------------------------------------------------
+def residual_block():
+    """A small ResNet block with a concatenated skip: two convs, Add, Concatenate, a head."""
+    x = L.Input((8, 8, 3))
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")(x)
+    b = L.Conv2D(4, 3, padding="same", name="body")(a)
+    added = L.Add(name="sum")([a, b])
+    joined = L.Concatenate(name="joined")([added, a])
+    pooled = L.GlobalAveragePooling2D(name="pool")(joined)
+    return Model(x, L.Dense(2, name="head")(pooled))
+
+
+def test_cli_explains_a_functional_keras_file(tmp_path, capsys):
+    from convlens.cli import main
+
+    with session(seed=3):
+        model = residual_block()
+    path = tmp_path / "block.keras"
+    model.save(path)
+    assert main(["explain", str(path), "--layer", "sum", "--trace", "3,4,1",
+                 "--html", str(tmp_path / "block.html")]) == 0
+    out = capsys.readouterr().out
+    assert "input from: 'stem', 'body'" in out
+    assert "the sum of the values at the same position" in out
+    assert "matches: yes" in out
+    x = sample_input_of(path)
+    stem, body = (Model(model.inputs, model.get_layer(n).output).predict(x, verbose=0)
+                  for n in ("stem", "body"))
+    assert f"{float(stem[0, 3, 4, 1] + body[0, 3, 4, 1]):.7g}"[:6] in out
+    page = (tmp_path / "block.html").read_text()
+    assert "Connected to" in page and "Spec:" not in page
+    assert main(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    order = [out.index(f"{i}. {name} (") for i, name in
+             enumerate(layer.name for layer in model.layers)]
+    assert order == sorted(order)  # every layer, in the model's order
+    assert main(["summary", str(path)]) == 0
+    assert "Connected to" in capsys.readouterr().out
+
+
+def sample_input_of(path):
+    from convlens.explain.report import sample_input
+    from convlens.models import load_model
+
+    return sample_input(load_model(str(path), compile=False), seed=0)
+
+
+def test_cli_takes_a_python_file_that_builds_a_graph(tmp_path, capsys):
+    from convlens.cli import main
+
+    source = tmp_path / "graph_model.py"
+    source.write_text(
+        "import convlens\n"
+        "x = convlens.Input((6, 6, 2))\n"
+        "a = convlens.layers.Conv2D(3, 3, padding='same', name='a')(x)\n"
+        "b = convlens.layers.Conv2D(3, 1, name='b')(x)\n"
+        "model = convlens.Model(x, convlens.layers.Maximum(name='top')([a, b]))\n"
+    )
+    assert main(["explain", str(source), "--layer", "top"]) == 0
+    out = capsys.readouterr().out
+    assert "'a' `(None, 6, 6, 3)` and 'b' `(None, 6, 6, 3)`" in out or "'a' (None, 6, 6, 3)" in out
+    assert "the largest of the values" in out
+
+
+def test_spec_words_refuse_a_graph_clearly():
+    from convlens.spec import format_spec
+
+    with pytest.raises(TypeError, match="expects a Sequential"):
+        format_spec(residual_block())
+
+
+@pytest.mark.parametrize("make", [lambda: L.Softmax(axis=1), lambda: L.LayerNormalization(
+    axis=[1, 2, 3])], ids=["softmax_over_rows", "layer_norm_over_all"])
+def test_a_norm_over_a_spatial_axis_sees_the_whole_input(make):
+    model = Sequential([L.Input((3, 4, 2)), make()])
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 2)).astype(np.float32)
+    assert receptive_fields(model)[0].whole_input
+    assert len(seen_positions(model, x, (1, 1, 0))) > 1

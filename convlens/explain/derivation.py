@@ -102,6 +102,9 @@ def _build(layer, contrast: bool, rf: ReceptiveField | None, index: int | None):
         output_values=layer_cost.output_values, memory_bytes=layer_cost.memory_bytes,
         receptive_field=rf, index=index,
     )
+    # A layer called in a graph: the layers each call reads (a model narrows it to its calls).
+    exp.inputs_from = [[t.layer.name for t in node.inputs]
+                       for node in getattr(layer, "inbound_nodes", None) or [] if node.inputs]
     kind = kind_of(layer)
     explainer = EXPLAINERS.get(kind.words)
     if explainer is None:

@@ -163,12 +163,20 @@ def _dense_step(state, layer):
     return None if len(layer.input_shape) == 2 else state
 
 
+def _last_axis_step(state, layer):
+    """Softmax or layer normalization: value by value in space when it mixes the last (channel)
+    axis only; every output sees the whole input when it mixes a spatial axis too."""
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(layer.input_shape)
+    return state if all(a % rank == rank - 1 for a in axes) else None
+
+
 # The ``field`` rule of a layer kind (``convlens.kinds``) -> its step; "mix" (the default for
 # a kind nobody registered) makes every output depend on the whole input.
 FIELD_STEPS = {
     "window": _window_step, "transpose": _transpose_step, "shift": _shift_step,
     "crop": _crop_step, "upsample": _upsample_step,
-    "dense": _dense_step, "pointwise": lambda state, layer: state,
+    "dense": _dense_step, "pointwise": lambda state, layer: state, "last_axis": _last_axis_step,
 }
 
 

@@ -47,6 +47,9 @@ def input_lines(t) -> list[str]:
                 + (" ..." if t.window.size > MAX_VALUES_SHOWN else "")]
     if t.source is None:
         return ["none: this output position is zero padding"]
+    if t.kind == "merge":
+        return [f"each branch's value at position {t.source} (no batch axis): "
+                + ", ".join(f"{v:.7g}" for v in t.window)]
     what = "values along the last axis at" if t.window.size > 1 else "value at"
     return [f"the input {what} position {t.source} (no batch axis): "
             + ", ".join(f"{v:.7g}" for v in t.window[:MAX_VALUES_SHOWN])

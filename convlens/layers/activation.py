@@ -203,5 +203,4 @@ class PReLU(Layer):
 register(LeakyReLU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
 register(ELU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
 register(PReLU, Kind(words="prelu", field="pointwise", trace="prelu", builds_from_shape=True))
-# Over any axis, so it may mix positions.
-register(Softmax, Kind(words="softmax", field="mix", trace="softmax"))
+register(Softmax, Kind(words="softmax", field="last_axis", trace="softmax"))
