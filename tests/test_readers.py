@@ -384,3 +384,30 @@ def test_a_norm_over_a_spatial_axis_sees_the_whole_input(make):
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 2)).astype(np.float32)
     assert receptive_fields(model)[0].whole_input
     assert len(seen_positions(model, x, (1, 1, 0))) > 1
+
+
+@pytest.mark.parametrize("shape, make", [
+    ((3, 4, 2), lambda: L.UpSampling2D((2, 3), interpolation="bilinear")),
+    ((2, 3, 4), lambda: L.UpSampling2D(2, data_format="channels_first")),
+    ((2, 5, 4), lambda: L.Cropping2D(((1, 0), (1, 2)), data_format="channels_first")),
+    ((3, 4, 2), lambda: L.Normalization(mean=[0.5, 1.0], variance=[2.0, 4.0], invert=True)),
+    ((3, 4, 2), lambda: L.Rescaling([2.0, -1.0], offset=[0.5, 0.0])),
+    ((3, 4, 2), lambda: L.Softmax(axis=1)),
+    ((3, 4, 2), lambda: L.PReLU(alpha_initializer="random_uniform", shared_axes=[1, 2])),
+    ((3, 3, 2, 2), lambda: L.Conv3DTranspose(2, 3, strides=2, padding="same")),
+    ((7, 3), lambda: L.SeparableConv1D(2, 3, depth_multiplier=2, padding="causal",
+                                       dilation_rate=2)),
+], ids=["bilinear", "upsample_first", "crop_first", "invert", "per_channel_scale",
+        "softmax_rows", "prelu_shared", "conv3d_transpose_same", "separable1d_causal"])
+def test_onnx_export_of_more_arguments(shape, make):
+    from onnx.reference import ReferenceEvaluator
+
+    from convlens.io.onnx_export import to_onnx
+
+    with session(seed=4):
+        model = Sequential([L.Input(shape), make(), L.Conv1D(2, 1) if len(shape) == 2 else
+                            L.Activation("linear")])
+    x = np.random.default_rng(5).standard_normal((2, *shape)).astype(np.float32)
+    proto = to_onnx(model)
+    got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)

@@ -42,6 +42,7 @@ import numpy as np
 from convlens.fileio import atomic_write
 from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.ops.activations import SELU_ALPHA, SELU_SCALE
+from convlens.ops.normalization import KERAS_EPSILON
 
 __all__ = ["export_onnx", "export", "DEFAULT_OPSET"]
 
@@ -204,10 +205,10 @@ def _export_conv(graph, layer, value):
 
 
 def _export_depthwise(graph, layer, value, activation=True):
-    kh, kw, channels, multiplier = layer.kernel.shape
-    # (kh, kw, C, m) -> (kh, kw, C*m): output channel c*m + j -> (C*m, 1, kh, kw)
-    kernel = layer.kernel.value.reshape(kh, kw, channels * multiplier)
-    kernel = np.transpose(kernel, (2, 0, 1))[:, None]
+    *taps, channels, multiplier = layer.kernel.shape
+    # (*k, C, m) -> (*k, C*m): output channel c*m + j -> (C*m, 1, *k)
+    kernel = layer.kernel.value.reshape(*taps, channels * multiplier)
+    kernel = np.moveaxis(kernel, -1, 0)[:, None]
     bias = layer.bias.value if layer.use_bias else None
     return _conv(graph, layer, value, kernel, bias, channels, activation)
 
@@ -224,7 +225,8 @@ def _export_conv_transpose(graph, layer, value):
         begins.append(before)
         ends.append(max(after, 0))
         extra.append(max(-after, 0))  # a negative crop appends zeros: ONNX's output_padding
-    kernel = np.transpose(layer.kernel.value, (3, 2, 0, 1))  # (kh, kw, out, in) -> (in, out, ..)
+    rank = len(layer.kernel_size)  # (*k, out, in) -> (in, out, *k)
+    kernel = np.transpose(layer.kernel.value, (rank + 1, rank, *range(rank)))
     inputs = [x, graph.constant(kernel, f"{layer.name}/kernel")]
     if layer.use_bias:
         inputs.append(graph.constant(layer.bias.value, f"{layer.name}/bias"))
@@ -328,6 +330,85 @@ def _export_batchnorm(graph, layer, value):
     return _Value(y, value.ndim, value.moved)
 
 
+def _export_crop(graph, layer, value):
+    x = graph.logical(value)
+    widths = layer.crop_width()  # per convlens axis
+    axes = [axis for axis, pair in enumerate(widths) if any(pair)]
+    starts = [widths[a][0] for a in axes]
+    ends = [layer.input_shape[a] - widths[a][1] for a in axes]
+    inputs = [x.name] + [graph.constant(np.array(v, np.int64), f"{layer.name}/{n}")
+                         for v, n in ((starts, "starts"), (ends, "ends"), (axes, "axes"))]
+    return _Value(graph.node("Slice", inputs, stem=layer.name), x.ndim)
+
+
+def _export_upsampling(graph, layer, value):
+    x = graph.logical(value)
+    scales = [1.0] * x.ndim
+    for axis, factor in zip(layer.spatial_axes, layer.size):
+        scales[axis] = float(factor)
+    if getattr(layer, "interpolation", "nearest") == "nearest":  # output o reads floor(o / f)
+        modes = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                     nearest_mode="floor")
+    else:  # bilinear with half-pixel centres, clamped at the edges
+        modes = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+    scales = graph.constant(np.array(scales, np.float32), f"{layer.name}/scales")
+    y = graph.node("Resize", [x.name, "", scales], stem=layer.name, **modes)
+    return _Value(y, x.ndim)
+
+
+def _export_permute(graph, layer, value):
+    x = graph.logical(value)
+    return _Value(graph.node("Transpose", [x.name], stem=layer.name, perm=[0, *layer.dims]),
+                  x.ndim)
+
+
+def _export_rescaling(graph, layer, value):
+    x = graph.logical(value)
+    y = graph.node("Mul", [x.name, graph.constant(np.asarray(layer.scale, np.float32), "scale")])
+    y = graph.node("Add", [y, graph.constant(np.asarray(layer.offset, np.float32), "offset")],
+                   stem=layer.name)
+    return _Value(y, x.ndim)
+
+
+def _export_normalization(graph, layer, value):
+    x = graph.logical(value)
+    mean, variance = layer.statistics((1, *layer.input_shape[1:]))
+    std = np.maximum(np.sqrt(variance), np.float32(KERAS_EPSILON))
+    if layer.invert:
+        y = graph.node("Mul", [x.name, graph.constant(std, f"{layer.name}/std")])
+        y = graph.node("Add", [y, graph.constant(mean, f"{layer.name}/mean")], stem=layer.name)
+    else:
+        y = graph.node("Sub", [x.name, graph.constant(mean, f"{layer.name}/mean")])
+        y = graph.node("Div", [y, graph.constant(std, f"{layer.name}/std")], stem=layer.name)
+    return _Value(y, x.ndim)
+
+
+def _export_leaky_relu(graph, layer, value):
+    y = graph.node("LeakyRelu", [value.name], stem=layer.name, alpha=layer.negative_slope)
+    return _Value(y, value.ndim, value.moved)
+
+
+def _export_elu(graph, layer, value):
+    return _Value(graph.node("Elu", [value.name], stem=layer.name, alpha=layer.alpha),
+                  value.ndim, value.moved)
+
+
+def _export_prelu(graph, layer, value):
+    x = graph.logical(value)
+    slope = graph.constant(layer.alpha.value[None], f"{layer.name}/alpha")  # (1, *sample)
+    return _Value(graph.node("PRelu", [x.name, slope], stem=layer.name), x.ndim)
+
+
+def _export_softmax(graph, layer, value):
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    if len(axes) != 1:
+        raise ValueError(f"{layer.where}: a softmax over several axes ({layer.axis}) has no "
+                         "ONNX form in convlens yet.")
+    y = graph.node("Softmax", [value.name], stem=layer.name,
+                   axis=graph.physical_axis(value, axes[0]))
+    return _Value(y, value.ndim, value.moved)
+
+
 def _export_zero_padding(graph, layer, value):
     pairs = layer.pad_width()  # per convlens axis
     if value.moved:
@@ -360,8 +441,8 @@ def _export_activation(graph, layer, value):
     return _activation(graph, layer.activation, value, layer.where)
 
 
-def _export_dropout(graph, layer, value):
-    return value  # inference
+def _export_pass_through(graph, layer, value):
+    return value  # Dropout at inference, Identity
 
 
 # Elementwise merges: ONNX's variadic Sum/Max/Min/Mean, binary Sub, and Mul folded left.
@@ -394,8 +475,12 @@ EXPORTERS = {
     "transpose": _export_conv_transpose, "dense": _export_dense, "pool": _export_pool,
     "global_pool": _export_global_pool, "flatten": _export_flatten, "reshape": _export_reshape,
     "batchnorm": _export_batchnorm, "zero_padding": _export_zero_padding, "relu": _export_relu,
-    "activation": _export_activation, "dropout": _export_dropout,
-    "merge": _export_merge, "concatenate": _export_concatenate,
+    "activation": _export_activation, "dropout": _export_pass_through,
+    "identity": _export_pass_through, "merge": _export_merge, "concatenate": _export_concatenate,
+    "crop": _export_crop, "upsampling": _export_upsampling, "permute": _export_permute,
+    "rescaling": _export_rescaling, "normalization": _export_normalization,
+    "leaky_relu": _export_leaky_relu, "elu": _export_elu, "prelu": _export_prelu,
+    "softmax": _export_softmax,
 }
 
 

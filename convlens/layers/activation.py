@@ -200,7 +200,9 @@ class PReLU(Layer):
                 "shared_axes": self.shared_axes}
 
 
-register(LeakyReLU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
-register(ELU, Kind(words="elementwise", field="pointwise", trace="elementwise"))
-register(PReLU, Kind(words="prelu", field="pointwise", trace="prelu", builds_from_shape=True))
-register(Softmax, Kind(words="softmax", field="last_axis", trace="softmax"))
+register(LeakyReLU, Kind(words="elementwise", field="pointwise", trace="elementwise",
+                         onnx="leaky_relu"))
+register(ELU, Kind(words="elementwise", field="pointwise", trace="elementwise", onnx="elu"))
+register(PReLU, Kind(words="prelu", field="pointwise", trace="prelu", onnx="prelu",
+                     builds_from_shape=True))
+register(Softmax, Kind(words="softmax", field="last_axis", trace="softmax", onnx="softmax"))

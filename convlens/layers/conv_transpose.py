@@ -197,10 +197,10 @@ register(Conv2DTranspose, Kind(
         "kernel_regularizer": None, "kernel_constraint": None,
     },
 ))
-# ONNX and torch export take the 2D one only so far.
+# torch export takes the 2D one only so far.
 for _cls in (Conv1DTranspose, Conv3DTranspose):
     register(_cls, Kind(
         words="transpose", cost="transpose", field="transpose", trace="transpose",
-        picture="transpose", builds_from_shape=True,
+        picture="transpose", onnx="transpose", builds_from_shape=True,
         keras_only_keys=kind_of(Conv2DTranspose).keras_only_keys,
     ))

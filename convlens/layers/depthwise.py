@@ -338,9 +338,11 @@ register(SeparableConv2D, Kind(
         "depthwise_constraint": None, "pointwise_constraint": None,
     },
 ))
-# ONNX and torch export take the 2D layers only so far.
+# torch export takes the 2D layers only so far.
 register(DepthwiseConv1D, Kind(words="depthwise", cost="depthwise", field="window",
-                               trace="depthwise", picture="depthwise", builds_from_shape=True))
+                               trace="depthwise", picture="depthwise", onnx="depthwise",
+                               builds_from_shape=True))
 register(SeparableConv1D, Kind(words="separable", cost="separable", field="window",
-                               trace="separable", picture="separable", builds_from_shape=True,
+                               trace="separable", picture="separable", onnx="separable",
+                               builds_from_shape=True,
                                keras_only_keys=kind_of(SeparableConv2D).keras_only_keys))

@@ -217,6 +217,6 @@ def _listed(value):
 
 # One fixed multiply-add per value.
 register(Rescaling, Kind(words="rescaling", cost="per_value", field="pointwise",
-                         trace="rescaling", builds_from_shape=True))
+                         trace="rescaling", onnx="rescaling", builds_from_shape=True))
 register(Normalization, Kind(words="normalization", cost="per_value", field="pointwise",
-                             trace="normalization", builds_from_shape=True))
+                             trace="normalization", onnx="normalization", builds_from_shape=True))

@@ -177,6 +177,10 @@ class UpSampling3D(_UpSampling):
 
 
 class _Cropping(_SpatialLayer):
+    def crop_width(self) -> list[tuple[int, int]]:
+        """What is cut (before, after) on each axis of a batch: zero on batch and channels."""
+        return self._all_axes(self.cropping)
+
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
         shape = list(input_shape)
@@ -193,7 +197,7 @@ class _Cropping(_SpatialLayer):
         return tuple(shape)
 
     def call(self, x, training=False):
-        y, cache = layout.crop_forward(x, self._all_axes(self.cropping))
+        y, cache = layout.crop_forward(x, self.crop_width())
         self._cache = cache if training else None
         return y
 
@@ -250,8 +254,12 @@ class _ZeroPadding(_SpatialLayer):
                 shape[axis] += before + after
         return tuple(shape)
 
+    def pad_width(self) -> list[tuple[int, int]]:
+        """``np.pad``'s widths for a batch: zero on the batch and channel axes."""
+        return self._all_axes(self.padding)
+
     def call(self, x, training=False):
-        y, cache = layout.zero_pad_forward(x, self._all_axes(self.padding))
+        y, cache = layout.zero_pad_forward(x, self.pad_width())
         self._cache = cache if training else None
         return y
 
@@ -343,15 +351,17 @@ class Identity(Layer):
 
 # Copies: a traced value is read from the one input position it was copied from.
 for _cls in (UpSampling1D, UpSampling3D):  # always nearest
-    register(_cls, Kind(words="upsampling", field="upsample", trace="copy",
+    register(_cls, Kind(words="upsampling", field="upsample", trace="copy", onnx="upsampling",
                         builds_from_shape=True))
 # Its trace copies 'nearest' values and refuses 'bilinear' (which mixes neighbours).
 register(UpSampling2D, Kind(words="upsampling", field="upsample", trace="upsampling",
-                            builds_from_shape=True))
+                            onnx="upsampling", builds_from_shape=True))
 for _cls in (Cropping1D, Cropping2D, Cropping3D):
-    register(_cls, Kind(words="cropping", field="crop", trace="copy", builds_from_shape=True))
-for _cls in (ZeroPadding1D, ZeroPadding3D):
-    register(_cls, Kind(words="zero_padding", field="shift", trace="copy",
+    register(_cls, Kind(words="cropping", field="crop", trace="copy", onnx="crop",
                         builds_from_shape=True))
-register(Permute, Kind(words="permute", field="mix", trace="copy", builds_from_shape=True))
-register(Identity, Kind(words="identity", field="pointwise", trace="copy"))
+for _cls in (ZeroPadding1D, ZeroPadding3D):
+    register(_cls, Kind(words="zero_padding", field="shift", trace="copy", onnx="zero_padding",
+                        builds_from_shape=True))
+register(Permute, Kind(words="permute", field="mix", trace="copy", onnx="permute",
+                       builds_from_shape=True))
+register(Identity, Kind(words="identity", field="pointwise", trace="copy", onnx="identity"))
