@@ -9,6 +9,7 @@ products counted by a direct loop, and the input positions found to change an ou
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 from html.parser import HTMLParser
@@ -411,3 +412,45 @@ def test_onnx_export_of_more_arguments(shape, make):
     proto = to_onnx(model)
     got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def small_unet():
+    """Down, up twice (transposed conv, upsampling), skips cropped and concatenated."""
+    x = L.Input((12, 12, 1))
+    down = L.Conv2D(4, 3, activation="relu", name="down")(x)  # 10x10
+    pooled = L.MaxPooling2D(2, name="pooled")(down)  # 5x5
+    deep = L.Conv2D(6, 3, padding="same", name="deep")(pooled)
+    up = L.Conv2DTranspose(4, 2, strides=2, name="up")(deep)  # 10x10
+    skip = L.Cropping2D(1, name="skip")(down)  # 8x8
+    up_cropped = L.Cropping2D(1, name="up_cropped")(up)
+    joined = L.Concatenate(name="joined")([up_cropped, skip])
+    again = L.UpSampling2D(2, name="again")(joined)  # 16x16
+    return Model(x, L.Conv2D(2, 1, name="out")(again))
+
+
+FED_BY = {"down": ["input_layer"], "pooled": ["down"], "deep": ["pooled"], "up": ["deep"],
+          "skip": ["down"], "up_cropped": ["up"], "joined": ["up_cropped", "skip"],
+          "again": ["joined"], "out": ["again"]}
+
+
+def test_report_of_a_unet_lists_its_layers_in_order_with_what_feeds_them():
+    with session(seed=6):
+        model = small_unet()
+    x = np.random.default_rng(7).standard_normal((1, 12, 12, 1)).astype(np.float32)
+    page = html.unescape(report_html(model, x=x))
+    headings = [page.index(f"{i}. {layer.name} (") for i, layer in enumerate(model.layers)]
+    assert headings == sorted(headings)
+    explanation = model.explain()
+    for name, feeders in FED_BY.items():
+        assert explanation[name].inputs_from == [feeders]
+        assert "input from: " + ", ".join(f"'{f}'" for f in feeders) in page
+    # A value of the concatenation, from each side, equals the forward pass.
+    joined = Model(model.inputs, model.get_layer("joined").output).predict(x, verbose=0)[0]
+    position = model.layers.index(model.get_layer("joined"))
+    for index in ((2, 3, 1), (5, 0, 6)):  # channel 1 from 'up_cropped', 6 from 'skip'
+        result = trace(model, position, index, x)
+        assert result.value == pytest.approx(float(joined[index]), rel=1e-6, abs=1e-6)
+        assert ("up_cropped" if index[-1] < 4 else "skip") in result.formula
+    # Through the branches the field is the largest one's: the transposed conv's path.
+    fields = receptive_fields(model)
+    assert "'up_cropped'" in fields[position].note
