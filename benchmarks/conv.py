@@ -49,6 +49,14 @@ unless said otherwise; the machine shared, so best of repeats):
 * Depthwise (128, 26, 26, 32), 3x3, 'same': the tap multiply-accumulate with the weights tiled
   along the row (inner loop width*C instead of C) went from 25 to 16 ms; torch has a dedicated
   kernel.
+* Depthwise, stride 1, as flat taps (each tap one contiguous slice of the flattened padded
+  sample, the weights repeated every C values, junk columns computed and dropped): forward
+  22-30 -> 11-13 ms, forward + backward 71-100 -> 33-38 ms (CPU time of one thread, machine
+  busy, best chunk of each). Kept. NumPy needs a multiply and an add per tap (17 passes over
+  the output at ~0.2 ns per value), so ~10 ms of one core is its floor here; torch's forward
+  takes ~3 ms of CPU. Tried and dropped: summing the 9 products with one BLAS gemv (slower),
+  numexpr on the 9 shifted views (36-54 ms). numba (not a dependency) ran a plain loop in
+  3.9 ms on one thread.
 """
 
 from __future__ import annotations

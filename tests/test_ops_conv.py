@@ -136,23 +136,34 @@ def test_conv_matches_torch(case):
         _close(mine, theirs, rtol=1e-4, scale=1e-4)
 
 
+DEPTHWISE_GEOMETRIES = {  # strides, dilation, padding (per axis), input side
+    "strided": (2, 1, (1, 1), 7),  # shifted views
+    "stride 1": (1, 1, (1, 1), 7),  # flat taps
+    "stride 1, dilated, uneven padding": (1, 2, (2, 0), 6),
+    "stride 1, valid": (1, 1, (0, 0), 5),
+}
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("multiplier", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [conv.SINGLE_CHANNEL_CHUNK_BYTES, 100])
-def test_depthwise_matches_torch(rank, multiplier, chunk):
+@pytest.mark.parametrize("geometry", list(DEPTHWISE_GEOMETRIES))
+def test_depthwise_matches_torch(rank, multiplier, chunk, geometry):
     """groups == C_in with the Keras depthwise kernel (*k, C_in, m) -> (*k, 1, C_in*m)."""
+    stride, dilation, pad, side = DEPTHWISE_GEOMETRIES[geometry]
     rng = np.random.default_rng(rank * 10 + multiplier)
     c_in = 4
-    x = rng.standard_normal((2, *(7,) * rank, c_in), dtype=np.float32)
+    x = rng.standard_normal((3, *(side,) * rank, c_in), dtype=np.float32)
     depthwise = rng.standard_normal((*(3,) * rank, c_in, multiplier), dtype=np.float32)
     kernel = depthwise.reshape(*(3,) * rank, 1, c_in * multiplier)
     bias = rng.standard_normal(c_in * multiplier, dtype=np.float32)
-    strides, dilation, padding = (2,) * rank, (1,) * rank, ((1, 1),) * rank
-    grad_y = rng.standard_normal((2, *(4,) * rank, c_in * multiplier), dtype=np.float32)
+    strides, dilations, padding = (stride,) * rank, (dilation,) * rank, (pad,) * rank
+    out = (side + sum(pad) - dilation * 2 - 1) // stride + 1
+    grad_y = rng.standard_normal((3, *(out,) * rank, c_in * multiplier), dtype=np.float32)
     ours = _run_chunked(
-        chunk, _conv_and_grads, x, kernel, bias, strides, padding, dilation, c_in, grad_y
+        chunk, _conv_and_grads, x, kernel, bias, strides, padding, dilations, c_in, grad_y
     )
-    reference = _torch_conv(x, kernel, bias, strides, padding, dilation, c_in, grad_y)
+    reference = _torch_conv(x, kernel, bias, strides, padding, dilations, c_in, grad_y)
     _close(ours[0], reference[0])
     for mine, theirs in zip(ours[1:], reference[1:], strict=True):
         _close(mine, theirs, rtol=1e-4, scale=1e-4)
@@ -285,14 +296,17 @@ def _numeric_gradient(loss, array, eps=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("groups", [1, 2])
-def test_conv_gradients_by_finite_differences(groups):
-    """float64 in, float64 out: the kernels keep float64 so central differences are exact."""
+@pytest.mark.parametrize("groups, strides", [(1, (2, 1)), (2, (2, 1)), (2, (1, 1))])
+def test_conv_gradients_by_finite_differences(groups, strides):
+    """float64 in, float64 out: the kernels keep float64 so central differences are exact.
+
+    ``groups == C_in == 2`` is depthwise: shifted views with strides, flat taps without.
+    """
     rng = np.random.default_rng(groups)
     x = rng.standard_normal((2, 5, 4, 2))
     kernel = rng.standard_normal((2, 3, 2 // groups, 4))
     bias = rng.standard_normal(4)
-    args = ((2, 1), ((1, 0), (1, 1)), (1, 1), groups)
+    args = (strides, ((1, 0), (1, 1)), (1, 1), groups)
     y, cache = conv.conv_forward(x, kernel, bias, *args)
     assert y.dtype == np.float64
     grad_y = rng.standard_normal(y.shape)

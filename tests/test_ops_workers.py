@@ -51,6 +51,7 @@ CASES = {  # c_in, c_out, groups, kernel, strides, padding, dilation: one per pa
     "grouped": (4, 6, 2, (2, 3), (2, 1), ((0, 0), (1, 1)), (1, 2)),
     "single channel": (1, 4, 1, (3, 2), (1, 2), ((1, 0), (0, 0)), (1, 1)),
     "depthwise": (3, 6, 3, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    "depthwise strided": (3, 3, 3, (3, 2), (2, 1), ((1, 1), (0, 1)), (1, 1)),
 }
 
 
