@@ -398,9 +398,14 @@ def test_a_norm_over_a_spatial_axis_sees_the_whole_input(make):
     ((3, 3, 2, 2), lambda: L.Conv3DTranspose(2, 3, strides=2, padding="same")),
     ((7, 3), lambda: L.SeparableConv1D(2, 3, depth_multiplier=2, padding="causal",
                                        dilation_rate=2)),
+    ((3, 4, 2), lambda: L.LayerNormalization(axis=[1, 2, 3], center=False)),
+    ((4, 3, 2), lambda: L.GroupNormalization(2, axis=1, scale=False)),
+    ((5, 6), lambda: L.GroupNormalization(-1)),
 ], ids=["bilinear", "upsample_first", "crop_first", "invert", "per_channel_scale",
-        "softmax_rows", "prelu_shared", "conv3d_transpose_same", "separable1d_causal"])
-def test_onnx_export_of_more_arguments(shape, make):
+        "softmax_rows", "prelu_shared", "conv3d_transpose_same", "separable1d_causal",
+        "layer_norm_all_axes", "group_norm_first", "instance_norm_1d"])
+@pytest.mark.parametrize("opset", [None, 18])
+def test_onnx_export_of_more_arguments(shape, make, opset):
     from onnx.reference import ReferenceEvaluator
 
     from convlens.io.onnx_export import to_onnx
@@ -409,7 +414,7 @@ def test_onnx_export_of_more_arguments(shape, make):
         model = Sequential([L.Input(shape), make(), L.Conv1D(2, 1) if len(shape) == 2 else
                             L.Activation("linear")])
     x = np.random.default_rng(5).standard_normal((2, *shape)).astype(np.float32)
-    proto = to_onnx(model)
+    proto = to_onnx(model, opset_version=opset)
     got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
 
@@ -454,3 +459,11 @@ def test_report_of_a_unet_lists_its_layers_in_order_with_what_feeds_them():
     # Through the branches the field is the largest one's: the transposed conv's path.
     fields = receptive_fields(model)
     assert "'up_cropped'" in fields[position].note
+
+
+def test_a_softmax_over_several_axes_is_refused_by_onnx_export_naming_the_layer():
+    from convlens.io.onnx_export import to_onnx
+
+    model = Sequential([L.Input((3, 4, 2)), L.Softmax(axis=[1, 2], name="wide")])
+    with pytest.raises(ValueError, match="'wide'.*several axes"):
+        to_onnx(model)

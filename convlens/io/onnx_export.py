@@ -409,6 +409,54 @@ def _export_softmax(graph, layer, value):
     return _Value(y, value.ndim, value.moved)
 
 
+def _reduce_mean(graph, x: str, axes: list[int]) -> str:
+    if graph.opset >= 18:  # axes became an input in opset 18
+        return graph.node("ReduceMean", [x, graph.constant(np.array(axes), "axes")], keepdims=1)
+    return graph.node("ReduceMean", [x], axes=axes, keepdims=1)
+
+
+def _standardized(graph, x: str, axes: list[int], epsilon: float) -> str:
+    """``(x - mean) / sqrt(variance + epsilon)`` over ``axes`` (biased variance)."""
+    centred = graph.node("Sub", [x, _reduce_mean(graph, x, axes)])
+    variance = _reduce_mean(graph, graph.node("Mul", [centred, centred]), axes)
+    spread = graph.node("Add", [variance, graph.constant(np.float32(epsilon), "epsilon")])
+    return graph.node("Div", [centred, graph.node("Sqrt", [spread])])
+
+
+def _scaled(graph, layer, y: str, shape: list[int]) -> str:
+    """``y * gamma + beta``, each broadcast as ``shape`` (the layers without one skip it)."""
+    if layer.gamma is not None:
+        y = graph.node("Mul", [y, graph.constant(layer.gamma.value.reshape(shape),
+                                                 f"{layer.name}/gamma")])
+    if layer.beta is not None:
+        y = graph.node("Add", [y, graph.constant(layer.beta.value.reshape(shape),
+                                                 f"{layer.name}/beta")])
+    return y
+
+
+def _export_layer_norm(graph, layer, value):
+    x = graph.logical(value)
+    axes = sorted(a % x.ndim for a in layer.axes)
+    shape = [layer.input_shape[a] if a in axes else 1 for a in range(x.ndim)]
+    y = _scaled(graph, layer, _standardized(graph, x.name, axes, layer.epsilon), shape)
+    return _Value(y, x.ndim)
+
+
+def _export_group_norm(graph, layer, value):
+    x = graph.logical(value)
+    axis = layer.axis % x.ndim
+    sizes = [0] + [-1 if d is None else d for d in layer.input_shape[1:]]  # 0: the batch size
+    channels = sizes[axis]
+    # (N, ..., C, ...) -> (N, ..., G, C/G, ...): statistics over all but N and G
+    grouped = [*sizes[:axis], layer.groups, channels // layer.groups, *sizes[axis + 1:]]
+    split = graph.node("Reshape", [x.name, graph.constant(np.array(grouped), "shape")])
+    axes = [a for a in range(1, len(grouped)) if a != axis]
+    y = graph.node("Reshape", [_standardized(graph, split, axes, layer.epsilon),
+                               graph.constant(np.array(sizes), "shape")])
+    shape = [channels if a == axis else 1 for a in range(x.ndim)]
+    return _Value(_scaled(graph, layer, y, shape), x.ndim)
+
+
 def _export_zero_padding(graph, layer, value):
     pairs = layer.pad_width()  # per convlens axis
     if value.moved:
@@ -480,7 +528,7 @@ EXPORTERS = {
     "crop": _export_crop, "upsampling": _export_upsampling, "permute": _export_permute,
     "rescaling": _export_rescaling, "normalization": _export_normalization,
     "leaky_relu": _export_leaky_relu, "elu": _export_elu, "prelu": _export_prelu,
-    "softmax": _export_softmax,
+    "softmax": _export_softmax, "layer_norm": _export_layer_norm, "group_norm": _export_group_norm,
 }
 
 

@@ -214,6 +214,6 @@ class GroupNormalization(_AffineNormalization):
 
 # Statistics over whole samples (or groups of channels) make every output depend on the rest.
 register(LayerNormalization, Kind(words="layer_norm", field="last_axis", trace="layer_norm",
-                                    builds_from_shape=True))
+                                  onnx="layer_norm", builds_from_shape=True))
 register(GroupNormalization, Kind(words="group_norm", field="mix", trace="group_norm",
-                                    builds_from_shape=True))
+                                  onnx="group_norm", builds_from_shape=True))
