@@ -461,6 +461,19 @@ def test_report_of_a_unet_lists_its_layers_in_order_with_what_feeds_them():
     assert "'up_cropped'" in fields[position].note
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_bilinear_upsampling_trace_equals_the_forward_pass(data_format):
+    shape = (3, 4, 2) if data_format == "channels_last" else (2, 3, 4)
+    model = Sequential([L.Input(shape), L.UpSampling2D((2, 3), interpolation="bilinear",
+                                                       data_format=data_format)])
+    x = np.random.default_rng(8).standard_normal((1, *shape)).astype(np.float32)
+    expected = model.predict(x, verbose=0)[0]
+    for index in itertools.product(*(range(n) for n in expected.shape)):
+        result = trace(model, 0, index, x)
+        assert result.value == pytest.approx(float(expected[index]), rel=1e-5, abs=1e-6)
+    assert "bilinear" in str(result)
+
+
 def test_a_softmax_over_several_axes_is_refused_by_onnx_export_naming_the_layer():
     from convlens.io.onnx_export import to_onnx
 

@@ -6,12 +6,13 @@ and recomputes the value from its terms: per input channel the sum of window * k
 slice, then the bias, then the activation. ``Trace.matches`` says whether that equals the
 real forward pass (``|diff| <= 1e-5 * max(1, |value|)``).
 
-Supported: Conv1D/2D/3D (strides, padding, dilation, groups), DepthwiseConv2D,
-SeparableConv2D (depthwise values per input channel, then the pointwise sum),
-Conv2DTranspose (the input positions whose kernel patch covers the output position), Dense,
-MaxPooling and AveragePooling (1D/2D/3D): see ``trace_window.py`` and ``trace_transpose.py``;
-and, one input value at a time, Flatten, Reshape, ZeroPadding2D, Dropout (inference),
-Activation, ReLU, BatchNormalization (inference) and global pooling: ``trace_values.py``.
+Supported: every layer kind with a ``trace`` rule (``convlens.kinds``; all but InputLayer).
+Conv1D/2D/3D (strides, padding, dilation, groups), DepthwiseConv1D/2D, SeparableConv1D/2D
+(depthwise values per input channel, then the pointwise sum), Conv1D/2D/3DTranspose (the input
+positions whose kernel patch covers the output position), Dense, MaxPooling and AveragePooling
+(1D/2D/3D): see ``trace_window.py`` and ``trace_transpose.py``; value by value (copies,
+activations, normalizations, merges, global pooling, upsampling): ``trace_values.py`` and
+``trace_norms.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Traces of layers that compute one output value from one input value (or one channel).
 
 Flatten, Reshape, Permute, cropping, zero padding, nearest upsampling and Dropout (inference)
-copy a value; Activation and ReLU apply a function to it (PReLU, Rescaling, Normalization,
+copy a value (bilinear upsampling weighs its 2, 4 or 8 neighbours); Activation and ReLU apply a
+function to it (PReLU, Rescaling, Normalization,
 Softmax and the layer and group normalizations: ``trace_norms.py``); BatchNormalization
 (inference) scales and shifts it by its channel's statistics; global pooling takes the maximum
 or mean of one channel's map.
@@ -9,6 +10,8 @@ Each trace names the input position read and writes the computation with its num
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -102,6 +105,33 @@ def _trace_merge(layer, kind, h, index) -> dict:
                 formula=f"{what} of the branches at this position: {parts} -> {value:.7g}")
 
 
+def _bilinear_taps(output: int, factor: int, length: int) -> list[tuple[int, float]]:
+    """Input positions and weights of one output position along one axis: half-pixel centres,
+    ``c = (o + 1/2) / f - 1/2`` clamped at 0, between ``floor(c)`` and the next (or the last)."""
+    centre = max((output + 0.5) / factor - 0.5, 0.0)
+    low = min(int(np.floor(centre)), length - 1)
+    high = min(low + 1, length - 1)
+    weight = centre - low
+    return [(low, 1.0 - weight), (high, weight)]
+
+
+def _trace_bilinear(layer, sample, index) -> dict:
+    axes = [a - 1 for a in layer.spatial_axes]  # axes of one sample
+    per_axis = [_bilinear_taps(index[a], f, sample.shape[a]) for a, f in zip(axes, layer.size)]
+    values, terms, value = [], [], 0.0
+    for taps in itertools.product(*per_axis):
+        position = list(index)
+        weight = 1.0
+        for a, (i, w) in zip(axes, taps):
+            position[a] = i
+            weight *= w
+        values.append(float(sample[tuple(position)]))
+        value += weight * values[-1]
+        terms.append(f"{weight:.4g} * {values[-1]:.7g}")
+    return dict(kind="statistics", window=np.array(values), source=index, value=value,
+                formula=f"bilinear (half-pixel centres): {' + '.join(terms)} = {value:.7g}")
+
+
 def trace_simple(layer, h, index) -> dict:
     """The terms of a value-by-value trace of output ``index`` given the layer's input ``h``."""
     kind = simple_kind(layer)
@@ -111,11 +141,8 @@ def trace_simple(layer, h, index) -> dict:
     if kind in NORM_TRACES:
         return NORM_TRACES[kind](layer, sample, index)
     if kind == "upsampling":
-        if layer.interpolation != "nearest":
-            raise ValueError(f"trace: layer '{layer.name}' upsamples with "
-                             f"interpolation='{layer.interpolation}', which mixes neighbouring "
-                             "values; only 'nearest' (a copy) is traced. Trace a neighbouring "
-                             "layer instead.")
+        if layer.interpolation == "bilinear":
+            return _trace_bilinear(layer, sample, index)
         kind = "copy"
     if kind == "copy":
         source = _copied_from(layer, h, index)

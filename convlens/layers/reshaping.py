@@ -353,7 +353,7 @@ class Identity(Layer):
 for _cls in (UpSampling1D, UpSampling3D):  # always nearest
     register(_cls, Kind(words="upsampling", field="upsample", trace="copy", onnx="upsampling",
                         builds_from_shape=True))
-# Its trace copies 'nearest' values and refuses 'bilinear' (which mixes neighbours).
+# Its trace copies a 'nearest' value, or weighs the 'bilinear' neighbours.
 register(UpSampling2D, Kind(words="upsampling", field="upsample", trace="upsampling",
                             onnx="upsampling", builds_from_shape=True))
 for _cls in (Cropping1D, Cropping2D, Cropping3D):
