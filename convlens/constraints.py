@@ -11,6 +11,8 @@ array([0., 2.], dtype=float32)
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from convlens.keras_objects import KerasObject, get_object, serialize_object
@@ -20,6 +22,23 @@ __all__ = [
     "Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "max_norm", "non_neg",
     "unit_norm", "min_max_norm", "get", "serialize",
 ]  # fmt: skip
+
+
+def _number(value, name: str):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"Invalid value for argument {name}: expected a number >= 0; "
+                         f"received {name}={value!r}.")
+    return value
+
+
+def _axis(axis):
+    items = axis if isinstance(axis, (list, tuple)) else [axis]
+    if not items or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                        for a in items):
+        raise ValueError(f"Invalid value for argument axis: expected an int or a list of ints "
+                         f"(the axes of each norm); received axis={axis!r}.")
+    return list(axis) if isinstance(axis, (list, tuple)) else int(axis)
 
 
 class Constraint(KerasObject):
@@ -33,7 +52,7 @@ class MaxNorm(Constraint):
     """Vectors along ``axis`` longer than ``max_value`` are scaled down to it."""
 
     def __init__(self, max_value=2, axis=0):
-        self.max_value, self.axis = max_value, axis
+        self.max_value, self.axis = _number(max_value, "max_value"), _axis(axis)
 
     def __call__(self, w):
         return ops.max_norm(w, self.max_value, self.axis)
@@ -53,7 +72,7 @@ class UnitNorm(Constraint):
     """Vectors along ``axis`` are scaled to norm 1."""
 
     def __init__(self, axis=0):
-        self.axis = axis
+        self.axis = _axis(axis)
 
     def __call__(self, w):
         return ops.unit_norm(w, self.axis)
@@ -66,7 +85,9 @@ class MinMaxNorm(Constraint):
     """The norm of vectors along ``axis`` moves ``rate`` of the way into [min, max]."""
 
     def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
-        self.min_value, self.max_value, self.rate, self.axis = min_value, max_value, rate, axis
+        self.min_value, self.max_value = _number(min_value, "min_value"), _number(
+            max_value, "max_value")
+        self.rate, self.axis = _number(rate, "rate"), _axis(axis)
 
     def __call__(self, w):
         return ops.min_max_norm(w, self.min_value, self.max_value, self.rate, self.axis)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens import regularizers
 from convlens.functional import Graph
 from convlens.graph import KerasTensor
 from convlens.layers.base import Layer, as_float32, unique_name, weight_list
@@ -150,6 +151,13 @@ class Model:
         if not self.trainable:
             return self.weights
         return [v for layer in self.layers for v in layer.non_trainable_weights]
+
+    @property
+    def losses(self) -> list[np.ndarray]:
+        """The penalties Keras adds to the loss: each layer's ``activity_regularizer`` on its
+        last call's output (divided by the batch size), then each trainable weight's
+        regularizer (float32 scalars)."""
+        return regularizers.model_losses(self)
 
     def count_params(self) -> int:
         if not self.built:

@@ -5,6 +5,10 @@ gives its derivative (the maths is in :mod:`convlens.ops.regularization`). ``get
 Keras accepts: ``None``, a name (``"l1"``, ``"l2"``, ``"l1l2"``, the class names), a Keras
 config dict, or an instance.
 
+A layer holds them as Keras does (``kernel_regularizer=`` puts one on the kernel variable,
+``activity_regularizer=`` on the layer's output); ``model_losses`` lists a model's penalties
+(``model.losses``) and ``penalty`` is what training adds to the loss.
+
 >>> import numpy as np
 >>> L2(0.5)(np.array([1.0, -2.0], np.float32))
 array(2.5, dtype=float32)
@@ -21,7 +25,10 @@ import numpy as np
 from convlens.keras_objects import KerasObject, get_object, serialize_object
 from convlens.ops import regularization as ops
 
-__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
+__all__ = [
+    "Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize", "model_losses",
+    "penalty",
+]  # fmt: skip
 
 
 def _strength(value, name: str, default: float) -> float:
@@ -91,3 +98,26 @@ def get(identifier) -> Regularizer | None:
 def serialize(regularizer: Regularizer | None) -> dict | None:
     """The dict Keras writes in a layer's config (``None`` stays ``None``)."""
     return serialize_object(regularizer, "keras.regularizers")
+
+
+def model_losses(model) -> list[np.ndarray]:
+    """Keras's ``model.losses``: the activity penalty of each layer's last call (divided by its
+    batch size), then the penalty of each trainable weight that has a regularizer."""
+    activity = [layer.activity_loss for layer in model.layers
+                if layer.activity_regularizer is not None and layer.activity_loss is not None]
+    weights = [variable.regularizer(variable.value) for variable in model.trainable_weights
+               if variable.regularizer is not None]
+    return activity + weights
+
+
+def penalty(model, add_gradients: bool = False) -> float:
+    """The sum of ``model.losses``, which Keras adds to the loss of every training and
+    evaluation batch; with ``add_gradients``, each weight penalty's gradient is added to its
+    variable's ``grad`` as well (the activity penalties' gradients join the backward pass in
+    the layers)."""
+    if add_gradients:
+        for variable in model.trainable_weights:
+            if variable.regularizer is not None and variable.grad is not None:
+                variable.grad = variable.grad + variable.regularizer.gradient(variable.value)
+    losses = model_losses(model)
+    return float(np.sum(losses, dtype=np.float32)) if losses else 0.0

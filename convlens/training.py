@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from convlens import callbacks as callbacks_module
-from convlens import losses, metrics, optimizers, progress, weighting
+from convlens import losses, metrics, optimizers, progress, regularizers, weighting
 from convlens.utils import rng
 
 # Keras compile() arguments that change nothing for an eager float32 NumPy engine.
@@ -149,6 +149,7 @@ def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
     y_pred = model.forward(x, training=True)
     loss, grad, fused = _loss_and_grad(model, y, y_pred, sample_weight)
     model.backward(grad, pre_activation=fused)
+    loss += regularizers.penalty(model, add_gradients=True)  # as Keras adds model.losses
     model.optimizer.apply(model.trainable_weights)
     return loss, y_pred
 
@@ -357,6 +358,7 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
         loss, _ = model.loss(y_batch, y_pred, w_batch)
         if model.loss_weight is not None:
             loss *= model.loss_weight
+        loss += regularizers.penalty(model)  # as Keras adds model.losses
         trackers.update(loss, y_batch, y_pred, w_batch)
         logs = trackers.logs()
         callback_list.on_test_batch_end(step, logs)

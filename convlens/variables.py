@@ -9,16 +9,20 @@ class Variable:
     """One weight of a layer, shaped and named as Keras names it (``conv2d/kernel``).
 
     ``value`` is the array the engine reads; ``grad`` is filled by the layer's
-    backward pass and consumed by an optimizer.
+    backward pass and consumed by an optimizer. ``regularizer`` (a penalty added to the loss)
+    and ``constraint`` (a projection after each optimizer step) are Keras's, or None.
     """
 
-    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool = True):
+    def __init__(self, value: np.ndarray, name: str, path: str, trainable: bool = True,
+                 regularizer=None, constraint=None):
         # not ascontiguousarray: that one turns a scalar weight (a count) into shape (1,)
         self.value = np.asarray(value, dtype=np.float32, order="C")
         self.name = name
         self.path = path
         self.trainable = trainable
         self.grad: np.ndarray | None = None
+        self.regularizer = regularizer
+        self.constraint = constraint
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -180,21 +180,9 @@ def test_keras_model_without_input_compiled_with_objects(tmp_path):
 
 
 def test_keras_settings_we_cannot_represent_name_the_layer_and_key(tmp_path):
-    reference = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
-        2, kernel_regularizer="l2", name="regularized")])
-    reference.save(tmp_path / "reg.keras")
-    with pytest.raises(ValueError, match=r"layer 'regularized' \(Dense\): kernel_regularizer="):
-        load_model(tmp_path / "reg.keras")
-
-    reference = keras.Sequential([keras.Input((5, 5, 1)), keras.layers.SeparableConv2D(
-        2, 3, depthwise_regularizer="l1", name="sep")])
-    reference.save(tmp_path / "sep.keras")
-    with pytest.raises(ValueError, match=r"'sep' \(SeparableConv2D\): depthwise_regularizer="):
-        load_model(tmp_path / "sep.keras")
-
     reference = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t * 2)])
     reference.save(tmp_path / "lambda.keras")
-    with pytest.raises(ValueError, match="'Lambda'.*Supported layers: Conv1D"):
+    with pytest.raises(ValueError, match="'Lambda'.*Supported layers: .*Conv1D"):
         load_model(tmp_path / "lambda.keras")
 
     half = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, dtype="float16",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from convlens import initializers, metrics, optimizers
+from convlens import constraints, initializers, metrics, optimizers, regularizers
 from convlens.kinds import kind_of, registered_class, registered_names
 from convlens.layers import InputLayer  # importing the layers registers every kind
 from convlens.ops import activations as activation_ops
@@ -52,6 +52,8 @@ def layer_entry(layer) -> dict:
     for key, value in config.items():
         if key.endswith("_initializer"):
             config[key] = _initializer_entry(layer, key, value)
+        elif key.endswith(("_regularizer", "_constraint")) and value is not None:
+            _check_weight_rule(key, value, f"Layer '{layer.name}'")
         elif key == "activation" and value not in activation_ops.NAMES:
             raise ValueError(
                 f"Layer '{layer.name}' uses the custom activation {value!r}, which a .keras "
@@ -182,9 +184,7 @@ def _argument(key: str, value, where: str):
     if key == "dtype":
         check_dtype(value, where, key)
     elif key.endswith(("_regularizer", "_constraint")) and value is not None:
-        raise ValueError(
-            f"{where}: {key}={short(value)} is not supported by convlens; only {key}=None is."
-        )
+        _check_weight_rule(key, value, where)
     elif key == "activation" and not (value is None or isinstance(value, str)):
         raise ValueError(
             f"{where}: activation={short(value)} is a custom activation; convlens reads "
@@ -193,6 +193,25 @@ def _argument(key: str, value, where: str):
     elif key.endswith("_initializer") and isinstance(value, dict):
         return _initializer(value, where, key)
     return _tuples(value)
+
+
+def _check_weight_rule(key: str, value, where: str) -> None:
+    """A regularizer or constraint entry (read or written) is one of Keras's own, built from
+    an allow-list of names; a custom or foreign one is refused naming the key."""
+    regularizer = key.endswith("_regularizer")
+    module = "keras.regularizers" if regularizer else "keras.constraints"
+    try:
+        if isinstance(value, dict) and (
+            value.get("module") not in (None, module)
+            or value.get("registered_name") not in (None, value.get("class_name"))
+        ):
+            raise ValueError("it is a custom one")
+        (regularizers.get if regularizer else constraints.get)(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{where}: {key}={short(value)} is not one of Keras's built-in {module} that "
+            f"convlens reads: {error}"
+        ) from None
 
 
 def _initializer(entry: dict, where: str, key: str):

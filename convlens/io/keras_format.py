@@ -11,7 +11,7 @@ A ``.keras`` file is a zip archive (members stored, not compressed) holding, as 
 Loading parses ``config.json`` with ``json`` only and maps each ``class_name`` through the
 allow-list of registered layer kinds (``convlens.kinds``): nothing named by the file is
 imported or run. Settings
-convlens can't represent (a ``Lambda`` layer, a ``kernel_regularizer``, a custom activation)
+convlens can't represent (a ``Lambda`` layer, a custom regularizer, a custom activation)
 raise a ``ValueError`` that names the layer and the key. A compiled model's optimizer state
 (iteration count, learning rate, slots) is saved in ``model.weights.h5`` as Keras saves it,
 and loaded back so that training resumes where it stopped.

@@ -18,8 +18,7 @@ import numpy as np
 
 from convlens import activations, initializers
 from convlens.kinds import Kind, register
-from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import check_no_regularizers
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
 from convlens.ops import activations as ops
 from convlens.shapes import format_shape
 
@@ -145,8 +144,8 @@ class PReLU(Layer):
                  alpha_constraint=None, shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.alpha_initializer = resolve(initializers.get, alpha_initializer, self.where)
-        check_no_regularizers(self.where, alpha_regularizer=alpha_regularizer,
-                              alpha_constraint=alpha_constraint)
+        set_weight_rules(self, alpha_regularizer=alpha_regularizer,
+                         alpha_constraint=alpha_constraint)
         if shared_axes is None:
             self.shared_axes = None
         else:
@@ -178,7 +177,9 @@ class PReLU(Layer):
 
     def build(self, input_shape):
         (name, shape), = self.weight_shapes(input_shape).items()
-        self.alpha = self.add_weight(name, shape, self.alpha_initializer)
+        self.alpha = self.add_weight(name, shape, self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint)
         self._fixed_axes = {
             axis: input_shape[axis] for axis in range(1, len(input_shape))
             if axis not in (self.shared_axes or ())
@@ -196,7 +197,7 @@ class PReLU(Layer):
     def get_config(self):
         return {**super().get_config(),
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
-                "alpha_regularizer": None, "alpha_constraint": None,
+                **weight_rules_config(self, "alpha_regularizer", "alpha_constraint"),
                 "shared_axes": self.shared_axes}
 
 

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from convlens import initializers, session
+from convlens import constraints, initializers, regularizers, session
 from convlens.graph import Node, symbolic_inputs
 from convlens.shapes import format_shape
 from convlens.variables import Variable
@@ -75,6 +75,29 @@ def resolve(getter, value, where: str):
         raise type(error)(f"{where}: {error}") from None
 
 
+def set_weight_rules(layer, **arguments) -> None:
+    """Set each ``*_regularizer`` / ``*_constraint`` argument on ``layer`` as the object it names
+    (None, a name like ``"l2"``, a Keras config dict or an instance), or raise a ValueError
+    naming the layer and the argument."""
+    for key, value in arguments.items():
+        getter = regularizers.get if key.endswith("_regularizer") else constraints.get
+        try:
+            rule = getter(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{layer.where}: invalid `{key}`: {error}") from None
+        setattr(layer, key, rule)
+
+
+def weight_rules_config(layer, *keys: str) -> dict:
+    """The config entries of the ``*_regularizer`` / ``*_constraint`` attributes ``keys``, as
+    Keras writes them (None, or the object's module/class_name/config dict)."""
+    return {
+        key: (regularizers.serialize if key.endswith("_regularizer") else constraints.serialize)(
+            getattr(layer, key))
+        for key in keys
+    }
+
+
 def normalize_shape(shape):
     """A batch shape as a tuple of ints/None; a merge layer's list of shapes as a list of them."""
     if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
@@ -101,6 +124,35 @@ def _built_once(build):
         self.output_shape = self.compute_output_shape(input_shape)
 
     wrapper.records_shapes = True
+    return wrapper
+
+
+def _penalised_call(call):
+    """Wrap a layer's ``call`` as Keras's ``__call__`` does: a layer with an
+    ``activity_regularizer`` records the penalty of its output (divided by the batch size)."""
+
+    @functools.wraps(call)
+    def wrapper(self, x, training=False):
+        y = call(self, x, training)
+        if self.activity_regularizer is not None:
+            self.record_activity(y, training)
+        return y
+
+    wrapper.penalised = True
+    return wrapper
+
+
+def _penalised_backward(backward):
+    """Wrap a layer's ``backward``: the gradient of the activity penalty joins the gradient
+    that arrives at the layer's output."""
+
+    @functools.wraps(backward)
+    def wrapper(self, grad_output):
+        if self._activity_output is not None:
+            grad_output = grad_output + self.activity_gradient()
+        return backward(self, grad_output)
+
+    wrapper.penalised = True
     return wrapper
 
 
@@ -133,6 +185,7 @@ class Layer:
         batch_input_shape=None,
         input_dim=None,
         batch_size=None,
+        activity_regularizer=None,
         **kwargs,
     ):
         if kwargs:
@@ -162,6 +215,11 @@ class Layer:
         self._batch_input_shape = None
         self._activation_cache = None  # (z, y) of the last training call, for backward
         self._grad_is_pre_activation = False
+        set_weight_rules(self, activity_regularizer=activity_regularizer)
+        # The activity penalty of the last call (a float32 scalar), and the output it was
+        # computed from when that call was a training one (its gradient joins backward's).
+        self.activity_loss: np.ndarray | None = None
+        self._activity_output: np.ndarray | None = None
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if batch_input_shape is not None:
@@ -175,6 +233,10 @@ class Layer:
         build = cls.__dict__.get("build")
         if build is not None and not getattr(build, "records_shapes", False):
             cls.build = _built_once(build)
+        for method, wrap in (("call", _penalised_call), ("backward", _penalised_backward)):
+            own = cls.__dict__.get(method)
+            if own is not None and not getattr(own, "penalised", False):
+                setattr(cls, method, wrap(own))
 
     @property
     def where(self) -> str:
@@ -182,9 +244,12 @@ class Layer:
         return f"{type(self).__name__} '{self.name}'"
 
     # ----- weights -------------------------------------------------------------------------
-    def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True):
+    def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True,
+                   regularizer=None, constraint=None):
         value = initializers.get(initializer)(tuple(shape))
-        variable = Variable(value, name=name, path=f"{self.name}/{name}", trainable=trainable)
+        variable = Variable(value, name=name, path=f"{self.name}/{name}", trainable=trainable,
+                            regularizer=regularizers.get(regularizer),
+                            constraint=constraints.get(constraint))
         self._variables.append(variable)
         return variable
 
@@ -351,6 +416,13 @@ class Layer:
         input_shape = normalize_shape(shapes if list_input else shapes[0])
         if self.built and self.input_shape is not None:
             self.check_input_shape(input_shape)
+        if self.activity_regularizer is not None and self.inbound_nodes:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) has an activity_regularizer and "
+                "is called a second time: convlens does not share a layer with an "
+                "activity_regularizer yet. Use two layers, or move the regularizer to the "
+                "layers around it."
+            )
         self.build_from_shape(input_shape)
         node = Node(self, tensors, [self.compute_output_shape(input_shape)], list_input)
         return node.outputs[0]
@@ -382,6 +454,26 @@ class Layer:
 
     def restore_cache(self, state) -> None:
         self._cache, self._activation_cache = state
+
+    def record_activity(self, y: np.ndarray, training: bool) -> None:
+        """Keep the activity penalty of the output ``y`` (Keras: divided by the batch size, so
+        the strength does not depend on it), and ``y`` for backward when training."""
+        penalty = self.activity_regularizer(y)
+        batch = y.shape[0] if y.ndim else 1
+        self.activity_loss = (penalty / penalty.dtype.type(batch) if batch else
+                              np.zeros_like(penalty))
+        self._activity_output = y if training else None
+
+    def activity_gradient(self) -> np.ndarray:
+        """d(activity penalty)/d(output) of the last training call, once (or d/d(the input to
+        the activation) while ``backward_from_pre_activation`` runs)."""
+        y, self._activity_output = self._activity_output, None
+        grad = self.activity_regularizer.gradient(y)
+        grad = grad / grad.dtype.type(max(y.shape[0] if y.ndim else 1, 1))
+        if self._grad_is_pre_activation:
+            z, activated = self._activation_cache
+            grad = self.activation.backward(z, activated, grad)
+        return grad
 
     def call(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x
@@ -438,6 +530,8 @@ class Layer:
     # ----- config --------------------------------------------------------------------------
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        if self.activity_regularizer is not None:  # Keras's base Layer writes it when set
+            config.update(weight_rules_config(self, "activity_regularizer"))
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
         return config
@@ -453,6 +547,8 @@ class Layer:
 
 
 Layer.build = _built_once(Layer.build)
+Layer.call = _penalised_call(Layer.call)
+Layer.backward = _penalised_backward(Layer.backward)
 
 
 def _shapes_text(shapes) -> str:

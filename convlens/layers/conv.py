@@ -17,7 +17,7 @@ import numpy as np
 
 from convlens import activations, initializers
 from convlens.kinds import Kind, register
-from convlens.layers.base import Layer, resolve
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
 from convlens.ops import conv as conv_ops
 from convlens.shapes import (
     check_conv_fits,
@@ -42,13 +42,9 @@ def positive_int(value, name: str, layer: str) -> int:
     return int(value)
 
 
-def check_no_regularizers(layer: str, **arguments) -> None:
-    for key, value in arguments.items():
-        if value is not None:
-            raise ValueError(
-                f"{layer}: `{key}` is not supported by convlens yet; received {key}={value!r}. "
-                "Pass None."
-            )
+# The weight rules of a layer with a kernel and a bias, in the order Keras writes them.
+KERNEL_RULES = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                "kernel_constraint", "bias_constraint")
 
 
 def check_strides_and_dilation(strides: tuple, dilation_rate: tuple, where: str) -> None:
@@ -77,12 +73,17 @@ def conv_arguments(layer: Layer, rank: int, kernel_size, strides, padding, data_
     layer.window = None
 
 
-def add_kernel_and_bias(layer: Layer, input_shape, kernel_initializer) -> None:
-    """Create ``layer.kernel`` (and ``layer.bias``) in the shapes ``layer.weight_shapes`` gives."""
+def add_kernel_and_bias(layer: Layer, input_shape, kernel_initializer, kernel_regularizer,
+                        kernel_constraint) -> None:
+    """Create ``layer.kernel`` (and ``layer.bias``) in the shapes ``layer.weight_shapes`` gives,
+    with their regularizers and constraints."""
     shapes = layer.weight_shapes(input_shape)
-    layer.kernel = layer.add_weight("kernel", shapes["kernel"], kernel_initializer)
+    layer.kernel = layer.add_weight("kernel", shapes["kernel"], kernel_initializer,
+                                    regularizer=kernel_regularizer, constraint=kernel_constraint)
     if layer.use_bias:
-        layer.bias = layer.add_weight("bias", shapes["bias"], layer.bias_initializer)
+        layer.bias = layer.add_weight("bias", shapes["bias"], layer.bias_initializer,
+                                      regularizer=layer.bias_regularizer,
+                                      constraint=layer.bias_constraint)
 
 
 def conv_window(layer: Layer, input_shape, transposed: bool = False, output_padding=None):
@@ -170,7 +171,7 @@ class Conv(Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = self.where
         self.filters = positive_int(filters, "filters", where)
         self.groups = positive_int(groups, "groups", where)
@@ -189,20 +190,16 @@ class Conv(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
         self.bias_initializer = resolve(initializers.get, bias_initializer, where)
-        check_no_regularizers(
-            where,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-        )
+        set_weight_rules(self, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         bias_constraint=bias_constraint)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
 
     def build(self, input_shape) -> None:
-        add_kernel_and_bias(self, input_shape, self.kernel_initializer)
+        add_kernel_and_bias(self, input_shape, self.kernel_initializer, self.kernel_regularizer,
+                            self.kernel_constraint)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
         self.window = conv_window(self, input_shape)
 
@@ -271,11 +268,7 @@ class Conv(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": None,
-            "bias_regularizer": None,
-            "activity_regularizer": None,
-            "kernel_constraint": None,
-            "bias_constraint": None,
+            **weight_rules_config(self, *KERNEL_RULES),
         }
 
 

@@ -8,11 +8,11 @@ values, into the output at ``stride`` steps; overlapping blocks add up. The math
 from __future__ import annotations
 
 from convlens import activations, initializers
-from convlens.kinds import Kind, kind_of, register
-from convlens.layers.base import Layer, resolve
+from convlens.kinds import Kind, register
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
 from convlens.layers.conv import (
+    KERNEL_RULES,
     add_kernel_and_bias,
-    check_no_regularizers,
     conv_arguments,
     conv_window,
     positive_int,
@@ -54,7 +54,7 @@ class Conv2DTranspose(Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = self.where
         self.filters = positive_int(filters, "filters", where)
         conv_arguments(self, self.rank, kernel_size, strides, padding, data_format,
@@ -74,20 +74,16 @@ class Conv2DTranspose(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
         self.bias_initializer = resolve(initializers.get, bias_initializer, where)
-        check_no_regularizers(
-            where,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-        )
+        set_weight_rules(self, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         bias_constraint=bias_constraint)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
 
     def build(self, input_shape):
-        add_kernel_and_bias(self, input_shape, self.kernel_initializer)
+        add_kernel_and_bias(self, input_shape, self.kernel_initializer, self.kernel_regularizer,
+                            self.kernel_constraint)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
         self.window = conv_window(self, input_shape, True, self.output_padding)
 
@@ -162,6 +158,7 @@ class Conv2DTranspose(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_rules_config(self, *KERNEL_RULES),
         }
 
 
@@ -192,15 +189,10 @@ class Conv3DTranspose(Conv2DTranspose):
 register(Conv2DTranspose, Kind(
     words="transpose", cost="transpose", field="transpose", trace="transpose",
     picture="transpose", onnx="transpose", torch="transpose", builds_from_shape=True,
-    keras_only_keys={
-        "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
-        "kernel_regularizer": None, "kernel_constraint": None,
-    },
 ))
 # torch export takes the 2D one only so far.
 for _cls in (Conv1DTranspose, Conv3DTranspose):
     register(_cls, Kind(
         words="transpose", cost="transpose", field="transpose", trace="transpose",
         picture="transpose", onnx="transpose", builds_from_shape=True,
-        keras_only_keys=kind_of(Conv2DTranspose).keras_only_keys,
     ))

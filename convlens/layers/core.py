@@ -9,8 +9,8 @@ import numpy as np
 from convlens import activations, initializers
 from convlens.graph import Node
 from convlens.kinds import Kind, register
-from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import check_no_regularizers, positive_int
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
+from convlens.layers.conv import add_kernel_and_bias, positive_int
 from convlens.ops import activations as activation_ops
 from convlens.ops import dropout as dropout_ops
 from convlens.ops.dense import dense_backward, dense_forward
@@ -89,30 +89,23 @@ class Dense(Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = self.where
         self.units = positive_int(units, "units", where)
         self.activation = resolve(activations.get, activation, where)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = resolve(initializers.get, kernel_initializer, where)
         self.bias_initializer = resolve(initializers.get, bias_initializer, where)
-        check_no_regularizers(
-            where,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-        )
+        set_weight_rules(self, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         bias_constraint=bias_constraint)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
 
     def build(self, input_shape):
-        shapes = self.weight_shapes(input_shape)
-        self.kernel = self.add_weight("kernel", shapes["kernel"], self.kernel_initializer)
-        if self.use_bias:
-            self.bias = self.add_weight("bias", shapes["bias"], self.bias_initializer)
+        add_kernel_and_bias(self, input_shape, self.kernel_initializer, self.kernel_regularizer,
+                            self.kernel_constraint)
         self._fixed_axes = {-1: input_shape[-1]}
 
     def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
@@ -160,11 +153,9 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": None,
-            "bias_regularizer": None,
-            "activity_regularizer": None,
-            "kernel_constraint": None,
-            "bias_constraint": None,
+            # Keras's Dense writes activity_regularizer only when set (its base Layer does).
+            **weight_rules_config(self, "kernel_regularizer", "bias_regularizer",
+                                  "kernel_constraint", "bias_constraint"),
         }
 
 
@@ -400,8 +391,7 @@ def _normalize_pad_pairs(padding, where: str) -> tuple:
 register(InputLayer, Kind(words="input", field="pointwise"))
 register(Dense, Kind(words="dense", cost="dense", field="dense", trace="dense", onnx="dense",
                      torch="dense",
-                     builds_from_shape=True, keras_only_keys={"quantization_config": None},
-                     convlens_only_keys=("activity_regularizer",)))
+                     builds_from_shape=True, keras_only_keys={"quantization_config": None}))
 register(Flatten, Kind(words="flatten", field="mix", trace="copy", onnx="flatten",
                        torch="flatten", builds_from_shape=True))
 register(Reshape, Kind(words="reshape", field="mix", trace="copy", onnx="reshape",

@@ -10,13 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from convlens import activations, initializers
-from convlens.kinds import Kind, kind_of, register
-from convlens.layers.base import Layer, resolve
+from convlens.kinds import Kind, register
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
 from convlens.layers.conv import (
     Conv1D,
     Conv2D,
     add_kernel_and_bias,
-    check_no_regularizers,
     conv_arguments,
     conv_window,
     positive_int,
@@ -53,7 +52,7 @@ class DepthwiseConv2D(Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = self.where
         self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier", where)
         conv_arguments(self, self.rank, kernel_size, strides, padding, data_format,
@@ -62,20 +61,17 @@ class DepthwiseConv2D(Layer):
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = resolve(initializers.get, depthwise_initializer, where)
         self.bias_initializer = resolve(initializers.get, bias_initializer, where)
-        check_no_regularizers(
-            where,
-            depthwise_regularizer=depthwise_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            depthwise_constraint=depthwise_constraint,
-            bias_constraint=bias_constraint,
-        )
+        set_weight_rules(self, depthwise_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         depthwise_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint)
         self.kernel = None
         self.bias = None
         self.needs_input_grad = True
 
     def build(self, input_shape):
-        add_kernel_and_bias(self, input_shape, self.depthwise_initializer)
+        add_kernel_and_bias(self, input_shape, self.depthwise_initializer,
+                            self.depthwise_regularizer, self.depthwise_constraint)
         self._fixed_axes = {self.geometry.channel_axis: self.geometry.channels(input_shape)}
         self.window = conv_window(self, input_shape)
 
@@ -144,11 +140,9 @@ class DepthwiseConv2D(Layer):
             "use_bias": self.use_bias,
             "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "depthwise_regularizer": None,
-            "bias_regularizer": None,
-            "activity_regularizer": None,
-            "depthwise_constraint": None,
-            "bias_constraint": None,
+            **weight_rules_config(self, "depthwise_regularizer", "bias_regularizer",
+                                  "activity_regularizer", "depthwise_constraint",
+                                  "bias_constraint"),
         }
 
 
@@ -187,19 +181,15 @@ class SeparableConv2D(Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         where = self.where
         self.filters = positive_int(filters, "filters", where)
-        check_no_regularizers(
-            where,
-            depthwise_regularizer=depthwise_regularizer,
-            pointwise_regularizer=pointwise_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            depthwise_constraint=depthwise_constraint,
-            pointwise_constraint=pointwise_constraint,
-            bias_constraint=bias_constraint,
-        )
+        set_weight_rules(self, depthwise_regularizer=depthwise_regularizer,
+                         pointwise_regularizer=pointwise_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         depthwise_constraint=depthwise_constraint,
+                         pointwise_constraint=pointwise_constraint,
+                         bias_constraint=bias_constraint)
         # The two stages are real layers, named after this one and never auto-numbered.
         depthwise_cls, pointwise_cls = self.stage_classes()
         stages = {depthwise_cls.__name__: f"{self.name}_depthwise",
@@ -208,11 +198,16 @@ class SeparableConv2D(Layer):
             self.depthwise = depthwise_cls(
                 kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
                 use_bias=False, depthwise_initializer=depthwise_initializer,
+                depthwise_regularizer=self.depthwise_regularizer,
+                depthwise_constraint=self.depthwise_constraint,
                 name=stages[depthwise_cls.__name__],
             )
             self.pointwise = pointwise_cls(
                 filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
                 kernel_initializer=pointwise_initializer, bias_initializer=bias_initializer,
+                kernel_regularizer=self.pointwise_regularizer,
+                kernel_constraint=self.pointwise_constraint,
+                bias_regularizer=self.bias_regularizer, bias_constraint=self.bias_constraint,
                 name=stages[pointwise_cls.__name__],
             )
         except (ValueError, TypeError) as error:
@@ -297,6 +292,10 @@ class SeparableConv2D(Layer):
             "depthwise_initializer": initializers.serialize(self.depthwise.depthwise_initializer),
             "pointwise_initializer": initializers.serialize(self.pointwise.kernel_initializer),
             "bias_initializer": initializers.serialize(self.pointwise.bias_initializer),
+            **weight_rules_config(self, "depthwise_regularizer", "pointwise_regularizer",
+                                  "bias_regularizer", "activity_regularizer",
+                                  "depthwise_constraint", "pointwise_constraint",
+                                  "bias_constraint"),
         }
 
 
@@ -332,11 +331,6 @@ register(DepthwiseConv2D, Kind(
 register(SeparableConv2D, Kind(
     words="separable", cost="separable", field="window", trace="separable", picture="separable",
     onnx="separable", torch="separable", builds_from_shape=True,
-    keras_only_keys={
-        "bias_regularizer": None, "activity_regularizer": None, "bias_constraint": None,
-        "depthwise_regularizer": None, "pointwise_regularizer": None,
-        "depthwise_constraint": None, "pointwise_constraint": None,
-    },
 ))
 # torch export takes the 2D layers only so far.
 register(DepthwiseConv1D, Kind(words="depthwise", cost="depthwise", field="window",
@@ -344,5 +338,4 @@ register(DepthwiseConv1D, Kind(words="depthwise", cost="depthwise", field="windo
                                builds_from_shape=True))
 register(SeparableConv1D, Kind(words="separable", cost="separable", field="window",
                                trace="separable", picture="separable", onnx="separable",
-                               builds_from_shape=True,
-                               keras_only_keys=kind_of(SeparableConv2D).keras_only_keys))
+                               builds_from_shape=True))

@@ -18,8 +18,8 @@ import numpy as np
 
 from convlens import initializers
 from convlens.kinds import Kind, register
-from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import check_no_regularizers
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
+from convlens.layers.normalization import GAMMA_BETA_RULES
 from convlens.ops import normalization as ops
 from convlens.shapes import format_shape
 
@@ -29,12 +29,12 @@ __all__ = ["LayerNormalization", "GroupNormalization"]
 class _AffineNormalization(Layer):
     """What both layers share: epsilon, center/scale and the gamma/beta weights."""
 
-    def _common(self, epsilon, center, scale, beta_initializer, gamma_initializer, **unsupported):
+    def _common(self, epsilon, center, scale, beta_initializer, gamma_initializer, **rules):
         if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or epsilon < 0:
             raise ValueError(
                 f"{self.where}: `epsilon` must be a number >= 0; received epsilon={epsilon!r}."
             )
-        check_no_regularizers(self.where, **unsupported)
+        set_weight_rules(self, **rules)
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
@@ -44,9 +44,13 @@ class _AffineNormalization(Layer):
 
     def _add_gamma_beta(self, shape):
         if self.scale:
-            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer)
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight("beta", shape, self.beta_initializer)
+            self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                        regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
 
     def _params(self):
         return (None if self.gamma is None else self.gamma.value,
@@ -64,8 +68,7 @@ class _AffineNormalization(Layer):
             "scale": self.scale,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
-            "gamma_constraint": None,
+            **weight_rules_config(self, *GAMMA_BETA_RULES),
         }
 
 

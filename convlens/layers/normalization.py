@@ -8,10 +8,13 @@ import numpy as np
 
 from convlens import initializers
 from convlens.kinds import Kind, register
-from convlens.layers.base import Layer, resolve
-from convlens.layers.conv import check_no_regularizers
+from convlens.layers.base import Layer, resolve, set_weight_rules, weight_rules_config
 from convlens.ops.normalization import batch_norm_backward, batch_norm_forward, moving_average
 from convlens.shapes import format_shape
+
+# The weight rules of a layer with gamma and beta, in the order Keras writes them.
+GAMMA_BETA_RULES = ("beta_regularizer", "gamma_regularizer", "beta_constraint",
+                    "gamma_constraint")
 
 
 class BatchNormalization(Layer):
@@ -51,13 +54,9 @@ class BatchNormalization(Layer):
             raise ValueError(
                 f"{self.where}: `epsilon` must be > 0; received epsilon={epsilon!r}."
             )
-        check_no_regularizers(
-            self.where,
-            beta_regularizer=beta_regularizer,
-            gamma_regularizer=gamma_regularizer,
-            beta_constraint=beta_constraint,
-            gamma_constraint=gamma_constraint,
-        )
+        set_weight_rules(self, beta_regularizer=beta_regularizer,
+                         gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                         gamma_constraint=gamma_constraint)
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -75,9 +74,13 @@ class BatchNormalization(Layer):
     def build(self, input_shape):
         shapes = self.weight_shapes(input_shape)
         if self.scale:
-            self.gamma = self.add_weight("gamma", shapes["gamma"], self.gamma_initializer)
+            self.gamma = self.add_weight("gamma", shapes["gamma"], self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight("beta", shapes["beta"], self.beta_initializer)
+            self.beta = self.add_weight("beta", shapes["beta"], self.beta_initializer,
+                                        regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
         self.moving_mean = self.add_weight(
             "moving_mean", shapes["moving_mean"], self.moving_mean_initializer, trainable=False
         )
@@ -151,6 +154,7 @@ class BatchNormalization(Layer):
             "moving_variance_initializer": initializers.serialize(
                 self.moving_variance_initializer
             ),
+            **weight_rules_config(self, *GAMMA_BETA_RULES),
         }
 
 
@@ -158,8 +162,7 @@ register(BatchNormalization, Kind(
     words="batchnorm", cost="per_value", field="pointwise", trace="batchnorm", onnx="batchnorm",
     torch="batchnorm", builds_from_shape=True,
     keras_only_keys={
-        "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
-        "gamma_constraint": None, "synchronized": False, "renorm": False,
+        "synchronized": False, "renorm": False,
         "renorm_clipping": None, "renorm_momentum": 0.99,
     },
 ))

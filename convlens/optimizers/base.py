@@ -265,6 +265,9 @@ class Optimizer:
         self._apply_weight_decay(targets, learning_rate)
         for variable, grad in zip(targets, grads, strict=True):
             self._update_step(grad, variable, self._index[id(variable)], learning_rate)
+        for variable in targets:  # Keras projects constrained weights after the update
+            if variable.constraint is not None:
+                variable.assign(variable.constraint(variable.value))
         self._iteration.value += 1
 
     def apply_gradients(self, grads_and_vars) -> int:
