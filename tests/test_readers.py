@@ -480,3 +480,19 @@ def test_a_softmax_over_several_axes_is_refused_by_onnx_export_naming_the_layer(
     model = Sequential([L.Input((3, 4, 2)), L.Softmax(axis=[1, 2], name="wide")])
     with pytest.raises(ValueError, match="'wide'.*several axes"):
         to_onnx(model)
+
+
+def test_squeeze_and_excitation_broadcast_is_worded_traced_and_sees_the_whole_input():
+    with session(seed=9):
+        x = L.Input((4, 4, 3))
+        maps = L.Conv2D(3, 1, name="maps")(x)
+        weights = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(maps)
+        model = Model(x, L.Multiply(name="excite")([maps, weights]))
+    sample = np.random.default_rng(10).standard_normal((1, 4, 4, 3)).astype(np.float32)
+    words = str(model.explain()["excite"])
+    assert "'maps'" in words and "'squeeze'" in words and "broadcast" in words
+    expected = model.predict(sample, verbose=0)[0]
+    for index in ((0, 0, 0), (3, 2, 1), (1, 3, 2)):
+        result = trace(model, "excite", index, sample)
+        assert result.value == pytest.approx(float(expected[index]), rel=1e-5, abs=1e-6)
+    assert receptive_fields(model)[-1].whole_input

@@ -154,7 +154,7 @@ def _explain_depthwise(layer, exp: LayerExplanation) -> None:
         "channels.",
         f"Output channel c*{m} + j is input channel c through its filter j: "
         f"{in_channels}*{m} = {in_channels * m:,} output maps, each a sum of "
-        f"{_prod(kernel)} = {math.prod(kernel)} products"
+        + (f"{_prod(kernel)} = " if len(kernel) > 1 else "") + f"{math.prod(kernel)} products"
         + (" plus a bias." if layer.use_bias else "."),
     ] + _movement_lines(layer, kernel, layer.dilation_rate, "filter") + _activation_line(layer)
     exp.weights = _weights(layer, {

@@ -137,11 +137,14 @@ def _named_inputs(layer) -> str:
 
 def _explain_merge(layer, exp: LayerExplanation) -> None:
     word, formula = MERGE_WORDS.get(type(layer).__name__, ("combination", "f(a, b, ...)"))
+    rule = "so the inputs must have the same shape"
+    if len({tuple(shape) for shape in layer.input_shape}) > 1:
+        rule += (" but for axes of size 1, which are repeated along the other inputs' "
+                 "(broadcast);")
     exp.mechanism = [
         f"Combines {len(layer.input_shape)} inputs, {_named_inputs(layer)}, value by value: "
         f"each output value is the {word} of the values at the same position of every input "
-        f"(`{formula}`), so the inputs must have the same shape and the output "
-        f"`{format_shape(layer.output_shape)}` keeps it. No weights.",
+        f"(`{formula}`), {rule} the output is `{format_shape(layer.output_shape)}`. No weights.",
     ]
 
 
