@@ -26,8 +26,8 @@ from convlens.keras_objects import KerasObject, get_object, serialize_object
 from convlens.ops import regularization as ops
 
 __all__ = [
-    "Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize", "model_losses",
-    "penalty",
+    "Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize",
+    "weight_penalties", "model_losses", "penalty",
 ]  # fmt: skip
 
 
@@ -100,14 +100,18 @@ def serialize(regularizer: Regularizer | None) -> dict | None:
     return serialize_object(regularizer, "keras.regularizers")
 
 
+def weight_penalties(variables) -> list[np.ndarray]:
+    """The penalty of each variable that has a regularizer, in order."""
+    return [variable.regularizer(variable.value) for variable in variables
+            if variable.regularizer is not None]
+
+
 def model_losses(model) -> list[np.ndarray]:
     """Keras's ``model.losses``: the activity penalty of each layer's last call (divided by its
     batch size), then the penalty of each trainable weight that has a regularizer."""
     activity = [layer.activity_loss for layer in model.layers
                 if layer.activity_regularizer is not None and layer.activity_loss is not None]
-    weights = [variable.regularizer(variable.value) for variable in model.trainable_weights
-               if variable.regularizer is not None]
-    return activity + weights
+    return activity + weight_penalties(model.trainable_weights)
 
 
 def penalty(model, add_gradients: bool = False) -> float:

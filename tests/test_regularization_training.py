@@ -97,6 +97,10 @@ def test_model_losses_list_the_penalties_keras_lists():
     # trainable weight (2 + 2 + 3 + 1 + 2).
     assert len(expected) == 3 + 10
     np.testing.assert_allclose(got, expected, rtol=RTOL)
+    for mine, theirs in zip(ours.layers, reference.layers, strict=True):  # layer.losses too
+        np.testing.assert_allclose([float(v) for v in mine.losses],
+                                   [float(v.detach()) for v in theirs.losses], rtol=RTOL)
+        assert mine.losses  # every layer here has a penalty
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

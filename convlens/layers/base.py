@@ -321,6 +321,14 @@ class Layer:
         for variable, array in zip(self._variables, arrays):
             variable.assign(array)
 
+    @property
+    def losses(self) -> list[np.ndarray]:
+        """Keras's ``layer.losses``: the activity penalty of the last call (divided by its batch
+        size), then the penalty of each trainable weight that has a regularizer."""
+        activity = [] if self.activity_regularizer is None or self.activity_loss is None else [
+            self.activity_loss]
+        return activity + regularizers.weight_penalties(self.trainable_weights)
+
     def count_params(self) -> int:
         if not self.built:
             raise ValueError(
