@@ -122,13 +122,26 @@ class Graph:
         self._caches: dict[int, object] = {}  # a shared layer's cache per node (training)
         self.shared = {id(lay) for lay in self.layers
                        if sum(id(n) in self.node_ids for n in lay.inbound_nodes) > 1}
+        self.set_input_grad(False)
+
+    def set_input_grad(self, wanted: bool) -> None:
+        """Tell each layer whether a gradient wrt its input is wanted: always when it reads
+        another layer's output, and for a layer reading the model's inputs only when the model
+        itself must pass a gradient back (a model nested in another)."""
         input_ids = {id(t) for t in self.inputs}
         for layer in self.layers:
             if hasattr(layer, "needs_input_grad"):
-                layer.needs_input_grad = any(
+                layer.needs_input_grad = wanted or any(
                     id(t) not in input_ids
                     for n in layer.inbound_nodes if id(n) in self.node_ids for t in n.inputs
                 )
+
+    def cache_state(self) -> dict:
+        """The per-call caches of shared layers (a nested model called twice keeps both)."""
+        return dict(self._caches)
+
+    def restore_cache(self, state: dict) -> None:
+        self._caches = dict(state)
 
     def _check_connected(self, model_name: str) -> None:
         computable = {id(t) for t in self.inputs}
@@ -236,9 +249,10 @@ class Graph:
                 self._caches[id(node)] = layer.cache_state()
         return values
 
-    def backward(self, grads: list[np.ndarray], pre_activation: bool = False) -> None:
-        """``pre_activation``: the (one) output's gradient is wrt its layer's input to its
-        activation (the trainer's fused softmax + cross-entropy)."""
+    def backward(self, grads: list[np.ndarray], pre_activation: bool = False) -> list:
+        """Fill the weights' gradients; return the gradient wrt each input (None where no
+        layer computed one). ``pre_activation``: the (one) output's gradient is wrt its
+        layer's input to its activation (the trainer's fused softmax + cross-entropy)."""
         pending: dict[int, np.ndarray] = {}
         for tensor, grad in zip(self.outputs, grads):
             _accumulate(pending, tensor, grad)
@@ -273,6 +287,7 @@ class Graph:
             for variable in layer.weights:
                 if variable.grad is None:
                     variable.grad = np.zeros(variable.shape, np.float32)
+        return [pending.get(id(tensor)) for tensor in self.inputs]
 
 
 def _accumulate(pending: dict, tensor: KerasTensor, grad) -> None:

@@ -6,18 +6,21 @@ import numpy as np
 
 from convlens import regularizers
 from convlens.functional import Graph
-from convlens.graph import KerasTensor
-from convlens.layers.base import Layer, as_float32, unique_name, weight_list
+from convlens.graph import KerasTensor, symbolic_inputs
+from convlens.kinds import Kind, register
+from convlens.layers.base import Layer, as_float32, normalize_shape, unique_name, weight_list
 from convlens.layers.core import InputLayer
 from convlens.shapes import format_shape
 
 
-class Model:
+class Model(Layer):
     """A model: layers connected into a graph from ``inputs`` to ``outputs`` (Keras 3).
 
     ``Model(inputs, outputs)`` takes the symbolic tensors of ``Input(...)`` and of the layers
-    called on them; ``Sequential`` is the same model as a chain. Both build, run, train,
-    save and explain alike.
+    called on them (and, as in Keras, makes a :class:`Functional`); ``Sequential`` is the same
+    model as a chain. Both build, run, train, save and explain alike, and both are layers: a
+    model called on symbolic tensors is one layer of a bigger model (its weights shared
+    between its calls), as Keras nests them.
 
     Example:
         >>> from convlens.layers import Conv2D, Input
@@ -26,6 +29,10 @@ class Model:
         >>> model.output_shape
         (None, 24, 24, 64)
     """
+
+    def __new__(cls, *args, **kwargs):
+        # ``Model(inputs, outputs)`` is a Functional, as in Keras (its summary and files say so)
+        return super().__new__(Functional if cls is Model else cls)
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None,
                  trainable: bool = True, **kwargs):
@@ -44,9 +51,19 @@ class Model:
     def _init_state(self, name: str, trainable: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
+        # What Layer.__init__ sets, but shapes and weights: a model reads them from its layers.
         self.name = name
+        self._trainable = True
         self.trainable = trainable
         self.built = False
+        self.inbound_nodes: list = []  # calls as a layer of another model
+        self._batch_input_shape = None
+        self._variables: list = []
+        self._fixed_axes: dict[int, int] = {}
+        self._cache = None
+        self._activation_cache = None
+        self._grad_is_pre_activation = False
+        self._needs_input_grad = False  # True once nested where a gradient flows into it
         # what compile() sets; training, the summary and callbacks read them
         self.optimizer = None
         self.loss = None
@@ -90,6 +107,109 @@ class Model:
         """The summary's Connected to cell: ``name[node][tensor]`` of every input."""
         return self.graph.connections(layer)
 
+    # ----- a model used as a layer of another model -----------------------------------------
+    @property
+    def takes_list(self) -> bool:
+        return len(self.graph.inputs) > 1
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self._needs_input_grad = bool(value)
+        self._pass_input_grad(self._needs_input_grad)
+
+    def _pass_input_grad(self, wanted: bool) -> None:
+        """Tell the layers that read the model's inputs whether to compute their gradient."""
+        self.graph.set_input_grad(wanted)
+
+    def _input_shapes(self):
+        shapes = [t.shape for t in self.graph.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def build(self, input_shape=None) -> None:
+        """A functional model is built by its layers; ``input_shape`` is checked only."""
+        if input_shape is not None:
+            self.check_input_shape(normalize_shape(input_shape))
+
+    build.records_shapes = True  # not Layer's build wrapper: a model's shapes are its layers'
+
+    @property
+    def input(self):
+        """The model's input tensor (a list for several), as in Keras."""
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs
+
+    @property
+    def output(self):
+        return self.outputs[0] if len(self.outputs) == 1 else self.outputs
+
+    def check_input_shape(self, input_shape) -> None:
+        """A nested model takes what its own inputs take (None matches any size)."""
+        expected = self._input_shapes()
+        given, wanted = (input_shape, expected) if isinstance(expected, list) else (
+            [input_shape], [expected])
+        if not isinstance(given, list) or len(given) != len(wanted) or any(
+            len(g) != len(w) or any(a is not None and b is not None and a != b
+                                    for a, b in zip(g[1:], w[1:]))
+            for g, w in zip(given, wanted)
+        ):
+            raise ValueError(
+                f"Input of model '{self.name}' ({type(self).__name__}) is incompatible: it "
+                f"takes {_shapes(expected)} and received {_shapes(input_shape)}."
+            )
+
+    def compute_output_shape(self, input_shape):
+        self.check_input_shape(normalize_shape(input_shape))
+        return self.output_shape
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        return {variable.path: variable.shape for variable in self.weights}
+
+    def multiply_adds(self, input_shape) -> int | None:
+        counts = []
+        for layer in self.layers:
+            shape = layer.input_shape
+            counts.append(None if shape is None else layer.multiply_adds(shape))
+        return None if None in counts else sum(counts)
+
+    def build_from_shape(self, input_shape):
+        input_shape = normalize_shape(input_shape)
+        self.check_input_shape(input_shape)
+        return self.output_shape
+
+    def call(self, x, training: bool = False):
+        return self.forward(x, training=training)
+
+    def pre_activation(self):
+        return self.graph.outputs[0].layer.pre_activation()
+
+    def backward_from_pre_activation(self, grad_z):
+        return self.backward(grad_z, pre_activation=True)
+
+    def cache_state(self):
+        """What a training call kept in every layer (a model called twice in a graph)."""
+        return ([layer.cache_state() for layer in self.layers], self.graph.cache_state())
+
+    def restore_cache(self, state) -> None:
+        layer_states, graph_state = state
+        for layer, layer_state in zip(self.layers, layer_states):
+            layer.restore_cache(layer_state)
+        self.graph.restore_cache(graph_state)
+
+    def __call__(self, x, training: bool = False):
+        tensors = symbolic_inputs(x, f"Model '{self.name}' ({type(self).__name__})")
+        if tensors is not None:
+            if isinstance(self.output_shape, list):
+                raise ValueError(
+                    f"Model '{self.name}' has {len(self.output_shape)} outputs; convlens "
+                    "nests models with one output. Call the model's output layers' parts "
+                    "directly, or build one model with all the layers."
+                )
+            return self.call_symbolic(tensors, isinstance(x, (list, tuple)))
+        return self.forward(self.check_input(x), training=training)
+
     # ----- running -------------------------------------------------------------------------
     def check_input(self, x):
         """The input(s) as float32 arrays, checked against the model's inputs."""
@@ -106,17 +226,19 @@ class Model:
         return self.graph.layer_inputs(layer, self.graph.check_inputs(x, self.name))
 
     def backward(self, grad, pre_activation: bool = False):
-        """Back-propagate the gradient(s) wrt the output(s); fills weight grads.
+        """Back-propagate the gradient(s) wrt the output(s); fills weight grads and returns the
+        gradient wrt the input(s) (None where no layer computes it).
 
         ``pre_activation=True``: ``grad`` is wrt the output layer's input to its activation
         (the trainer's fused softmax + cross-entropy)."""
-        self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
+        grads = self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
+        return grads[0] if len(grads) == 1 else grads
 
     def get_config(self) -> dict:
         """The model's config as Keras 3 writes it: layers with their inbound nodes."""
-        from convlens.io import functional_format  # doorway
+        from convlens.io import keras_format  # doorway
 
-        return functional_format.functional_to_config(self)["config"]
+        return keras_format.model_to_config(self)["config"]
 
     def __repr__(self) -> str:
         return f"<Functional name={self.name}, built={self.built}>"
@@ -197,9 +319,6 @@ class Model:
         for variable, array in zip(variables, arrays):
             variable.assign(array)
 
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        return self.forward(self.check_input(x), training=training)
-
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None,
                 callbacks=None) -> np.ndarray:
         from convlens import training  # doorway
@@ -277,6 +396,16 @@ class Model:
         from convlens.explain import explain_model  # doorway
 
         return explain_model(self, **kwargs)
+
+
+class Functional(Model):
+    """What ``Model(inputs, outputs)`` makes (Keras 3's ``Functional``): a graph of layers."""
+
+
+def _shapes(shapes) -> str:
+    if isinstance(shapes, list):
+        return "[" + ", ".join(format_shape(s) for s in shapes) + "]"
+    return format_shape(shapes)
 
 
 class Sequential(Model):
@@ -361,7 +490,7 @@ class Sequential(Model):
         for layer in self._layers:
             shape = layer.build_from_shape(shape)
         for index, layer in enumerate(self._layers):
-            layer.needs_input_grad = index > 0
+            layer.needs_input_grad = index > 0 or self._needs_input_grad
         self.built = True
 
     def build(self, input_shape=None) -> None:
@@ -382,9 +511,61 @@ class Sequential(Model):
             self._input_layer = InputLayer(batch_shape=tuple(input_shape))
         self._propagate(tuple(input_shape))
 
+    build.records_shapes = True
+
     @property
     def layers(self) -> list[Layer]:
         return list(self._layers)
+
+    # ----- a Sequential used as a layer of another model -------------------------------------
+    takes_list = False
+
+    def _pass_input_grad(self, wanted: bool) -> None:
+        if self._layers:
+            self._layers[0].needs_input_grad = wanted
+
+    def _input_shapes(self):
+        return self.input_shape
+
+    def check_input_shape(self, input_shape) -> None:
+        if self.input_shape is not None:
+            super().check_input_shape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = normalize_shape(input_shape)
+        if self.built:
+            return super().compute_output_shape(input_shape)
+        shape = input_shape
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        if self.built:
+            return super().weight_shapes(input_shape)
+        shapes, shape = {}, normalize_shape(input_shape)
+        for layer in self._layers:
+            shapes.update({f"{layer.name}/{key}": value
+                           for key, value in layer.weight_shapes(shape).items()})
+            shape = layer.compute_output_shape(shape)
+        return shapes
+
+    def build_from_shape(self, input_shape):
+        input_shape = normalize_shape(input_shape)
+        if not self.built:
+            self.build(input_shape)
+        self.check_input_shape(input_shape)
+        return self.output_shape
+
+    def pre_activation(self):
+        return self._layers[-1].pre_activation() if self._layers else None
+
+    def cache_state(self):
+        return [layer.cache_state() for layer in self._layers]
+
+    def restore_cache(self, state) -> None:
+        for layer, layer_state in zip(self._layers, state):
+            layer.restore_cache(layer_state)
 
     @property
     def input_layer(self) -> InputLayer | None:
@@ -461,6 +642,13 @@ class Sequential(Model):
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name}, built={self.built}>"
+
+
+# A model nested in another is one layer to the readers: its words list its layers, its cost
+# and receptive field are its layers' together. Files write it whole (io/functional_format).
+MODEL_KIND = Kind(words="model", cost="model", field="model")
+register(Sequential, MODEL_KIND)
+register(Functional, MODEL_KIND)
 
 
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):

@@ -140,8 +140,17 @@ def _shape_cell(layer) -> str:
     return _format_shape(shape)
 
 
-def _name_cell(layer) -> str:
-    name = rich.markup.escape(str(layer.name))
+def _rows(layer, expand_nested: bool, level: int = 0):
+    """``(nesting level, layer)`` for a layer and, with ``expand_nested``, a nested model's
+    layers below it, as Keras lists them."""
+    yield level, layer
+    if expand_nested and getattr(layer, "layers", None):
+        for inner in layer.layers:
+            yield from _rows(inner, expand_nested, level + 1)
+
+
+def _name_cell(layer, prefix: str = "") -> str:
+    name = rich.markup.escape(prefix + str(layer.name))
     class_name = rich.markup.escape(type(layer).__name__)
     return f"{name} ({_symbol(class_name)})"
 
@@ -339,8 +348,8 @@ def print_summary(
         layer_range: ``(first, last)`` layer-name regexes; only the layers from the first
             layer matching ``first`` to the last matching ``last`` are listed (the totals
             still cover the whole model), as in Keras.
-        expand_nested: accepted for Keras compatibility; a Sequential of plain layers has
-            nothing nested to expand.
+        expand_nested: also list the layers of each nested model under its row, indented
+            with Keras's ``└`` marks.
 
     Raises:
         ValueError: if a column would be narrower than 4 characters, ``positions`` has
@@ -374,13 +383,17 @@ def print_summary(
         show_lines=True,
     )
     for layer in _select_layers(list(model.layers), layer_range):
-        row = [_name_cell(layer), _shape_cell(layer), _params_cell(layer)]
-        if graph:
-            row.append(rich.markup.escape(model.connections(layer)))
-        if show_trainable:
-            row.append(_trainable_cell(layer))
-        row.extend(rich.markup.escape(str(fn(layer))) for _, fn in extras)
-        table.add_row(*row)
+        for nested_level, row_layer in _rows(layer, expand_nested):
+            # Keras's prefix for a nested model's layers; their connections are not the model's
+            prefix = "   " * nested_level + "└ " if nested_level else ""
+            row = [_name_cell(row_layer, prefix), _shape_cell(row_layer), _params_cell(row_layer)]
+            if graph:
+                row.append(rich.markup.escape(model.connections(row_layer))
+                           if not nested_level else "-")
+            if show_trainable:
+                row.append(_trainable_cell(row_layer))
+            row.extend(rich.markup.escape(str(fn(row_layer))) for _, fn in extras)
+            table.add_row(*row)
 
     trainable = list(model.trainable_weights)
     non_trainable = list(model.non_trainable_weights)

@@ -127,11 +127,16 @@ def _per_value_words(layer, macs, in_spatial, in_channels):
     return f"one multiply-add per value (folded scale and shift) = {macs:,}"
 
 
+def _model_words(layer, macs, in_spatial, in_channels):
+    return f"the sum over its {len(layer.layers)} layers = {macs:,}"
+
+
 # The ``cost`` rule of a layer kind (``convlens.kinds``) -> the product that gives its MACs in
 # words. The number itself is the layer's own ``multiply_adds`` (what the budget counts too).
 COST_RULES = {
     "conv": _conv_words, "depthwise": _depthwise_words, "separable": _separable_words,
     "transpose": _transpose_words, "dense": _dense_words, "per_value": _per_value_words,
+    "model": _model_words,
 }
 
 

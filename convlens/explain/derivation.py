@@ -48,6 +48,7 @@ from convlens.explain.derivation_values import (
     _explain_group_norm,
     _explain_identity,
     _explain_layer_norm,
+    _explain_model,
     _explain_normalization,
     _explain_permute,
     _explain_prelu,
@@ -81,7 +82,7 @@ EXPLAINERS = {
     "layer_norm": _explain_layer_norm, "group_norm": _explain_group_norm,
     "rescaling": _explain_rescaling, "normalization": _explain_normalization,
     "prelu": _explain_prelu, "softmax": _explain_softmax, "permute": _explain_permute,
-    "identity": _explain_identity,
+    "identity": _explain_identity, "model": _explain_model,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from convlens.explain.wording import _prod, _weights
+from convlens.kinds import kind_of
 
 if TYPE_CHECKING:
     from convlens.explain.layer_explanation import LayerExplanation
@@ -98,3 +99,17 @@ def _explain_permute(layer, exp: LayerExplanation) -> None:
 
 def _explain_identity(layer, exp: LayerExplanation) -> None:
     exp.mechanism = ["Passes its input through unchanged. No weights."]
+
+
+def _explain_model(layer, exp: LayerExplanation) -> None:
+    """A model nested as a layer: what it holds, and where its own explanation is."""
+    inner = [item for item in layer.layers if kind_of(item).words != "input"]
+    names = ", ".join(f"{item.name} ({type(item).__name__})" for item in inner[:8])
+    more = f" and {len(inner) - 8} more" if len(inner) > 8 else ""
+    exp.mechanism = [
+        f"A {type(layer).__name__} model used as one layer: it runs its {len(inner)} layers "
+        f"({names}{more}) on its input and gives their output; its weights are theirs, shared "
+        "by every call of it.",
+        f"Its own layer-by-layer account: model.get_layer('{layer.name}').explain().",
+    ]
+    exp.weights = _weights(layer, {})

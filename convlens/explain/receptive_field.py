@@ -171,12 +171,30 @@ def _last_axis_step(state, layer):
     return state if all(a % rank == rank - 1 for a in axes) else None
 
 
+def _model_step(state, layer):
+    """A nested model: its own output field (size R, jump J, start U in pixels of its input)
+    seen through the field that reaches its input: ``r + (R - 1)*j``, ``j*J``, ``u + U*j``."""
+    inner = receptive_fields(layer)[layer.layers.index(_output_layer(layer))]
+    if inner.whole_input or len(inner.size) != len(state[0]):
+        return None
+    size, jump, start = state
+    return (tuple(r + (big - 1) * j for r, big, j in zip(size, inner.size, jump)),
+            tuple(j * big for j, big in zip(jump, inner.jump)),
+            tuple(u + big * j for u, big, j in zip(start, inner.start, jump)))
+
+
+def _output_layer(model):
+    outputs = getattr(model, "outputs", None) if model.graph is not None else None
+    return outputs[0].layer if outputs else model.layers[-1]
+
+
 # The ``field`` rule of a layer kind (``convlens.kinds``) -> its step; "mix" (the default for
 # a kind nobody registered) makes every output depend on the whole input.
 FIELD_STEPS = {
     "window": _window_step, "transpose": _transpose_step, "shift": _shift_step,
     "crop": _crop_step, "upsample": _upsample_step,
     "dense": _dense_step, "pointwise": lambda state, layer: state, "last_axis": _last_axis_step,
+    "model": _model_step,
 }
 
 

@@ -11,6 +11,8 @@ model's size is checked against the budget before any weight is created.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from convlens.budget import DEFAULT_LIMITS, Budget, check_graph_budget
 from convlens.io import keras_entries
 from convlens.layers.base import normalize_shape
@@ -34,8 +36,9 @@ def _ends(tensors) -> list:
     return histories[0] if len(histories) == 1 else histories
 
 
-def functional_to_config(model) -> dict:
-    """The ``config.json`` dict Keras 3 writes for a functional ``Model``."""
+def functional_to_config(model, model_entry) -> dict:
+    """The ``config.json`` dict Keras 3 writes for a functional ``Model``; a model nested as
+    a layer is written by ``model_entry(model)`` (Keras writes its whole config there)."""
     layers = []
     for layer in model.layers:
         nodes = model.graph.nodes_of(layer)
@@ -44,7 +47,8 @@ def functional_to_config(model) -> dict:
             record = keras_entries.layer_record("InputLayer", config)
             record.update(name=layer.name, inbound_nodes=[])
         else:
-            record = keras_entries.layer_entry(layer)
+            record = (model_entry(layer) if isinstance(layer, Model)
+                      else keras_entries.layer_entry(layer))
             record["name"] = layer.name
             record["inbound_nodes"] = [
                 {"args": [[_tensor_record(t) for t in node.inputs] if node.list_input
@@ -88,18 +92,38 @@ def _ends_from(value, where: str) -> list:
     return [_reference(value, where)]
 
 
-def functional_from_config(config: dict, where: str, budget: Budget = DEFAULT_LIMITS):
-    """A functional ``Model`` from a ``.keras`` file's config dict (see the module doc)."""
+MODEL_CLASSES = ("Sequential", "Functional")  # models Keras nests as layers
+
+
+def nested_model(entry: dict, where: str, budget: Budget, used: list, read_model):
+    """A model nested as a layer, read by ``read_model`` within what is left of ``budget``
+    after the nested models read before it (``used``: their parameter count, updated), so
+    that many nested models can't together allocate past the budget before the whole model's
+    figures are checked."""
+    name = (entry.get("config") or {}).get("name")
+    left = replace(budget, max_params=max(budget.max_params - used[0], 0))
+    model = read_model(entry, f"{where}: nested model '{name}'", left)
+    used[0] += model.count_params()
+    return model
+
+
+def functional_from_config(config: dict, where: str, budget: Budget = DEFAULT_LIMITS,
+                           read_model=None):
+    """A functional ``Model`` from a ``.keras`` file's config dict (see the module doc);
+    ``read_model(entry, where, budget)`` reads a model nested as a layer."""
     body = config.get("config")
     if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
         raise ValueError(f"{where}: the Functional config has no 'layers' list.")
     layers: dict[str, object] = {}
     pending = []  # (layer, node records) in file order
+    used = [0]
     for index, entry in enumerate(body["layers"]):
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: layer {index} must be a JSON object.")
         if entry.get("class_name") == "InputLayer":
             layer = keras_entries.input_layer_from_entry(entry, where)
+        elif entry.get("class_name") in MODEL_CLASSES and read_model is not None:
+            layer = nested_model(entry, where, budget, used, read_model)
         else:
             layer = keras_entries.layer_from_entry(entry, index, where)
         if layer.name in layers:

@@ -19,7 +19,7 @@ and loaded back so that training resumes where it stopped.
 Example:
     >>> import tempfile, os
     >>> from convlens.layers import Dense, Input
-    >>> from convlens.models import Sequential
+    >>> from convlens.models import Model, Sequential
     >>> model = Sequential([Input((4,)), Dense(2, name="out")], name="tiny")
     >>> path = os.path.join(tempfile.mkdtemp(), "tiny.keras")
     >>> save_model(model, path)
@@ -54,7 +54,7 @@ from convlens.io.keras_entries import (
 )
 from convlens.kinds import registered_names
 from convlens.layers import InputLayer  # importing the layers registers every kind
-from convlens.models import Sequential
+from convlens.models import Model, Sequential
 
 SUFFIX = ".keras"
 METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.h5"
@@ -122,11 +122,12 @@ def model_to_config(model) -> dict:
             "Input(...) or call model.build(input_shape)."
         )
     if not isinstance(model, Sequential):
-        return functional_format.functional_to_config(model)
+        return functional_format.functional_to_config(model, model_to_config)
     input_shape = list(model.input_shape)
     input_config = {**model.input_layer.get_config(), **INPUT_LAYER_DEFAULTS}
     layers = [layer_record("InputLayer", input_config)]
-    layers += [layer_entry(layer) for layer in model.layers]
+    layers += [model_to_config(layer) if isinstance(layer, Model) else layer_entry(layer)
+               for layer in model.layers]
     return {
         "module": "keras",
         "class_name": "Sequential",
@@ -299,7 +300,7 @@ def model_from_config(config: dict, where: str = "config", budget: Budget = DEFA
     if config.get("registered_name") not in (None, "Sequential", "Functional"):
         class_name = config["registered_name"]
     if class_name == "Functional":
-        return functional_format.functional_from_config(config, where, budget)
+        return functional_format.functional_from_config(config, where, budget, model_from_config)
     if class_name != "Sequential":
         raise ValueError(
             f"{where}: convlens loads Sequential and Functional models; the file holds a "
@@ -314,7 +315,12 @@ def model_from_config(config: dict, where: str = "config", budget: Budget = DEFA
     input_layer = None
     if entries and isinstance(entries[0], dict) and entries[0].get("class_name") == "InputLayer":
         input_layer = input_layer_from_entry(entries.pop(0), where)
-    layers = [layer_from_entry(entry, index, where) for index, entry in enumerate(entries)]
+    used = [0]
+    layers = [
+        functional_format.nested_model(entry, where, budget, used, model_from_config)
+        if isinstance(entry, dict) and entry.get("class_name") in functional_format.MODEL_CLASSES
+        else layer_from_entry(entry, index, where) for index, entry in enumerate(entries)
+    ]
     trainable = body.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ValueError(

@@ -39,7 +39,7 @@ def storage_keys(model) -> list[str]:
     """Each layer's group name in the file, as Keras 3 derives it (class name, numbered)."""
     used: dict[str, int] = {}
     keys = []
-    for layer in model.layers:
+    for layer in model.layers:  # a nested model is ``sequential``/``functional``, its layers below
         stem = to_snake_case(type(layer).__name__)
         if stem in used:
             used[stem] += 1
@@ -71,12 +71,7 @@ def write_weights(model, handle) -> None:
     import h5py
 
     with h5py.File(handle, "w") as store:
-        layers = store.create_group("layers")
-        for key, layer in zip(storage_keys(model), model.layers):
-            group = layers.create_group(key).create_group("vars")
-            group.attrs["name"] = layer.name
-            for index, variable in enumerate(layer.weights):
-                group.create_dataset(str(index), data=variable.value)
+        _write_layers(model, store.create_group("layers"))
         optimizer = _compiled_optimizer(model)
         if optimizer is not None:
             group = store.create_group("optimizer").create_group("vars")
@@ -84,6 +79,25 @@ def write_weights(model, handle) -> None:
             for index, variable in enumerate(optimizer.variables):
                 group.create_dataset(str(index), data=variable.value)
         store.create_group("vars").attrs["name"] = model.name
+
+
+def _write_layers(model, layers) -> None:
+    """``<key>/vars/<i>`` for each layer of ``model``; a nested model's layers go in
+    ``<key>/layers/``, its own ``vars`` empty, as Keras nests them."""
+    for key, layer in zip(storage_keys(model), model.layers):
+        group = layers.create_group(key)
+        values = group.create_group("vars")
+        values.attrs["name"] = layer.name
+        if _is_model(layer):
+            _write_layers(layer, group.create_group("layers"))
+            continue
+        for index, variable in enumerate(layer.weights):
+            values.create_dataset(str(index), data=variable.value)
+
+
+def _is_model(layer) -> bool:
+    """A model nested as a layer (it has layers of its own)."""
+    return isinstance(getattr(layer, "layers", None), list)
 
 
 def load_weights(model, filepath) -> None:
@@ -176,7 +190,10 @@ def checked_array(group, key: str, shape, what: str, where: str, dtype=np.float3
 
 
 def _layer_arrays(model, store, where: str) -> list:
-    groups = _member(store, "layers", where)
+    return _arrays_below(model, _member(store, "layers", where), where)
+
+
+def _arrays_below(model, groups, where: str) -> list:
     sources = _sources(model, groups, where)
     if sources is None:
         saved = sorted(groups)[:20]
@@ -187,6 +204,9 @@ def _layer_arrays(model, store, where: str) -> list:
     wanted = [layer for layer in model.layers if layer.weights]
     arrays = []
     for layer, source in zip(wanted, sources):
+        if _is_model(layer):
+            arrays += _arrays_below(layer, _member(source, "layers", where), where)
+            continue
         values = _member(source, "vars", where)
         if len(values) != len(layer.weights):
             raise ValueError(
