@@ -11,16 +11,19 @@ The rule names each field takes, and the module that reads them:
 * ``words``   (explain/derivation*.py): conv, depthwise, separable, transpose, pool,
   global_pool, dense, flatten, reshape, elementwise, relu, dropout, batchnorm, zero_padding,
   cropping, upsampling, layer_norm, group_norm, rescaling, normalization, prelu, softmax,
-  permute, identity, merge, concatenate, input;
-* ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, none;
+  permute, identity, merge, concatenate, input, model (a model nested as a layer);
+* ``cost``    (explain/cost.py): conv, depthwise, separable, transpose, dense, per_value, model,
+  none;
 * ``field``   (explain/receptive_field.py): window (a sliding window, read from the layer's
   ``window`` record), transpose, shift (zero padding), crop (cropping), upsample, pointwise
   (value by value), dense (pointwise on a rank > 2 input, mixing otherwise), last_axis
-  (pointwise when only the last axis is mixed, as softmax), merge (the
-  largest of its branches' fields), mix (every output sees the whole input);
+  (pointwise when only the last axis is mixed, as softmax), merge (the largest of its
+  branches' fields), model (a nested model's own field, composed), mix (every output sees the
+  whole input);
 * ``trace``   (explain/trace*.py): conv, depthwise, separable, transpose, pool, dense, copy,
   elementwise, relu, batchnorm, global_pool, merge, concatenate, upsampling, prelu, rescaling,
-  normalization, softmax, layer_norm, group_norm; None when a value can't be traced through it;
+  normalization, softmax, layer_norm, group_norm, model (a nested model: its output layer's
+  trace); None when a value can't be traced through it;
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout, identity,

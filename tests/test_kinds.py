@@ -39,7 +39,7 @@ def test_every_rule_a_kind_names_has_a_handler_in_its_reader(name):
     assert kind.words in EXPLAINERS
     assert kind.cost == "none" or kind.cost in COST_RULES
     assert kind.field in ("mix", "merge") or kind.field in FIELD_STEPS
-    traced = {*SIMPLE_RULES, *WINDOW_KINDS, "pool", "transpose"}
+    traced = {*SIMPLE_RULES, *WINDOW_KINDS, "pool", "transpose", "model"}
     assert kind.trace is None or kind.trace in traced
     assert kind.onnx is None or kind.onnx in EXPORTERS
 

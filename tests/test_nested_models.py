@@ -141,3 +141,14 @@ def test_explain_a_nested_model_as_the_same_layers_flat():
     assert last_nested.receptive_field.start == last_flat.receptive_field.start
     assert last_nested.macs == sum(e.macs for e in flat_explained.layers[1:])
     assert "model.get_layer('inner').explain()" in str(nested_explained)
+
+
+def test_a_value_of_a_nested_model_is_traced_in_its_output_layer():
+    _, ours = _pair()
+    x = _x()[:1]
+    stem, block = ours.get_layer("stem"), ours.get_layer("block")
+    for layer, index in ((stem, (2, 3, 1)), (block, (4, 0, 3))):
+        traced = convlens.explain.trace(ours, layer.name, index, x)
+        expected = layer.call(ours.layer_input(layer, x))[(0, *index)]
+        assert traced.matches and traced.value == pytest.approx(float(expected), rel=1e-5)
+    assert convlens.explain.trace(ours, "block", (0, 0, 0), x).layer_name == "addi"

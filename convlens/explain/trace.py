@@ -233,6 +233,9 @@ def trace(model, layer, index, x) -> Trace:
     position = resolve_layer_index(model, layer)
     target = model.layers[position]
     kind = kind_of(target).trace
+    if kind == "model":  # a nested model's value is its output layer's: traced in there
+        inner = target.outputs[0].layer if target.graph is not None else target.layers[-1]
+        return trace(target, inner.name, index, model.layer_input(target, _check_x(model, x)))
     if kind == "pool":
         kind = "max_pool" if target.mode == "max" else "average_pool"
     elif simple_kind(target) is not None:
