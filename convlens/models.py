@@ -646,8 +646,8 @@ class Sequential(Model):
 
 # A model nested in another is one layer to the readers: its words list its layers, its cost
 # and receptive field are its layers' together, a value of it is traced in its output layer.
-# Files write it whole (io/functional_format).
-MODEL_KIND = Kind(words="model", cost="model", field="model", trace="model")
+# Files write it whole (io/functional_format); ONNX inlines its layers.
+MODEL_KIND = Kind(words="model", cost="model", field="model", trace="model", onnx="model")
 register(Sequential, MODEL_KIND)
 register(Functional, MODEL_KIND)
 

@@ -152,3 +152,16 @@ def test_a_value_of_a_nested_model_is_traced_in_its_output_layer():
         expected = layer.call(ours.layer_input(layer, x))[(0, *index)]
         assert traced.matches and traced.value == pytest.approx(float(expected), rel=1e-5)
     assert convlens.explain.trace(ours, "block", (0, 0, 0), x).layer_name == "addi"
+
+
+def test_onnx_export_inlines_nested_models():
+    onnx_reference = pytest.importorskip("onnx.reference")
+    from convlens.io.onnx_export import to_onnx
+
+    reference, ours = _pair()
+    proto = to_onnx(ours)
+    got = onnx_reference.ReferenceEvaluator(proto).run(None, {"img": _x()})[0]
+    np.testing.assert_allclose(got, np.asarray(reference.predict(_x(), verbose=0)),
+                               rtol=1e-5, atol=1e-5)
+    # the shared block is inlined once per call: two 1x1 convolutions, one set of weights
+    assert sum(node.op_type == "Conv" for node in proto.graph.node) == 3

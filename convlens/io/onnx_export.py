@@ -518,6 +518,28 @@ def _export_concatenate(graph, layer, values):
 
 
 # The ``onnx`` rule of a layer kind (``convlens.kinds``) -> the function that writes its nodes.
+def _emit(graph: _GraphBuilder, model, inputs: list[_Value]) -> list[_Value]:
+    """Add the nodes of ``model``'s layers reading ``inputs``; return its output values. A
+    model nested as a layer is inlined: its layers' nodes, once per call."""
+    if model.graph is None:  # a Sequential: its layers in a chain
+        value = inputs[0]
+        for index, layer in enumerate(model.layers):
+            value = _exporter(layer, index)(graph, layer, value)
+        return [value]
+    values = {id(t): v for t, v in zip(model.inputs, inputs)}
+    for node in model.graph.nodes:  # a graph: each node reads the values of its tensors
+        index = model.layers.index(node.layer)
+        given = [values[id(t)] for t in node.inputs]
+        exporter = _exporter(node.layer, index)
+        values[id(node.outputs[0])] = exporter(graph, node.layer,
+                                               given if node.list_input else given[0])
+    return [values[id(t)] for t in model.outputs]
+
+
+def _export_model(graph, layer, value):
+    return _emit(graph, layer, value if isinstance(value, list) else [value])[0]
+
+
 EXPORTERS = {
     "conv": _export_conv, "depthwise": _export_depthwise, "separable": _export_separable,
     "transpose": _export_conv_transpose, "dense": _export_dense, "pool": _export_pool,
@@ -529,6 +551,7 @@ EXPORTERS = {
     "rescaling": _export_rescaling, "normalization": _export_normalization,
     "leaky_relu": _export_leaky_relu, "elu": _export_elu, "prelu": _export_prelu,
     "softmax": _export_softmax, "layer_norm": _export_layer_norm, "group_norm": _export_group_norm,
+    "model": _export_model,
 }
 
 
@@ -567,25 +590,15 @@ def to_onnx(model, opset_version: int | None = None):
             "Build it first: model.build((None, ...)) or start it with Input(...)."
         )
     graph = _GraphBuilder(onnx, opset)
-    if model.graph is None:  # a Sequential: its layers in a chain
+    if model.graph is None:  # a Sequential
         input_name = model.input_layer.name if model.input_layer is not None else "input"
         input_names, input_shapes = [input_name], [model.input_shape]
-        value = _Value(input_name, len(model.input_shape))
-        for index, layer in enumerate(model.layers):
-            value = _exporter(layer, index)(graph, layer, value)
-        outputs, output_shapes = [value], [model.output_shape]
-    else:  # a graph: each node's inputs are the values of the tensors it reads
+        output_shapes = [model.output_shape]
+    else:
         input_names = [t.name for t in model.inputs]
         input_shapes = [t.shape for t in model.inputs]
-        values = {id(t): _Value(t.name, len(t.shape)) for t in model.inputs}
-        for node in model.graph.nodes:
-            index = model.layers.index(node.layer)
-            given = [values[id(t)] for t in node.inputs]
-            exporter = _exporter(node.layer, index)
-            values[id(node.outputs[0])] = exporter(graph, node.layer,
-                                                   given if node.list_input else given[0])
-        outputs = [values[id(t)] for t in model.outputs]
         output_shapes = [t.shape for t in model.outputs]
+    outputs = _emit(graph, model, [_Value(n, len(s)) for n, s in zip(input_names, input_shapes)])
     output_names = [f"output_{i}" for i in range(len(outputs))]
     for value, output_name in zip(outputs, output_names):
         graph.nodes.append(graph.helper.make_node("Identity", [graph.logical(value).name],
