@@ -108,6 +108,12 @@ BUILDERS = {
     "Maximum": two_branches(L.Maximum),
     "Minimum": two_branches(L.Minimum),
     "Concatenate": two_branches(L.Concatenate),
+    "Sequential": lambda: Model(x := L.Input((7, 7, 2)), Sequential(
+        [L.Conv2D(3, 3, strides=2, name="inner_conv"), L.ReLU(name="inner_relu")])(
+        L.Conv2D(2, 3, name="outer_conv")(x))),
+    "Functional": lambda: Model(x := L.Input((7, 7, 2)), Model(
+        y := L.Input((5, 5, 2)), L.Add()([y, L.Conv2D(2, 3, padding="same")(y)]))(
+        L.Conv2D(2, 3, name="outer_conv")(x))),
 }
 
 # Kinds a value is not traced through, and why (a new kind must be traced or listed here).
@@ -178,6 +184,8 @@ def direct_macs(layer) -> int:
         return math.prod(shape[1:-1]) * shape[-1] * layer.units
     if kind == "per_value":
         return math.prod(layer.output_shape[1:])
+    if kind == "model":  # a nested model: its layers, each counted as above
+        return sum(direct_macs(inner) for inner in layer.layers if inner.input_shape is not None)
     return 0
 
 
