@@ -64,6 +64,9 @@ class Model(Layer):
         self._activation_cache = None
         self._grad_is_pre_activation = False
         self._needs_input_grad = False  # True once nested where a gradient flows into it
+        self.activity_regularizer = None  # a model's penalties are its layers' (model.losses)
+        self.activity_loss = None
+        self._activity_output = None
         # what compile() sets; training, the summary and callbacks read them
         self.optimizer = None
         self.loss = None
@@ -182,6 +185,8 @@ class Model(Layer):
     def call(self, x, training: bool = False):
         return self.forward(x, training=training)
 
+    call.penalised = True  # no activity penalty of its own: its layers record theirs
+
     def pre_activation(self):
         return self.graph.outputs[0].layer.pre_activation()
 
@@ -233,6 +238,8 @@ class Model(Layer):
         (the trainer's fused softmax + cross-entropy)."""
         grads = self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
         return grads[0] if len(grads) == 1 else grads
+
+    backward.penalised = True
 
     def get_config(self) -> dict:
         """The model's config as Keras 3 writes it: layers with their inbound nodes."""
@@ -630,6 +637,8 @@ class Sequential(Model):
             if grad is None:
                 break
         return grad
+
+    backward.penalised = True
 
     def get_config(self) -> dict:
         layers = []

@@ -109,9 +109,17 @@ def weight_penalties(variables) -> list[np.ndarray]:
 def model_losses(model) -> list[np.ndarray]:
     """Keras's ``model.losses``: the activity penalty of each layer's last call (divided by its
     batch size), then the penalty of each trainable weight that has a regularizer."""
-    activity = [layer.activity_loss for layer in model.layers
+    activity = [layer.activity_loss for layer in _every_layer(model)
                 if layer.activity_regularizer is not None and layer.activity_loss is not None]
     return activity + weight_penalties(model.trainable_weights)
+
+
+def _every_layer(model):
+    """The model's layers, and the layers of the models nested in it, depth first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(getattr(layer, "layers", None), list):
+            yield from _every_layer(layer)
 
 
 def penalty(model, add_gradients: bool = False) -> float:

@@ -165,3 +165,27 @@ def test_onnx_export_inlines_nested_models():
                                rtol=1e-5, atol=1e-5)
     # the shared block is inlined once per call: two 1x1 convolutions, one set of weights
     assert sum(node.op_type == "Conv" for node in proto.graph.node) == 3
+
+
+def test_penalties_inside_a_nested_model_join_the_loss_as_in_keras():
+    def build(lib, sequential, model, input_fn):
+        inner = sequential([lib.Dense(4, activation="tanh", activity_regularizer="l2",
+                                      kernel_regularizer="l1", name="d1")], name="inner")
+        x = input_fn((5,), name="x")
+        return model(x, lib.Dense(2, name="d2")(inner(x)), name="outer")
+
+    reference = build(keras.layers, keras.Sequential, keras.Model, keras.Input)
+    ours = build(convlens.layers, convlens.Sequential, convlens.Model, convlens.Input)
+    ours.set_weights(reference.get_weights())
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 5)).astype("float32")
+    y = rng.standard_normal((8, 2)).astype("float32")
+    losses = []
+    for model, optimizer in ((reference, keras.optimizers.SGD(0.1)),
+                             (ours, convlens.optimizers.SGD(0.1))):
+        model.compile(optimizer=optimizer, loss="mse")
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for expected, got in zip(reference.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
