@@ -99,3 +99,32 @@ def test_filter_maps_refuse_what_they_cannot_split():
         filter_maps(model, 0, 3, x)
     with pytest.raises(ValueError, match="batch of one"):
         filter_maps(model, 0, 0, np.zeros((2, 8, 8, 2), np.float32))
+
+
+@pytest.mark.parametrize("name", ["residual_block", "small_unet"])
+def test_a_graphs_layer_outputs_and_filter_maps_equal_keras(name):
+    keras = pytest.importorskip("keras")
+    from tests import graphs
+
+    reference, model = graphs.pair(getattr(graphs, name), keras)
+    x = np.random.default_rng(4).random((1, *model.input_shape[1:]), dtype=np.float32)
+    every = keras.Model(reference.inputs, [layer.output for layer in reference.layers])
+    expected = every.predict(x, verbose=0)
+    outputs = layer_outputs(model, x)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in reference.layers]
+    for layer, ours, theirs in zip(model.layers, outputs, expected):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5, err_msg=layer.name)
+    # The conv after the merge reads the merge's output: its per-channel maps, by a loop.
+    position = [layer.name for layer in model.layers].index(
+        "branch_b" if name == "residual_block" else "merge_conv")
+    target = model.layers[position]
+    source = expected[[layer.name for layer in reference.layers].index(
+        "branch_a" if name == "residual_block" else "skip")][0]
+    result = filter_maps(model, position, 1, x)
+    naive = naive_channel_maps(source, target.kernel.value[..., 1], (1, 1), (1, 1),
+                               ((1, 1), (1, 1)))
+    np.testing.assert_allclose(result.channel_maps, naive, rtol=1e-4, atol=1e-5)
+    assert result.matches and result.input_channels == list(range(source.shape[-1]))
+    traced = trace(model, position, (3, 5, 1), x)
+    np.testing.assert_allclose(result.channel_maps[3, 5], traced.partial_sums, rtol=1e-5,
+                               atol=1e-6)

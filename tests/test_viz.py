@@ -149,3 +149,61 @@ def test_a_narrow_kernel_grid_keeps_its_whole_title_inside_the_picture():
     band = picture[:TITLE_PX, :, :3]
     inked = np.flatnonzero((band < 200).any(axis=(0, 2)))  # columns holding title text
     assert inked.size and inked[0] > 2 and inked[-1] < band.shape[1] - 3
+
+
+def _keras_sources(entry) -> set[str]:
+    """The layer names a Keras config's ``inbound_nodes`` read (any nesting)."""
+    found = set()
+
+    def visit(value):
+        if isinstance(value, dict):
+            history = value.get("config", {}).get("keras_history") \
+                if isinstance(value.get("config"), dict) else None
+            if history:
+                found.add(history[0])
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+
+    visit(entry.get("inbound_nodes", []))
+    return found
+
+
+@pytest.mark.parametrize("name", ["residual_block", "small_unet"])
+def test_model_graph_svg_draws_keras_connections_with_branches_side_by_side(name):
+    import xml.etree.ElementTree as ElementTree
+
+    keras = pytest.importorskip("keras")
+    from convlens.viz import graph_layout, model_edges, model_graph_svg
+    from tests import graphs
+
+    reference, model = graphs.pair(getattr(graphs, name), keras)
+    names = [layer.name for layer in model.layers]
+    expected = {(source, entry["name"]) for entry in reference.get_config()["layers"]
+                for source in _keras_sources(entry)}
+    assert {(names[s], names[t]) for s, t in model_edges(model)} == expected
+    layout = graph_layout(model)
+    boxes = {box.name: box for box in layout.boxes}
+    for source, target in expected:  # every arrow points down
+        assert boxes[source].row < boxes[target].row, (source, target)
+    rows = {}
+    for box in layout.boxes:
+        rows.setdefault(box.row, []).append(box.x)
+    for xs in rows.values():  # boxes of one row do not overlap
+        xs.sort()
+        assert all(b - a >= 200 for a, b in zip(xs, xs[1:]))
+    branch = ("branch_a", "shortcut") if name == "residual_block" else ("down", "pool")
+    merge = "add" if name == "residual_block" else "skip"
+    if name == "residual_block":  # the two branches leave the input side by side
+        assert boxes[branch[0]].row == boxes[branch[1]].row
+        assert boxes[branch[0]].x != boxes[branch[1]].x
+    svg = ElementTree.fromstring(model_graph_svg(model))
+    space = "{http://www.w3.org/2000/svg}"
+    groups = svg.findall(f"{space}g")
+    assert [g.get("data-name") for g in groups] == names
+    arrows = {(int(p.get("data-from")), int(p.get("data-to")))
+              for p in svg.findall(f"{space}path") if p.get("class") == "graph-edge"}
+    assert {(names[s], names[t]) for s, t in arrows} == expected
+    assert len([t for t in expected if t[1] == merge]) == 2

@@ -20,13 +20,31 @@ __all__ = ["FilterMaps", "filter_maps", "layer_outputs"]
 
 
 def layer_outputs(model, x) -> list[np.ndarray]:
-    """Each layer's output for the batch ``x`` (inference mode), in ``model.layers`` order."""
-    values = model.check_input(x)
-    outputs = []
-    for layer in model.layers:
-        values = layer.call(values, training=False)
-        outputs.append(values)
-    return outputs
+    """Each layer's output for the batch ``x`` (inference mode), in ``model.layers`` order.
+
+    A chain runs layer after layer; a graph (``model.graph``) runs node after node in its run
+    order, and a layer called several times gives its first call's output. An ``InputLayer``
+    of a graph outputs the model input it stands for. A model with several inputs takes a
+    list (or dict) of arrays, as ``predict`` does.
+    """
+    graph = getattr(model, "graph", None)
+    if graph is None:
+        values = model.check_input(x)
+        outputs = []
+        for layer in model.layers:
+            values = layer.call(values, training=False)
+            outputs.append(values)
+        return outputs
+    arrays = model.check_input(x)
+    arrays = arrays if isinstance(arrays, list) else [arrays]
+    tensors = {id(t): a for t, a in zip(model.inputs, arrays)}  # symbolic tensor -> its array
+    first = {id(t.layer): a for t, a in zip(model.inputs, arrays)}  # layer -> first output
+    for node in graph.nodes:
+        given = [tensors[id(t)] for t in node.inputs]
+        output = node.layer.call(given if node.list_input else given[0], training=False)
+        tensors[id(node.outputs[0])] = output
+        first.setdefault(id(node.layer), output)
+    return [first[id(layer)] for layer in model.layers]
 
 
 @dataclass
@@ -75,12 +93,10 @@ def filter_maps(model, layer, filter: int, x) -> FilterMaps:
             0 <= filter < target.filters):
         raise ValueError(f"`filter` must be an integer in [0, {target.filters - 1}] for layer "
                          f"'{target.name}' ({target.filters} filters); received {filter!r}.")
-    values = model.check_input(x)
+    values = model.layer_input(target, x)  # what the layer reads, in a chain or a graph
     if values.shape[0] != 1:
         raise ValueError(f"filter_maps takes one sample (a batch of one); received a batch of "
                          f"{values.shape[0]}.")
-    for earlier in model.layers[:position]:
-        values = earlier.call(values, training=False)
     output = target.geometry.to_last(target.call(values, training=False))[0, ..., filter]
     h = target.geometry.to_last(values)  # (1, *spatial, C_in)
     per_group = target.kernel.value.shape[-2]

@@ -203,12 +203,7 @@ def resolve_layer(model, layer):
 def layer_output(model, layer, x) -> np.ndarray:
     """The output of ``layer`` (inference mode) for the batch ``x``."""
     target = resolve_layer(model, layer)
-    values = model.check_input(x)
-    for candidate in model.layers:
-        values = candidate.call(values, training=False)
-        if candidate is target:
-            return values
-    raise AssertionError("unreachable: the layer was resolved in the model")
+    return target.call(model.layer_input(target, x), training=False)  # a chain or a graph
 
 
 def feature_maps_png(
