@@ -35,9 +35,10 @@ import numpy as np
 from convlens.budget import Budget
 from convlens.utils import session
 
-__all__ = ["ApiError", "MAX_PARAMS", "MAX_SPEC_CHARS", "WEB_BUDGET", "examples", "explain_request",
-           "jsonable", "model_input", "model_session", "read_int", "read_position", "read_seed",
-           "request_object", "seeded_model", "trace_entry"]
+__all__ = ["ApiError", "GRAPH_KEY", "MAX_PARAMS", "MAX_SPEC_CHARS", "WEB_BUDGET", "examples",
+           "explain_request", "graph_entry", "graph_spec", "jsonable", "model_input",
+           "model_session", "read_int", "read_position", "read_seed", "request_object",
+           "seeded_model", "shape_list", "trace_entry"]
 
 MAX_SPEC_CHARS = 2_000
 # The web page's budget, checked from the spec before any weight exists: a model the page
@@ -50,6 +51,9 @@ MAX_PARAMS = WEB_BUDGET.max_params
 MAX_TRACE_MACS = WEB_BUDGET.max_multiply_adds
 _FILE_SUFFIXES = (".py", ".pyw", ".keras", ".h5", ".json", ".pkl", ".npz")
 _INTEGER = re.compile(r"^\s*-?[0-9]{1,12}\s*$", re.ASCII)
+# A Functional model has no spec: the page names an uploaded one by this and its name.
+GRAPH_KEY = "uploaded graph"
+_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class ApiError(ValueError):
@@ -147,8 +151,12 @@ def _parse(spec: str):
                        field="spec") from None
 
 
-def _shape(shape) -> list:
-    return [None if d is None else int(d) for d in shape]
+def shape_list(shape) -> list:
+    """A shape without its batch axis, as a list; a list of shapes (a merge's inputs, a
+    model's outputs) as a list of those."""
+    if any(isinstance(d, (tuple, list)) for d in shape):
+        return [shape_list(one) for one in shape]
+    return [None if d is None else int(d) for d in shape[1:]]
 
 
 def _svg(layer) -> str | None:
@@ -166,8 +174,8 @@ def _layer_entry(layer, explanation) -> dict:
         "index": explanation.index,
         "name": layer.name,
         "class_name": type(layer).__name__,
-        "input_shape": _shape(explanation.input_shape[1:]),
-        "output_shape": _shape(layer.output_shape[1:]),
+        "input_shape": shape_list(explanation.input_shape),
+        "output_shape": shape_list(layer.output_shape),
         "params": int(layer.count_params()),
         "params_formula": explanation.params_formula,
         "html": explanation.to_html(level=3),
@@ -232,7 +240,7 @@ def trace_entry(result) -> dict:
         "layer_name": result.layer_name,
         "axis_names": list(result.axis_names),
         "index": list(result.index),
-        "output_shape": _shape(result.output_shape[1:]),
+        "output_shape": shape_list(result.output_shape),
         "value": float(result.value),
         "forward_value": float(result.forward_value),
         "matches": bool(result.matches),
@@ -347,8 +355,28 @@ def model_session(data: dict, store=None):
         else None
     # Names counted from zero (``conv2d``, ``conv2d_1``... as a fresh Keras session names them)
     # and weights from the seed; the process's own generator and names come back afterwards.
+    if kept is None and spec.strip().startswith(GRAPH_KEY):
+        raise ApiError(f"'{spec.strip()[:120]}' is a model uploaded to this page, and the server "
+                       "no longer holds it (it keeps the models of the most recent page "
+                       "sessions): upload the .keras file again.", status=410, field="spec")
     with session(seed=seed):
         yield (kept if kept is not None else _built_model(spec)), seed
+
+
+def graph_spec(model) -> str:
+    """The name the page gives an uploaded Functional model in place of a spec."""
+    name = _NAME_CHARACTERS.sub("_", str(model.name))[:60] or "model"
+    return f"{GRAPH_KEY} {name}"
+
+
+def graph_entry(model) -> dict:
+    """Who reads whom (``edges``: ``[source, target]`` indices into ``model.layers``, for a
+    chain too) and, for a model that is not a plain chain, its drawing (``svg``)."""
+    from convlens.viz import model_edges, model_graph_svg
+
+    chain = getattr(model, "graph", None) is None or model.sequential_like
+    return {"edges": [list(edge) for edge in model_edges(model)],
+            "svg": None if chain else model_graph_svg(model)}
 
 
 def seeded_model(data: dict, store=None):
@@ -373,16 +401,21 @@ def _answer(model, data: dict, seed: int) -> dict:
 
     params = model.count_params()
     explanation = explain_model(model, contrast=True)
+    try:
+        spec = format_spec(model)
+    except (ValueError, TypeError):  # a Functional model: named, not spelled out
+        spec = data["spec"]
     response = {
-        "spec": format_spec(model),
+        "spec": spec,
         "seed": seed,
         "model_name": model.name,
-        "input_shape": _shape(model.input_shape[1:]),
-        "output_shape": _shape(model.output_shape[1:]),
+        "input_shape": shape_list(model.input_shape),
+        "output_shape": shape_list(model.output_shape),
         "total_params": int(params),
         "summary": summary_text(model),
         "overview_html": to_html([explanation.overview()], level=3),
         "layers": [_layer_entry(layer, e) for layer, e in zip(model.layers, explanation.layers)],
+        "graph": graph_entry(model),
         "trace": None,
         "trace_error": None,
     }

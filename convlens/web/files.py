@@ -4,10 +4,13 @@ session's model as ``.keras``.
 An upload is a JSON body ``{"session", "filename", "data": <base64>}`` (the API takes JSON
 only), at most ``MAX_UPLOAD_BYTES`` of file. The bytes go to a private temporary folder and
 through the library's loaders (``load_model``, ``model.load_weights``), which read files as
-data and never run code from them; the model is then held to the page's budget. A
-``.weights.h5`` file is loaded into the request's spec (the file has no architecture). The
-model is kept in the page session (``jobs.ModelStore``) under its spec, so every other call
-of that session explores it.
+data and never run code from them; the model is then held to the page's budget. A Sequential
+model (or a Functional chain) is kept under its spec; any other Functional model of one input
+under ``"uploaded graph NAME"`` (``api.graph_spec``), which the page sends in place of a spec;
+a model of several inputs is refused (the page feeds one). A ``.weights.h5`` file is loaded
+into the session's model for the request's spec: the spec's fresh model, or the graph the
+session uploaded (the file has no architecture). The model is kept in the page session
+(``jobs.ModelStore``), so every other call of that session explores it.
 """
 
 from __future__ import annotations
@@ -55,11 +58,17 @@ def _file_bytes(data: dict) -> tuple[str, bytes]:
 
 
 def _check_budget(model) -> None:
-    from convlens.budget import BudgetError, check_budget
+    from convlens.budget import BudgetError, check_budget, check_graph_budget
     from convlens.web.api import WEB_BUDGET
 
+    graph = getattr(model, "graph", None)
     try:
-        check_budget(model.layers, model.input_shape, **WEB_BUDGET.limits())
+        if graph is None:
+            check_budget(model.layers, model.input_shape, **WEB_BUDGET.limits())
+        else:
+            calls = [(node.layer, [t.shape for t in node.inputs] if node.list_input
+                      else node.inputs[0].shape) for node in graph.nodes]
+            check_graph_budget(calls, [t.shape for t in model.inputs], **WEB_BUDGET.limits())
     except BudgetError as error:
         raise ApiError(f"the uploaded model is over the page's budget: {error}",
                        status=413) from None
@@ -88,10 +97,46 @@ def _check_keras_config(path: Path) -> None:
     model_from_config(config, "config.json", budget=WEB_BUDGET)  # refuses before allocating
 
 
+def _check_explorable(model) -> None:
+    """A built model of one input (what the page can feed), or an ``ApiError`` saying so."""
+    if not model.built:
+        raise ApiError("the file holds a model with no input shape; the page explores built "
+                       "models (start it with Input(...) or an input_shape).", field="data")
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) > 1:
+        names = ", ".join(f"{t.name} {tuple(t.shape[1:])}" for t in inputs)
+        raise ApiError(f"the model '{model.name}' has {len(inputs)} inputs ({names}); the page "
+                       "explores models with one input (an image, a digit or a seeded pattern)."
+                       " Explore it in Python or with convlens explain FILE.", field="data")
+
+
+def _spec_of(model) -> str:
+    """The spec of a Sequential model (or a Functional chain), else the graph's page name."""
+    from convlens.spec import format_spec
+    from convlens.web.api import graph_spec
+
+    if getattr(model, "graph", None) is not None and not model.sequential_like:
+        return graph_spec(model)
+    try:
+        return format_spec(model)
+    except (ValueError, TypeError):
+        return graph_spec(model)
+
+
+def _load_weights(model, path: Path) -> None:
+    """``model.load_weights(path)``, leaving the model as it was if the file is refused (an
+    uploaded graph is the session's only copy)."""
+    before = model.get_weights()
+    try:
+        model.load_weights(os.fspath(path))
+    except BaseException:
+        model.set_weights(before)
+        raise
+
+
 def upload_request(data, state) -> dict:
     """Load the uploaded file (see the module docstring); answer its spec and summary."""
-    from convlens.models import Sequential, load_model
-    from convlens.spec import format_spec
+    from convlens.models import load_model
     from convlens.summary import summary_text
 
     request_object(data)
@@ -106,19 +151,14 @@ def upload_request(data, state) -> dict:
             if path.suffix == ".keras":
                 _check_keras_config(path)
                 model = load_model(os.fspath(path), compile=False)
-                if not isinstance(model, Sequential) or not model.built:
-                    raise ApiError("the page explores built Sequential models; this file "
-                                   "holds another kind.", field="data")
+                _check_explorable(model)
                 _check_budget(model)
-                try:
-                    spec = format_spec(model)
-                except (ValueError, TypeError) as error:
-                    raise ApiError(f"the model has a layer the page cannot name: {error}",
-                                   field="data") from None
+                spec = _spec_of(model)
             else:
-                with model_session(data) as (model, _):
+                # Weights for the session's model: the spec's, or the graph it uploaded.
+                with model_session(data, state.store) as (model, _):
                     spec = data["spec"]
-                    model.load_weights(os.fspath(path))
+                    _load_weights(model, path)
         except ApiError:
             raise
         except (ValueError, TypeError, KeyError, OSError) as error:

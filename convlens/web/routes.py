@@ -48,8 +48,11 @@ _DESCRIPTIONS = {
                    "with the DepthwiseConv2D that keeps them apart.",
                    ["spec", "seed", "input", "layer", "index", "session"]),
     "/api/feature-maps": ("Every layer's output for the input (channels last, rounded to 6 "
-                          "decimals), each Conv2D kernel, and the prediction of a softmax "
-                          "classifier.", ["spec", "seed", "input", "session"]),
+                          "decimals), each Conv2D kernel, the prediction of a softmax "
+                          "classifier, and who reads whom (graph.edges; graph.svg draws a "
+                          "Functional model that is not a chain). With `layer`, only that "
+                          "layer's maps and those of the layers it reads.",
+                          ["spec", "seed", "input", "layer", "session"]),
     "/api/train": ("Train the spec's model (28x28x1 to 10 classes) on the MNIST 5k subset. "
                    "The answer is a text/event-stream: 'batch' and 'epoch' events with loss "
                    "and accuracy, then 'done' (or 'error'). One job at a time: 409 while one "
@@ -57,8 +60,10 @@ _DESCRIPTIONS = {
                    ["spec", "seed", "session", "epochs", "samples", "batch_size"]),
     "/api/train/cancel": ("Stop the session's training job after its current batch.",
                           ["session"]),
-    "/api/model": ("Upload a .keras model, or .weights.h5 weights for the spec, as base64 "
-                   "JSON; the model is kept in the page session.",
+    "/api/model": ("Upload a .keras model (Sequential, or Functional with one input: the "
+                   "answer's spec is then 'uploaded graph NAME', sent as `spec` by later "
+                   "calls), or .weights.h5 weights for the session's model of `spec`, as "
+                   "base64 JSON; the model is kept in the page session.",
                    ["spec", "seed", "session", "filename", "data"]),
     "/api/model/download": ("The session's model (trained, uploaded, or the spec's) as a "
                             ".keras file (application/octet-stream).",
@@ -67,7 +72,9 @@ _DESCRIPTIONS = {
 
 _PROPERTIES = {
     "spec": {"type": "string", "maxLength": MAX_SPEC_CHARS,
-             "description": "a model spec, e.g. 'input 28x28x1 | conv2d 32 3 relu'",
+             "description": "a model spec, e.g. 'input 28x28x1 | conv2d 32 3 relu', or the "
+                            "name /api/model gave an uploaded graph ('uploaded graph NAME'; "
+                            "410 once the server no longer holds it)",
              "example": "input 28x28x1 | conv2d 32 3 relu | conv2d 64 3 relu"},
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "default": 0,
              "description": "the weights are drawn from this seed in a fresh session"},
@@ -84,8 +91,8 @@ _PROPERTIES = {
                    "required": ["pixels"], "additionalProperties": False},
               ]},
     "layer": {"oneOf": [{"type": "integer"}, {"type": "string"}],
-              "description": "the layer to trace: index into model.layers or name (default: "
-                             "the last conv layer)"},
+              "description": "the layer: index into model.layers or name (to trace, default "
+                             "the last conv layer; for feature-maps, the one layer to send)"},
     "session": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$",
                 "description": "the page session: its trained or uploaded model is used"},
     "epochs": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1},
@@ -116,8 +123,8 @@ def openapi() -> dict:
                             "content": {"application/json": {"schema": schema}}},
             "responses": {"200": {"description": "the answer, as JSON",
                                   "content": {"application/json": {}}},
-                          **{code: _ERROR for code in ("400", "403", "405", "413", "415",
-                                                       "503", "504")}},
+                          **{code: _ERROR for code in ("400", "403", "405", "410", "413",
+                                                       "415", "503", "504")}},
         }}
     return {
         "openapi": "3.1.0",

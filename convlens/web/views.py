@@ -21,11 +21,14 @@ import numpy as np
 from convlens.web.api import (
     ApiError,
     check_trace_cost,
+    graph_entry,
     jsonable,
     model_input,
     model_session,
+    read_int,
     read_position,
     seeded_model,
+    shape_list,
     trace_entry,
 )
 
@@ -36,10 +39,6 @@ __all__ = ["MAX_MAP_VALUES", "feature_maps_request", "summary_request", "trace_r
 MAX_MAP_VALUES = 400_000
 MAX_KERNEL_VALUES = 100_000
 _DECIMALS = 6
-
-
-def _shape(shape) -> list:
-    return [None if d is None else int(d) for d in shape]
 
 
 def _numbers(array) -> list:
@@ -66,14 +65,15 @@ def summary_request(data, state=None) -> dict:
         "model_name": model.name,
         "seed": seed,
         "summary": summary_text(model),
-        "input_shape": _shape(model.input_shape[1:]),
-        "output_shape": _shape(model.output_shape[1:]),
+        "input_shape": shape_list(model.input_shape),
+        "output_shape": shape_list(model.output_shape),
         "total_params": int(model.count_params()),
         "layers": [{"index": i, "name": layer.name, "class_name": type(layer).__name__,
-                    "input_shape": _shape(layer.input_shape[1:]),
-                    "output_shape": _shape(layer.output_shape[1:]),
+                    "input_shape": shape_list(layer.input_shape),
+                    "output_shape": shape_list(layer.output_shape),
                     "params": int(layer.count_params())}
                    for i, layer in enumerate(model.layers)],
+        "graph": graph_entry(model),
     }
 
 
@@ -84,6 +84,8 @@ def _channels_last(layer, output: np.ndarray) -> np.ndarray:
 
 
 def _prediction(model, output: np.ndarray) -> dict | None:
+    if isinstance(model.output_shape, list):  # several outputs: no one prediction
+        return None
     last = model.layers[-1]
     activation = getattr(getattr(last, "activation", None), "name", None)
     if output.ndim != 1 or activation != "softmax":
@@ -98,12 +100,21 @@ def feature_maps_request(data, state=None) -> dict:
     model, seed = seeded_model(data, _store(state))
     check_trace_cost(_total_macs(model))
     x = model_input(model, data, seed)
+    graph = graph_entry(model)
+    chosen, wanted = _wanted_layers(model, data, graph["edges"])
     outputs = layer_outputs(model, x)
     layers, budget = [], MAX_MAP_VALUES
     for index, (layer, output) in enumerate(zip(model.layers, outputs)):
+        if wanted is not None and index not in wanted:
+            layers.append({"index": index, "name": layer.name,
+                           "class_name": type(layer).__name__,
+                           "output_shape": shape_list(layer.output_shape),
+                           "shape": list(_channels_last(layer, output[0]).shape),
+                           "low": None, "high": None, "maps": None, "kernel": None})
+            continue
         values = _channels_last(layer, output[0])
         entry = {"index": index, "name": layer.name, "class_name": type(layer).__name__,
-                 "output_shape": _shape(layer.output_shape[1:]), "shape": list(values.shape),
+                 "output_shape": shape_list(layer.output_shape), "shape": list(values.shape),
                  "low": float(values.min()) if values.size else 0.0,
                  "high": float(values.max()) if values.size else 0.0,
                  "maps": None, "kernel": None}
@@ -121,7 +132,26 @@ def feature_maps_request(data, state=None) -> dict:
         "layers": layers,
         "prediction": _prediction(model, outputs[-1][0]),
         "omitted": budget < 0,
+        "graph": graph,
+        "layer": chosen,
     }
+
+
+def _wanted_layers(model, data: dict, edges) -> tuple[int | None, set | None]:
+    """With ``layer`` in the request: its index, and it with the layers it reads (the maps a
+    click on one of its cells needs); without: ``(None, None)`` (every layer)."""
+    if data.get("layer") in (None, ""):
+        return None, None
+    from convlens.explain.derivation import resolve_layer_index
+
+    layer = data["layer"]
+    if not (isinstance(layer, str) and not layer.strip().lstrip("-").isdigit()):
+        layer = read_int(layer, "layer")
+    try:
+        position = resolve_layer_index(model, layer)
+    except (ValueError, TypeError) as error:
+        raise ApiError(" ".join(str(error).split()), field="layer") from None
+    return position, {position, *(source for source, target in edges if target == position)}
 
 
 def trace_request(data, state=None) -> dict:
@@ -130,6 +160,7 @@ def trace_request(data, state=None) -> dict:
     from convlens.explain.contrast import build_contrast
     from convlens.explain.maps import filter_maps
     from convlens.layers import Conv
+    from convlens.viz import model_edges
 
     with model_session(data, _store(state)) as (model, seed):
         check_trace_cost(_total_macs(model))
@@ -141,6 +172,8 @@ def trace_request(data, state=None) -> dict:
             raise ApiError(" ".join(str(error).split()), field="index") from None
         target = model.layers[position]
         answer = {"seed": seed, "trace": trace_entry(result), "terms": jsonable(result.to_dict()),
+                  "reads": [source for source, target in model_edges(model)
+                            if target == position],
                   "filter_maps": None, "contrast": None}
         if isinstance(target, Conv):
             channel = index[-1] if target.data_format == "channels_last" else index[0]
