@@ -248,3 +248,71 @@ def test_an_image_is_resized_to_another_models_input(page, base_url, tmp_path):
     low, high = float(maps.min()), float(maps.max())
     expected = np.round(255 * (maps[..., 1] - low) / (high - low))
     assert np.abs(canvas_grey(page, "0", 1) - expected).max() <= 1
+
+
+def test_an_uploaded_graph_is_drawn_and_a_click_on_a_branch_shows_its_maps_and_sums(
+        page, base_url, tmp_path):
+    keras = pytest.importorskip("keras")
+    from tests import graphs
+    from tests.test_viz import _keras_sources
+
+    keras.utils.set_random_seed(2)
+    reference = graphs.residual_block(keras.layers, keras.Model, keras.Input)
+    reference.save(str(tmp_path / "block.keras"))
+    names = [layer.name for layer in reference.layers]
+    every = keras.Model(reference.inputs, [layer.output for layer in reference.layers])
+    expected = dict(zip(names, (out[0] for out in every.predict(digit(0), verbose=0))))
+    open_page(page, base_url, SEED_SPEC, 0)
+    page.set_input_files("#upload", str(tmp_path / "block.keras"))
+    page.wait_for_selector("#graph-panel:not([hidden]) g.graph-layer")
+    assert page.input_value("#spec") == "uploaded graph resnet_block"
+    # The graph: a box per layer, an arrow per Keras connection, two into the merge.
+    assert page.eval_on_selector_all("#graph g.graph-layer",
+                                     "gs => gs.map(g => g.dataset.name)") == names
+    arrows = page.eval_on_selector_all(
+        "#graph path.graph-edge", "ps => ps.map(p => [p.dataset.from, p.dataset.to])")
+    shown = {(names[int(a)], names[int(b)]) for a, b in arrows}
+    assert shown == {(source, entry["name"]) for entry in reference.get_config()["layers"]
+                     for source in _keras_sources(entry)}
+    assert {("branch_b", "add"), ("shortcut", "add")} <= shown
+    boxes = page.eval_on_selector_all(
+        "#graph g.graph-layer rect", "rs => rs.map(r => r.getBoundingClientRect().top)")
+    assert boxes[names.index("branch_a")] == boxes[names.index("shortcut")]  # side by side
+    # Click the shortcut branch: its 6 maps (and the input it reads) are Keras's outputs.
+    shortcut = names.index("shortcut")
+    page.click('#graph g.graph-layer[data-name="shortcut"]')
+    page.wait_for_selector(f'#maps[data-focus="{shortcut}"]')
+    assert page.locator(f'#maps canvas[data-layer="{shortcut}"]').count() == 6
+    maps = expected["shortcut"]
+    low, high = float(maps.min()), float(maps.max())
+    for channel in (0, 5):
+        grey = np.round(255 * (maps[..., channel] - low) / (high - low))
+        assert np.abs(canvas_grey(page, str(shortcut), channel) - grey).max() <= 1
+    assert page.locator(f'#maps canvas[data-layer="{names.index("branch_b")}"]').count() == 0
+    page.wait_for_function(
+        "v => Math.abs(Number(document.getElementById('cell-check').dataset.value) - v) < 1e-5",
+        arg=float(maps[14, 14, 0]))
+    # Click a cell of branch_b (it reads branch_a's 4 channels): the four partial sums.
+    branch_b = names.index("branch_b")
+    page.click('#graph g.graph-layer[data-name="branch_b"]')
+    page.wait_for_selector(f'#maps[data-focus="{branch_b}"]')
+    row, col, channel = 3, 5, 2
+    target = page.locator(f'#maps canvas[data-layer="{branch_b}"][data-channel="{channel}"]')
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / 28,
+                     box["y"] + (row + 0.5) * box["height"] / 28)
+    page.wait_for_selector(f"#cell-position:has-text('[{row}, {col}, {channel}]')")
+    kernel, bias = reference.get_layer("branch_b").get_weights()
+    window = np.pad(expected["branch_a"], ((1, 1), (1, 1), (0, 0)))[row:row + 3, col:col + 3]
+    per_channel = (window * kernel[..., channel]).sum(axis=(0, 1))
+    assert page.locator("#cell .channel-card[data-channel]").count() == 4
+    partials = page.eval_on_selector_all(
+        "#cell .partial-value", "vs => vs.map(v => Number(v.dataset.value))")
+    np.testing.assert_allclose(partials, per_channel, rtol=1e-4, atol=1e-5)
+    value = float(page.get_attribute("#cell-sum", "data-value"))
+    assert abs(value - expected["branch_b"][row, col, channel]) <= 1e-5
+    assert abs(per_channel.sum() + bias[channel] - value) <= 1e-5
+    windows = page.eval_on_selector_all(
+        "#cell .channel-card .mark.window", "ms => ms.map(m => [m.dataset.rows, m.dataset.cols])")
+    assert windows == [[f"{row - 1},{row + 1}", f"{col - 1},{col + 1}"]] * 4

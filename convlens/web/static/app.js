@@ -76,6 +76,7 @@ function render(data) {
   $("summary").textContent = data.summary;
   $("overview").innerHTML = data.overview_html; // HTML escaped by convlens' renderer
   renderLayers(data.layers);
+  Maps.showGraph(data.graph);
   renderTraceControls(data.layers, data.trace);
   renderTrace(data.trace, data.trace_error);
   show($("results"), true);

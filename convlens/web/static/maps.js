@@ -14,6 +14,7 @@ const Maps = {
   playing: null, // the timer while the window slides
   position: null, // [row, col] shown while playing
   digits: null, // {images, labels} from /api/examples
+  focus: null, // for a graph: the layer whose maps are shown (index into model.layers)
   pad: null,
   number: 0,
   cellNumber: 0,
@@ -111,6 +112,8 @@ Maps.show = function (explained, request) {
     Maps.request.seed === request.seed;
   Maps.explained = explained;
   Maps.request = request;
+  if (!sameModel || !isGraph()) Maps.focus = isGraph() ? defaultFocus() : null;
+  markFocus();
   const digits = takesDigits(explained.input_shape);
   byId("digits").hidden = !digits;
   byId("draw-panel").hidden = !digits;
@@ -160,7 +163,8 @@ Maps.useImage = async function (file) {
 
 Maps.load = async function (newModel) {
   const number = ++Maps.number;
-  const answer = await Maps.post("/api/feature-maps", Maps.body());
+  const extra = Maps.focus === null ? {} : { layer: Maps.focus };
+  const answer = await Maps.post("/api/feature-maps", Maps.body(extra));
   if (number !== Maps.number) return;
   if (!answer.ok) {
     byId("maps").textContent = answer.data.error.message;
@@ -172,11 +176,71 @@ Maps.load = async function (newModel) {
   Maps.drawKernels();
   byId("maps").dataset.input = JSON.stringify(Maps.input);
   byId("maps").dataset.spec = Maps.request.spec;
+  byId("maps").dataset.focus = Maps.focus === null ? "" : String(Maps.focus);
   if (newModel || !Maps.selected || !Maps.isCell(Maps.selected.layer)) {
     Maps.selected = Maps.firstCell();
   }
   if (Maps.selected) await Maps.select(Maps.selected);
+  else clearCell();
 };
+
+// ----- a graph: boxes drawn by the server (convlens.viz), a click picks the layer shown -----
+
+function isGraph() {
+  return Boolean(Maps.explained && Maps.explained.graph && Maps.explained.graph.svg);
+}
+
+// The last convolution, where the seed question lives; else the last layer.
+function defaultFocus() {
+  const layers = Maps.explained.layers;
+  let chosen = layers.length - 1;
+  layers.forEach((layer, i) => {
+    if (layer.class_name === "Conv2D") chosen = i;
+  });
+  return chosen;
+}
+
+Maps.showGraph = function (graph) {
+  const panel = byId("graph-panel");
+  const box = byId("graph");
+  if (!graph || !graph.svg) {
+    panel.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.innerHTML = graph.svg; // drawn by convlens.viz, names escaped
+  panel.hidden = false;
+  box.querySelectorAll("g.graph-layer").forEach((group) => {
+    const pick = () => Maps.pickLayer(Number(group.dataset.layer));
+    group.addEventListener("click", pick);
+    group.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") pick();
+    });
+  });
+  markFocus();
+};
+
+function markFocus() {
+  byId("graph").querySelectorAll("g.graph-layer").forEach((group) => {
+    group.classList.toggle("chosen", Number(group.dataset.layer) === Maps.focus);
+  });
+}
+
+Maps.pickLayer = function (layer) {
+  Maps.stop();
+  Maps.focus = layer;
+  markFocus();
+  Maps.load(true);
+};
+
+function clearCell() {
+  for (const id of ["cell", "contrast"]) byId(id).replaceChildren();
+  for (const id of ["answer", "cell-sum", "cell-check", "cell-position"]) {
+    byId(id).textContent = "";
+  }
+  byId("play").disabled = true;
+  Maps.cell = null;
+}
 
 Maps.drawPrediction = function () {
   const box = byId("prediction");
@@ -219,6 +283,10 @@ Maps.firstCell = function () {
   layers.forEach((entry, i) => {
     if (entry.class_name === "Conv2D" && entry.maps) chosen = i;
   });
+  if (Maps.focus !== null) { // a graph: the chosen layer's cell, if it is a convolution
+    const focused = layers[Maps.focus];
+    chosen = focused && focused.class_name === "Conv2D" && focused.maps ? Maps.focus : null;
+  }
   if (chosen === null) return null;
   const [h, w] = layers[chosen].shape;
   return { layer: chosen, row: Math.floor(h / 2), col: Math.floor(w / 2), channel: 0 };
@@ -241,7 +309,11 @@ Maps.drawMaps = function () {
     box.appendChild(layerRow("input", `input ${input.shape.join("x")}`, source, null));
   }
   Maps.data.layers.forEach((entry, i) => {
-    const label = `${i}. ${entry.name} (${entry.class_name}) ${entry.shape.join("x")}`;
+    if (Maps.data.layer !== null && !entry.maps) return; // a graph: the layers asked for
+    let label = `${i}. ${entry.name} (${entry.class_name}) ${entry.shape.join("x")}`;
+    if (Maps.data.layer !== null) {
+      label += i === Maps.data.layer ? " (the layer you picked)" : " (read by the picked layer)";
+    }
     box.appendChild(layerRow(String(i), label, entry, i));
   });
 };
@@ -319,9 +391,11 @@ function markSelected() {
   if (canvas) Draw.mark(canvas.parentElement, cell.row, cell.row, cell.col, cell.col, "cell");
 }
 
-function inputMapsOf(layer) {
-  if (layer === 0) return mapsOfInput();
-  return Maps.data.layers[layer - 1];
+// The maps the traced layer reads: the output of the layer the server names, or the input.
+function inputMapsOf() {
+  const reads = Maps.cell.reads || [];
+  if (reads.length === 0) return mapsOfInput();
+  return Maps.data.layers[reads[0]];
 }
 
 function drawCell() {
@@ -343,7 +417,7 @@ function drawCell() {
     return;
   }
   drawAnswer(entry, split, data.contrast);
-  const source = inputMapsOf(trace.layer);
+  const source = inputMapsOf();
   const [kernelLow, kernelHigh] = extent(split.kernel);
   const kernelScale = Math.max(-kernelLow, kernelHigh);
   const partials = split.channel_maps;
@@ -551,7 +625,8 @@ Maps.drawKernels = function () {
     box.appendChild(figure);
     notes.push(entry.name);
   });
-  byId("kernels-note").textContent = notes.length ? "" :
+  byId("kernels-note").textContent = notes.length ? "" : Maps.focus !== null ?
+    "Pick a Conv2D layer in the graph above to see its kernels." :
     "This model has no Conv2D layer small enough to draw its kernels.";
 };
 
