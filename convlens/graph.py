@@ -55,6 +55,52 @@ class KerasTensor:
         return (f"<KerasTensor shape={format_shape(self.shape)}, dtype=float32, "
                 f"name={self.name}>")
 
+    # Arithmetic records an operation node, as in Keras 3 (``x + 3`` is an ``Add`` operation
+    # called on ``[x, 3]``; ``3 - x`` a ``Subtract`` on ``[3, x]``).
+    def __add__(self, other):
+        return _operate("Add", self, other)
+
+    def __radd__(self, other):
+        return _operate("Add", other, self)
+
+    def __sub__(self, other):
+        return _operate("Subtract", self, other)
+
+    def __rsub__(self, other):
+        return _operate("Subtract", other, self)
+
+    def __mul__(self, other):
+        return _operate("Multiply", self, other)
+
+    def __rmul__(self, other):
+        return _operate("Multiply", other, self)
+
+    def __truediv__(self, other):
+        return _operate("TrueDivide", self, other)
+
+    def __rtruediv__(self, other):
+        return _operate("TrueDivide", other, self)
+
+    def __neg__(self):
+        return _operate("Negative", self)
+
+
+def _operate(class_name: str, *operands) -> KerasTensor:
+    """Record ``class_name`` (an operation of ``convlens.layers.operations``) on ``operands``:
+    the symbolic tensors it reads, and numbers it holds as constants."""
+    from convlens.layers import operations  # doorway
+
+    for operand in operands:
+        if not (isinstance(operand, KerasTensor) or operations.is_constant(operand)):
+            raise TypeError(
+                f"Arithmetic on a KerasTensor ({class_name}) takes symbolic tensors and plain "
+                f"numbers; received {type(operand).__name__}. Use a layer for arrays, e.g. "
+                "Rescaling(scale, offset) for a constant scale and shift."
+            )
+    operation = getattr(operations, class_name)(
+        arguments=[None if isinstance(o, KerasTensor) else o for o in operands])
+    return operation([o for o in operands if isinstance(o, KerasTensor)])
+
 
 class Node:
     """One call of a layer on symbolic tensors: the inputs it read and the outputs it made.

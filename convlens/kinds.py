@@ -34,7 +34,15 @@ The rule names each field takes, and the module that reads them:
   (io/keras_format.py): the class name in ``.keras`` files (the class's own name by default),
   whether Keras writes a ``build_config`` for it (Keras layers that override ``build``), the
   keys Keras 3 writes that convlens's ``get_config`` leaves out (with the only values convlens
-  honours), and the keys convlens writes that Keras leaves out.
+  honours), and the keys convlens writes that Keras leaves out;
+* ``keras_module`` (io/): the module a file names for the class, ``keras.layers`` but for the
+  classes Keras keeps elsewhere (``keras.src.ops.numpy`` for the operations tensor arithmetic
+  records, ``keras.src.applications.convnext`` for ConvNeXt's own layers); a class from
+  another module is registered under ``<module>.<class name>`` and written with
+  ``registered_name`` set to its class name, as Keras writes it;
+* ``operation`` (io/, weights files): the class is a Keras operation, not a layer: its config
+  is only its name, its call's arguments hold the constants it computes with (``x + 3.0`` is
+  ``args: [tensor, 3.0]``), and a weights file has no group for it.
 
 >>> from convlens.layers import Conv2D
 >>> class MyConv(Conv2D): pass
@@ -62,6 +70,8 @@ class Kind:
     builds_from_shape: bool = False
     keras_only_keys: tuple[tuple[str, object], ...] = ()  # (key, value) pairs; a dict is taken
     convlens_only_keys: tuple[str, ...] = ()
+    keras_module: str = "keras.layers"
+    operation: bool = False
 
 
 UNKNOWN = Kind()  # a layer class nobody registered: no words, no trace, mixes everything
@@ -81,14 +91,15 @@ def register(cls: type, kind: Kind, **overrides) -> None:
         kind = replace(kind, keras_class=cls.__name__)
     if isinstance(kind.keras_only_keys, dict):
         kind = replace(kind, keras_only_keys=tuple(kind.keras_only_keys.items()))
-    previous = _by_keras_name.get(kind.keras_class)
+    key = file_name(kind.keras_class, kind.keras_module)
+    previous = _by_keras_name.get(key)
     if previous is not None and previous is not cls:
         raise ValueError(
-            f"Layer kind {kind.keras_class!r} is already registered for {previous.__qualname__}; "
+            f"Layer kind {key!r} is already registered for {previous.__qualname__}; "
             f"register {cls.__qualname__} under another keras_class."
         )
     _kinds[cls] = kind
-    _by_keras_name[kind.keras_class] = cls
+    _by_keras_name[key] = cls
     _resolved.clear()
 
 
@@ -105,11 +116,18 @@ def kind_of(layer_or_class) -> Kind:
     return kind
 
 
-def registered_class(keras_class: str) -> type | None:
-    """The class registered under a ``.keras`` class name, or None."""
-    return _by_keras_name.get(keras_class)
+def file_name(keras_class: str, module: str | None = "keras.layers") -> str:
+    """The registry's name of a class a file names: its class name for ``keras.layers``
+    (and a file that gives no module), else ``<module>.<class name>``."""
+    return keras_class if module in (None, "keras.layers") else f"{module}.{keras_class}"
+
+
+def registered_class(keras_class: str, module: str | None = "keras.layers") -> type | None:
+    """The class registered under a ``.keras`` class name (of ``module``), or None."""
+    return _by_keras_name.get(file_name(keras_class, module))
 
 
 def registered_names() -> list[str]:
-    """Every ``.keras`` class name convlens reads and writes, in registration order."""
-    return list(_by_keras_name)
+    """Every ``.keras`` class name convlens reads and writes, in registration order (a class
+    of another module than ``keras.layers`` as ``<module>.<class name>``, after the layers)."""
+    return sorted(_by_keras_name, key=lambda name: "." in name)

@@ -36,6 +36,7 @@ from convlens.explain.derivation_core import (
     _explain_flatten,
     _explain_input,
     _explain_merge,
+    _explain_operation,
     _explain_relu,
     _explain_reshape,
 )
@@ -82,7 +83,7 @@ EXPLAINERS = {
     "layer_norm": _explain_layer_norm, "group_norm": _explain_group_norm,
     "rescaling": _explain_rescaling, "normalization": _explain_normalization,
     "prelu": _explain_prelu, "softmax": _explain_softmax, "permute": _explain_permute,
-    "identity": _explain_identity, "model": _explain_model,
+    "identity": _explain_identity, "model": _explain_model, "operation": _explain_operation,
 }
 
 

@@ -148,6 +148,20 @@ def _explain_merge(layer, exp: LayerExplanation) -> None:
     ]
 
 
+def _explain_operation(layer, exp: LayerExplanation) -> None:
+    shapes = layer.input_shape if isinstance(layer.input_shape, list) else [layer.input_shape]
+    names = [t.layer.name for t in layer.inbound_nodes[0].inputs] if layer.inbound_nodes else []
+    formula = layer.expression([f"'{n}'" for n in names] or None)
+    inputs = " and ".join(format_shape(s) for s in shapes)
+    exp.mechanism = [
+        f"Computes `{formula}` value by value (tensor arithmetic in the program, recorded as "
+        f"the operation {type(layer).__name__}): each output value comes from the value at the "
+        f"same position of {inputs}, a number applies to every value, and an axis of size 1 "
+        f"is repeated along the other's, so the output is `{format_shape(layer.output_shape)}`."
+        " No weights.",
+    ]
+
+
 def _explain_concatenate(layer, exp: LayerExplanation) -> None:
     rank = len(layer.output_shape)
     axis = layer.axis % rank

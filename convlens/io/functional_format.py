@@ -15,7 +15,9 @@ from dataclasses import replace
 
 from convlens.budget import DEFAULT_LIMITS, Budget, check_graph_budget
 from convlens.io import keras_entries
+from convlens.kinds import kind_of
 from convlens.layers.base import normalize_shape
+from convlens.layers.operations import is_constant
 from convlens.models import Model
 
 TENSOR = "__keras_tensor__"
@@ -36,6 +38,16 @@ def _ends(tensors) -> list:
     return histories[0] if len(histories) == 1 else histories
 
 
+def _arguments(layer, node) -> list:
+    """A call's ``args``: the input tensor (a list for a merge); for an operation, its
+    arguments in order, tensors and constants (``[tensor, 3.0]``)."""
+    if kind_of(layer).operation:
+        tensors = iter(node.inputs)
+        return [_tensor_record(next(tensors)) if a is None else a for a in layer.arguments]
+    return [[_tensor_record(t) for t in node.inputs] if node.list_input
+            else _tensor_record(node.inputs[0])]
+
+
 def functional_to_config(model, model_entry) -> dict:
     """The ``config.json`` dict Keras 3 writes for a functional ``Model``; a model nested as
     a layer is written by ``model_entry(model)`` (Keras writes its whole config there)."""
@@ -50,11 +62,8 @@ def functional_to_config(model, model_entry) -> dict:
             record = (model_entry(layer) if isinstance(layer, Model)
                       else keras_entries.layer_entry(layer))
             record["name"] = layer.name
-            record["inbound_nodes"] = [
-                {"args": [[_tensor_record(t) for t in node.inputs] if node.list_input
-                          else _tensor_record(node.inputs[0])], "kwargs": {}}
-                for node in nodes
-            ]
+            record["inbound_nodes"] = [{"args": _arguments(layer, node), "kwargs": {}}
+                                       for node in nodes]
         layers.append(record)
     return {
         "module": "keras.src.models.functional",
@@ -84,6 +93,26 @@ def _references(value, where: str) -> tuple[list, bool]:
     if isinstance(value, list) and value and not isinstance(value[0], (str, int)):
         return [_reference(v, where) for v in value], True
     return [_reference(value, where)], False
+
+
+def _operation_references(layer, args: list, first: bool, where: str) -> tuple[list, bool]:
+    """An operation's tensor references; its constants become its arguments (the same at
+    every call)."""
+    refs, arguments = [], []
+    for value in args:
+        if is_constant(value):
+            arguments.append(value)
+        else:
+            refs.append(_reference(value, where))
+            arguments.append(None)
+    if not first and tuple(arguments) != layer.arguments:
+        raise ValueError(f"{where}: its calls have different constants, "
+                         f"{list(layer.arguments)} and {arguments}; an operation has one set.")
+    try:
+        layer.set_arguments(arguments)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return refs, True
 
 
 def _ends_from(value, where: str) -> list:
@@ -189,7 +218,12 @@ def _call_order(layers: dict, pending: list, where: str) -> list:
                 if not isinstance(args, list) or not args:
                     raise ValueError(f"{where}: layer '{layer.name}' has a call with no "
                                      "arguments.")
-                refs, list_input = _references(args[0], f"{where}: layer '{layer.name}'")
+                here = f"{where}: layer '{layer.name}'"
+                if kind_of(layer).operation:
+                    first = layer.name not in counts
+                    refs, list_input = _operation_references(layer, args, first, here)
+                else:
+                    refs, list_input = _references(args[0], here)
                 if not all(ref in shapes for ref in refs):
                     break  # its inputs come from a call not planned yet
                 given = [shapes[ref] for ref in refs]

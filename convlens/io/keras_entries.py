@@ -30,19 +30,23 @@ DTYPE_POLICY = {
 }
 
 
-def layer_record(class_name: str, config: dict) -> dict:
-    return {"module": "keras.layers", "class_name": class_name, "config": config,
-            "registered_name": None}
+def layer_record(class_name: str, config: dict, module: str = "keras.layers") -> dict:
+    """A class's record; Keras names a class of another module than ``keras.layers`` (an
+    operation, an application's own layer) by its ``registered_name`` too."""
+    return {"module": module, "class_name": class_name, "config": config,
+            "registered_name": None if module == "keras.layers" else class_name}
 
 
 def layer_entry(layer) -> dict:
     kind = kind_of(layer)
     class_name = kind.keras_class
-    if class_name is None or registered_class(class_name) is not type(layer):
+    if class_name is None or registered_class(class_name, kind.keras_module) is not type(layer):
         raise ValueError(
             f"Layer '{layer.name}' is a {type(layer).__name__}, which the .keras format of "
             f"convlens does not write. Supported: {', '.join(registered_names())}."
         )
+    if kind.operation:  # its constants are in its call's arguments
+        return layer_record(class_name, {"name": layer.name}, kind.keras_module)
     config = layer.get_config()
     config.pop("batch_input_shape", None)  # the InputLayer entry holds the input shape
     for key in kind.convlens_only_keys:
@@ -59,7 +63,7 @@ def layer_entry(layer) -> dict:
                 f"Layer '{layer.name}' uses the custom activation {value!r}, which a .keras "
                 f"file can't hold; use one of: {', '.join(activation_ops.NAMES)}."
             )
-    entry = layer_record(class_name, config)
+    entry = layer_record(class_name, config, kind.keras_module)
     if kind.builds_from_shape:
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
     return entry
@@ -148,10 +152,11 @@ def layer_from_entry(entry, index: int, where: str):
     class_name = entry.get("class_name")
     config = dict(entry.get("config") or {})
     name = config.get("name")
-    cls = registered_class(class_name) if isinstance(class_name, str) else None
-    custom = entry.get("registered_name") not in (None, class_name)
     module = entry.get("module")
-    if cls is None or custom or module not in (None, "keras.layers"):
+    cls = (registered_class(class_name, module)
+           if isinstance(class_name, str) and isinstance(module, (str, type(None))) else None)
+    custom = entry.get("registered_name") not in (None, class_name)
+    if cls is None or custom:
         shown = entry.get("registered_name") if custom else class_name
         raise ValueError(
             f"{where}: layer {index} ('{name}') is a {shown!r} from module {module!r}, which "

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from convlens.fileio import atomic_write, check_regular_file
+from convlens.kinds import kind_of
 from convlens.layers.base import to_snake_case
 
 SUFFIX = ".weights.h5"
@@ -35,11 +36,18 @@ def _check_suffix(filepath) -> str:
     return path
 
 
+def stored_layers(model) -> list:
+    """The layers a weights file has a group for: every layer but the operations (``x + 3``),
+    which Keras does not count as layers."""
+    return [layer for layer in model.layers if not kind_of(layer).operation]
+
+
 def storage_keys(model) -> list[str]:
-    """Each layer's group name in the file, as Keras 3 derives it (class name, numbered)."""
+    """Each stored layer's group name in the file, as Keras 3 derives it (class name,
+    numbered)."""
     used: dict[str, int] = {}
     keys = []
-    for layer in model.layers:  # a nested model is ``sequential``/``functional``, its layers below
+    for layer in stored_layers(model):  # a nested model is ``sequential``/``functional``
         stem = to_snake_case(type(layer).__name__)
         if stem in used:
             used[stem] += 1
@@ -84,7 +92,7 @@ def write_weights(model, handle) -> None:
 def _write_layers(model, layers) -> None:
     """``<key>/vars/<i>`` for each layer of ``model``; a nested model's layers go in
     ``<key>/layers/``, its own ``vars`` empty, as Keras nests them."""
-    for key, layer in zip(storage_keys(model), model.layers):
+    for key, layer in zip(storage_keys(model), stored_layers(model)):
         group = layers.create_group(key)
         values = group.create_group("vars")
         values.attrs["name"] = layer.name
@@ -260,7 +268,8 @@ def _optimizer_arrays(model, store, path: str) -> list:
 def _sources(model, groups, where: str):
     """The file group for each weighted layer: by Keras's key, else (older files) by name."""
     wanted = [
-        (key, layer) for key, layer in zip(storage_keys(model), model.layers) if layer.weights
+        (key, layer) for key, layer in zip(storage_keys(model), stored_layers(model))
+        if layer.weights
     ]
     for naming in (lambda key, layer: key, lambda key, layer: layer.name):
         names = [naming(key, layer) for key, layer in wanted]

@@ -1,6 +1,7 @@
 """Layers with Keras 3 names, arguments and weight layouts."""
 
 from convlens.graph import KerasTensor
+from convlens.layers import operations  # noqa: F401  (registers x + 3 and its siblings)
 from convlens.layers.activation import ELU, LeakyReLU, PReLU, Softmax
 from convlens.layers.base import Layer
 from convlens.layers.conv import (
