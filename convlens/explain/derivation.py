@@ -35,10 +35,12 @@ from convlens.explain.derivation_core import (
     _explain_elementwise,
     _explain_flatten,
     _explain_input,
+    _explain_layer_scale,
     _explain_merge,
     _explain_operation,
     _explain_relu,
     _explain_reshape,
+    _explain_stochastic_depth,
 )
 from convlens.explain.derivation_reshaping import (
     _explain_cropping,
@@ -84,6 +86,7 @@ EXPLAINERS = {
     "rescaling": _explain_rescaling, "normalization": _explain_normalization,
     "prelu": _explain_prelu, "softmax": _explain_softmax, "permute": _explain_permute,
     "identity": _explain_identity, "model": _explain_model, "operation": _explain_operation,
+    "layer_scale": _explain_layer_scale, "stochastic_depth": _explain_stochastic_depth,
 }
 
 

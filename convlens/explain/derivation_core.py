@@ -162,6 +162,29 @@ def _explain_operation(layer, exp: LayerExplanation) -> None:
     ]
 
 
+def _explain_layer_scale(layer, exp: LayerExplanation) -> None:
+    channels = layer.projection_dim
+    exp.mechanism = [
+        f"Multiplies each of the {channels} channels by its own learned factor: "
+        f"`y[..., c] = x[..., c] * gamma[c]`; the shape `{format_shape(layer.output_shape)}` "
+        f"does not change. The factors start at {layer.init_values:g}, so a residual branch "
+        "scaled by this layer starts close to nothing and the block close to the identity "
+        "(ConvNeXt, CaiT).",
+    ]
+    exp.weights = _weights(layer, {"variable": "gamma: one factor per channel"})
+
+
+def _explain_stochastic_depth(layer, exp: LayerExplanation) -> None:
+    rate = layer.drop_path_rate
+    scale = 1 / (1 - rate) if rate < 1 else float("inf")
+    exp.mechanism = [
+        f"Training: a whole sample's values are set to 0 with probability {rate:g} (the "
+        "residual branch this layer ends is skipped for that sample), otherwise multiplied by "
+        f"1/(1 - {rate:g}) = {scale:.4g}, so the expected value is unchanged.",
+        "Inference (predict, evaluate): values pass through unchanged. No weights.",
+    ]
+
+
 def _explain_concatenate(layer, exp: LayerExplanation) -> None:
     rank = len(layer.output_shape)
     axis = layer.axis % rank

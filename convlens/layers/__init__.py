@@ -1,7 +1,10 @@
 """Layers with Keras 3 names, arguments and weight layouts."""
 
 from convlens.graph import KerasTensor
-from convlens.layers import operations  # noqa: F401  (registers x + 3 and its siblings)
+
+# Registered, not exported (Keras keeps them out of keras.layers): x + 3 and its siblings,
+# ConvNeXt's LayerScale and StochasticDepth.
+from convlens.layers import convnext, operations  # noqa: F401
 from convlens.layers.activation import ELU, LeakyReLU, PReLU, Softmax
 from convlens.layers.base import Layer
 from convlens.layers.conv import (

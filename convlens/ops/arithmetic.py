@@ -6,6 +6,8 @@ The operations Keras records when a program does arithmetic on symbolic tensors 
 MobileNetV3's hard-sigmoid ``relu6(x + 3.0) * (1/6)``); numbers are cast to the arrays' float
 dtype, as Keras does for a float32 tensor, and arrays broadcast as NumPy allows.
 
+ConvNeXt's LayerScale (a learned factor per channel) is here too: ``channel_scale_*``.
+
 ``binary_forward(name, a, b)`` returns ``(y, cache)``; ``binary_backward(grad_y, cache)``
 returns one gradient per operand, shaped like it (None for a number, which has none).
 
@@ -25,7 +27,7 @@ import numpy as np
 from convlens.ops.merge import unbroadcast
 
 __all__ = ["BINARY", "binary_forward", "binary_backward", "negative_forward",
-           "negative_backward"]
+           "negative_backward", "channel_scale_forward", "channel_scale_backward"]
 
 BINARY = ("add", "subtract", "multiply", "divide")
 
@@ -83,3 +85,15 @@ def negative_forward(x: np.ndarray):
 
 def negative_backward(grad_y: np.ndarray, cache=None) -> np.ndarray:
     return -grad_y
+
+
+def channel_scale_forward(x: np.ndarray, gamma: np.ndarray):
+    """``y = x * gamma``, one factor per channel (the last axis): ConvNeXt's LayerScale."""
+    return x * gamma, x
+
+
+def channel_scale_backward(grad_y: np.ndarray, cache, gamma: np.ndarray):
+    """``(grad_x, grad_gamma)``: ``grad_y * gamma``, and ``grad_y * x`` summed over every axis
+    but the channels."""
+    x = cache
+    return grad_y * gamma, (grad_y * x).reshape(-1, x.shape[-1]).sum(axis=0)
