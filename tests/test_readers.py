@@ -40,6 +40,20 @@ def two_branches(merge, **kwargs):
     return build
 
 
+def arithmetic(make):
+    """A graph: tensor arithmetic (``keras.src.ops.numpy`` operations) on two convolutions."""
+    def build():
+        x = L.Input((6, 6, 3))
+        left = L.Conv2D(4, 3, padding="same", name="left")(x)
+        right = L.Conv2D(4, 1, name="right")(x)
+        return Model(x, make(left, right))
+    return build
+
+
+def convnext_layer(make):
+    return chain((4, 4, 3), lambda: [L.Conv2D(3, 1), make()])
+
+
 # name -> a function that builds a small model whose last layer is of that kind.
 BUILDERS = {
     "Conv1D": chain((9, 2), lambda: [L.Conv1D(3, 3, strides=2, padding="same")]),
@@ -114,11 +128,23 @@ BUILDERS = {
     "Functional": lambda: Model(x := L.Input((7, 7, 2)), Model(
         y := L.Input((5, 5, 2)), L.Add()([y, L.Conv2D(2, 3, padding="same")(y)]))(
         L.Conv2D(2, 3, name="outer_conv")(x))),
+    "keras.src.ops.numpy.Add": arithmetic(lambda a, b: a + b),
+    "keras.src.ops.numpy.Subtract": arithmetic(lambda a, b: 2.0 - a),
+    "keras.src.ops.numpy.Multiply": arithmetic(lambda a, b: a * b),
+    "keras.src.ops.numpy.Divide": arithmetic(
+        lambda a, b: L.operations.Divide(arguments=(None, None))([a, b * b + 1.0])),
+    "keras.src.ops.numpy.TrueDivide": arithmetic(lambda a, b: a / 4.0),
+    "keras.src.ops.numpy.Negative": arithmetic(lambda a, b: -a),
+    "keras.src.applications.convnext.LayerScale": convnext_layer(
+        lambda: L.convnext.LayerScale(0.5, 3)),
+    "keras.src.applications.convnext.StochasticDepth": convnext_layer(
+        lambda: L.convnext.StochasticDepth(0.5)),
 }
 
 # Kinds a value is not traced through, and why (a new kind must be traced or listed here).
 NOT_TRACED = {
     "InputLayer": "nothing is computed: the model's input",
+    "keras.src.applications.convnext.LayerScale": "a factor per channel: no trace rule yet",
 }
 
 

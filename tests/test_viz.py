@@ -207,3 +207,18 @@ def test_model_graph_svg_draws_keras_connections_with_branches_side_by_side(name
               for p in svg.findall(f"{space}path") if p.get("class") == "graph-edge"}
     assert {(names[s], names[t]) for s, t in arrows} == expected
     assert len([t for t in expected if t[1] == merge]) == 2
+
+
+def test_layer_output_in_a_graph_is_that_layers_output_not_the_chain_of_layers():
+    import convlens.layers as L
+    from convlens.models import Model
+    from convlens.viz.png import layer_output
+
+    x = L.Input((5, 5, 2))
+    left = L.Conv2D(3, 3, padding="same", name="left")(x)
+    right = L.Conv2D(3, 1, name="right")(x)  # reads the input, not 'left'
+    model = Model(x, left * right)
+    data = np.random.default_rng(0).standard_normal((1, 5, 5, 2)).astype(np.float32)
+    for name in ("right", "multiply"):
+        expected = Model(x, model.get_layer(name).output).predict(data, verbose=0)
+        np.testing.assert_allclose(layer_output(model, name, data), expected, rtol=1e-6)
