@@ -9,6 +9,7 @@ go both ways with the regularizers and constraints Keras writes.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -296,3 +297,45 @@ def test_each_layer_kind_penalises_and_constrains_as_keras(name):
     np.testing.assert_allclose(got, expected.history["loss"], rtol=RTOL)
     for mine, theirs in zip(ours.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=RTOL, atol=1e-6)
+
+
+def _line(text: str, start: str) -> str:
+    return next(line.strip() for line in text.splitlines() if line.strip().startswith(start))
+
+
+def test_the_explanation_states_each_penalty_and_constraint_with_its_numbers():
+    model, weights = _convlens_model()
+    model.set_weights(weights)
+    x, _ = _data()
+    model.predict(x, verbose=0)
+    conv = model.layers[0]
+    text = str(conv.explain())
+    kernel, bias = (w.astype(np.float64) for w in conv.get_weights())
+    line = _line(text, "kernel: penalty")
+    assert "penalty 0.01 * sum(kernel^2) = " in line and "gradient 0.02 * kernel" in line
+    value = float(re.search(r"= ([0-9.e+-]+) added", line).group(1))
+    assert value == pytest.approx(0.01 * np.square(kernel).sum(), rel=1e-5)
+    line = _line(text, "bias: penalty")
+    assert float(re.search(r"= ([0-9.e+-]+) added", line).group(1)) == pytest.approx(
+        0.02 * np.abs(bias).sum(), rel=1e-5)
+    line = _line(text, "output: penalty 0.001 * sum(|y|) + 0.002 * sum(y^2)")
+    assert float(re.search(r"last call: ([0-9.e+-]+)", line).group(1)) == pytest.approx(
+        float(model.losses[0]), rel=1e-5)
+    line = _line(text, "kernel: after each optimizer step")
+    norms = np.sqrt(np.square(kernel).sum(axis=(0, 1, 2)))
+    assert "each of the 4 vectors of kernel along axes [0, 1, 2] longer than 0.8" in line
+    low, high = (float(v) for v in re.search(r"norms now ([0-9.e+-]+) to ([0-9.e+-]+)",
+                                              line).groups())
+    assert (low, high) == (pytest.approx(norms.min(), rel=1e-5),
+                           pytest.approx(norms.max(), rel=1e-5))
+    assert f"({int((bias < 0).sum())} negative now)" in _line(text, "bias: after each")
+    dense = str(model.layers[-1].explain())
+    assert "to bound whole filters" not in dense  # a Dense kernel's axis 0 is one unit's inputs
+    assert "the vector of bias along axis 0 longer than 2" in _line(dense, "bias: after")
+    plain = cl_layers.Conv2D(2, 3, kernel_constraint="max_norm")
+    plain.build_from_shape((None, 5, 5, 3))
+    assert "to bound whole filters pass axis=[0, 1, 2]" in str(plain.explain())
+    bare = cl_layers.Dense(2)
+    bare.build_from_shape((None, 3))
+    assert "Regularizers and constraints" not in str(bare.explain())
+    assert "Regularizers and constraints" in str(conv.explain())

@@ -59,6 +59,7 @@ from convlens.explain.derivation_values import (
     _explain_softmax,
 )
 from convlens.explain.layer_explanation import LayerExplanation, field_legend, inputs_text
+from convlens.explain.penalties import training_rule_lines
 from convlens.explain.receptive_field import (
     ReceptiveField,
     layer_receptive_field,
@@ -118,6 +119,7 @@ def _build(layer, contrast: bool, rf: ReceptiveField | None, index: int | None):
         exp.weights = _weights(layer, {})
     else:
         explainer(layer, exp)
+    exp.training_rules = training_rule_lines(layer)
     if contrast and kind.words == "conv":
         exp.contrast = build_contrast(layer)
     return exp

@@ -38,6 +38,8 @@ class LayerExplanation(Renderable):
     field_legend: bool = True
     # In a graph: per call of the layer, the names of the layers whose outputs it reads
     inputs_from: list[list[str]] = field(default_factory=list)
+    # What the layer's regularizers and constraints do to training (explain/penalties.py)
+    training_rules: list[str] = field(default_factory=list)
 
     @property
     def heading(self) -> str:
@@ -65,6 +67,8 @@ class LayerExplanation(Renderable):
         ]
         weight_lines.append(f"parameters: `{self.params_formula}`")
         blocks.append(Block("Weights", weight_lines))
+        if self.training_rules:
+            blocks.append(Block("Regularizers and constraints", list(self.training_rules)))
         memory = (
             f"activation memory: {_count(self.output_values, 'value')} * 4 bytes = "
             f"{self.memory_bytes:,} bytes ({cost_module.format_bytes(self.memory_bytes)}) "
