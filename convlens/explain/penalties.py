@@ -44,21 +44,12 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _formula(regularizer, name: str) -> str:
-    terms = []
-    if regularizer.l1:
-        terms.append(f"{_number(regularizer.l1)} * sum(|{name}|)")
-    if regularizer.l2:
-        terms.append(f"{_number(regularizer.l2)} * sum({name}^2)")
-    return " + ".join(terms) or "0"
-
-
-def _gradient(regularizer, name: str) -> str:
-    terms = []
-    if regularizer.l1:
-        terms.append(f"{_number(regularizer.l1)} * sign({name})")
-    if regularizer.l2:
-        terms.append(f"{_number(2 * regularizer.l2)} * {name}")
+def _formula(regularizer, name: str, gradient: bool = False) -> str:
+    """``l1 * sum(|w|) + l2 * sum(w^2)``, or its gradient ``l1 * sign(w) + 2*l2 * w``."""
+    l1 = f"{_number(regularizer.l1)} * " + (f"sign({name})" if gradient else f"sum(|{name}|)")
+    l2 = (f"{_number(2 * regularizer.l2)} * {name}" if gradient
+          else f"{_number(regularizer.l2)} * sum({name}^2)")
+    terms = [term for term, strength in ((l1, regularizer.l1), (l2, regularizer.l2)) if strength]
     return " + ".join(terms) or "0"
 
 
@@ -67,8 +58,9 @@ def _penalty_line(variable) -> str:
     if not variable.trainable:
         return (f"{name}: penalty `{_formula(rule, name)}`, not counted while the weight is "
                 "frozen (Keras penalises trainable weights only)")
-    return (f"{name}: penalty `{_formula(rule, name)}` = {_number(float(rule(variable.value)))} "
-            f"added to the loss; its gradient `{_gradient(rule, name)}` joins {name}'s")
+    value = _number(float(rule(variable.value)))
+    return (f"{name}: penalty `{_formula(rule, name)}` = {value} added to the loss; its "
+            f"gradient `{_formula(rule, name, gradient=True)}` joins {name}'s")
 
 
 def _vectors(variable, axis) -> tuple[str, np.ndarray]:
