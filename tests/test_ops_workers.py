@@ -1,6 +1,9 @@
 """Batch splitting across threads: same results as one thread (up to float32 rounding in sums
 over the batch), float64 kept, errors raised, BLAS's thread count given back."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -85,3 +88,24 @@ def test_two_threads_compute_what_one_does(monkeypatch, name, dtype, chunk):
     for a, b in zip(one, two, strict=True):
         assert b.dtype == dtype
         np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance * np.abs(a).max())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_worker_threads_work_in_a_forked_child(monkeypatch):
+    """The worker threads are started once per process: a forked child starts its own."""
+    monkeypatch.setattr(workers, "MIN_PARALLEL_WORK", 0)
+    parts = [slice(0, 1), slice(1, 2)]
+    assert workers.run_parts(lambda part: part.start, parts) == [0, 1]  # the parent's threads
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        signal.alarm(30)  # a child waiting on its parent's threads would hang: end it instead
+        try:
+            os.write(write, repr(workers.run_parts(lambda part: part.start * 10, parts)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    assert answer == "[0, 10]"
