@@ -9,6 +9,8 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from convlens.ops import conv, workers
+from convlens.ops.activations import activation_backward, activation_forward
+from convlens.ops.pool import max_pool_backward, max_pool_forward
 
 
 def _blas_threads() -> list[int]:
@@ -109,3 +111,63 @@ def test_worker_threads_work_in_a_forked_child(monkeypatch):
         answer = pipe.read()
     os.waitpid(child, 0)
     assert answer == "[0, 10]"
+
+
+def _one_and_two_threads(monkeypatch, compute):
+    """``compute()`` with BLAS on 1 thread and on 2 (every size split in two)."""
+    monkeypatch.setattr(workers, "MIN_PARALLEL_WORK", 0)
+    with threadpool_limits(1, user_api="blas"):
+        one = compute()
+    with threadpool_limits(2, user_api="blas"):
+        assert len(workers.flat_parts(7)) == 2
+        two = compute()
+    return one, two
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "pool, strides, padding",
+    [((2, 2), (2, 2), ((0, 0), (0, 0))), ((3, 2), (1, 2), ((1, 1), (0, 1)))],
+)
+def test_max_pooling_split_across_threads_is_exact(monkeypatch, dtype, pool, strides, padding):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7, 6, 3)).astype(dtype)
+    x[:, 1, 1] = x[:, 1, 0]  # ties: the gradient goes to the first cell in window order
+
+    def compute():
+        y, cache = max_pool_forward(x, pool, strides, padding)
+        grad_y = np.arange(y.size, dtype=dtype).reshape(y.shape)
+        return y, max_pool_backward(grad_y, cache)
+
+    (y1, g1), (y2, g2) = _one_and_two_threads(monkeypatch, compute)
+    assert y2.dtype == g2.dtype == dtype
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    # against a loop over the windows of one sample
+    n, row, col, c = 4, 1, 1, 2
+    window = x[n, :, :, c]
+    (top, _), (left, _) = padding
+    r0, c0 = row * strides[0] - top, col * strides[1] - left
+    cells = window[max(r0, 0) : r0 + pool[0], max(c0, 0) : c0 + pool[1]]
+    assert y1[n, row, col, c] == cells.max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_split_across_threads_is_exact(monkeypatch, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)
+    grad_y = rng.standard_normal(x.shape).astype(dtype)
+
+    def compute():
+        y = activation_forward("relu", x)
+        return y, activation_backward("relu", x, y, grad_y)
+
+    (y1, g1), (y2, g2) = _one_and_two_threads(monkeypatch, compute)
+    assert y2.dtype == g2.dtype == dtype
+    np.testing.assert_array_equal(y2, np.where(x > 0, x, 0))
+    np.testing.assert_array_equal(g2, np.where(x > 0, grad_y, 0))
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(g2, g1)
+    # a strided view is done in one call, with the same values
+    view = x[:, ::2]
+    np.testing.assert_array_equal(activation_forward("relu", view), np.where(view > 0, view, 0))

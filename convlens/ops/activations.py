@@ -32,6 +32,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from convlens.ops.workers import run_elementwise
+
 __all__ = [
     "FORWARD", "BACKWARD", "NAMES", "ALIASES", "OPTIONS", "activation_forward",
     "activation_backward", "prelu_forward", "prelu_backward",
@@ -65,7 +67,8 @@ def linear_grad(x, y, g):
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     if negative_slope == 0 and max_value is None and threshold == 0:
-        return np.maximum(x, _c(x, 0.0), out=np.empty_like(x))
+        zero = _c(x, 0.0)
+        return run_elementwise(lambda a, out: np.maximum(a, zero, out=out), np.empty_like(x), x)
     if max_value is None and threshold == 0:
         return leaky_relu(x, negative_slope)
     # Keras's composition: clip(positive part, 0, max_value) - slope * relu(threshold - x)
@@ -79,7 +82,9 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 def relu_grad(x, y, g, negative_slope=0.0, max_value=None, threshold=0.0):
     if negative_slope == 0 and max_value is None and threshold == 0:
-        return np.multiply(g, y > 0, dtype=g.dtype)
+        return run_elementwise(
+            lambda g, y, out: np.multiply(g, y > 0, out=out), np.empty_like(g), g, y
+        )
     if max_value is None and threshold == 0:
         return leaky_relu_grad(x, y, g, negative_slope)
     if threshold != 0:

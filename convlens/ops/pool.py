@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from convlens.ops.workers import VALUE_WORK, batch_parts, run_parts
 from convlens.shapes import conv_output_length
 
 __all__ = [
@@ -97,12 +98,18 @@ class _PoolGeometry:
         # Windows never overlap: each tap writes its own cells, so backward can assign, not add.
         self.disjoint = all(s >= k for s, k in zip(self.strides, self.pool, strict=True))
 
-    def batch_chunks(self, itemsize: int):
-        """Batch slices of about CHUNK_BYTES of output each."""
+    def batch_chunks(self, itemsize: int, samples: slice | None = None):
+        """Batch slices of about CHUNK_BYTES of output each, within ``samples`` (default all)."""
+        begin, end = (0, self.in_shape[0]) if samples is None else (samples.start, samples.stop)
         per_sample = max(1, math.prod(self.out) * self.in_shape[-1] * itemsize)
         step = max(1, CHUNK_BYTES // per_sample)
-        for start in range(0, self.in_shape[0], step):
-            yield slice(start, start + step)
+        for start in range(begin, end, step):
+            yield slice(start, min(start + step, end))
+
+    def batch_parts(self) -> list[slice]:
+        """One contiguous part of the batch per thread (:mod:`convlens.ops.workers`)."""
+        window_passes = math.prod(self.out) * self.in_shape[-1] * len(self.taps)
+        return batch_parts(self.in_shape[0], self.in_shape[0] * window_passes * VALUE_WORK)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -200,11 +207,15 @@ def max_pool_forward(x: np.ndarray, pool_size, strides, padding: Pads):
     xp = geo.pad(x, -np.inf)
     y = np.empty(geo.out_shape, x.dtype)
     first, *rest = geo.taps
-    for batch in geo.batch_chunks(x.itemsize):
-        x_chunk, y_chunk = xp[batch], y[batch]
-        np.copyto(y_chunk, x_chunk[geo.tap_index(first)])
-        for tap in rest:
-            np.maximum(y_chunk, x_chunk[geo.tap_index(tap)], out=y_chunk)
+
+    def part(samples: slice) -> None:
+        for batch in geo.batch_chunks(x.itemsize, samples):
+            x_chunk, y_chunk = xp[batch], y[batch]
+            np.copyto(y_chunk, x_chunk[geo.tap_index(first)])
+            for tap in rest:
+                np.maximum(y_chunk, x_chunk[geo.tap_index(tap)], out=y_chunk)
+
+    run_parts(part, geo.batch_parts())
     return y, _PoolCache(geo, x.dtype, padded=xp, y=y)
 
 
@@ -213,21 +224,27 @@ def max_pool_backward(grad_y: np.ndarray, cache: _PoolCache) -> np.ndarray:
     geo, xp, y = cache.geometry, cache.padded, cache.y
     grad_y = np.asarray(grad_y, cache.dtype)
     grad_xp = np.zeros(xp.shape, cache.dtype)
-    for batch in geo.batch_chunks(grad_xp.itemsize):
-        x_chunk, y_chunk, g_chunk, gx_chunk = xp[batch], y[batch], grad_y[batch], grad_xp[batch]
-        still_open = np.ones(y_chunk.shape, bool)  # outputs whose winner is not found yet
-        wins = np.empty(y_chunk.shape, bool)
-        routed = None if geo.disjoint else np.empty(y_chunk.shape, cache.dtype)
-        for tap in geo.taps:
-            index = geo.tap_index(tap)
-            np.equal(x_chunk[index], y_chunk, out=wins)
-            wins &= still_open
-            still_open ^= wins  # wins is a subset of still_open: xor removes it
-            if routed is None:
-                np.multiply(g_chunk, wins, out=gx_chunk[index])
-            else:
-                np.multiply(g_chunk, wins, out=routed)
-                gx_chunk[index] += routed
+
+    # Parts own whole samples, so no two threads write the same input cell.
+    def part(samples: slice) -> None:
+        for batch in geo.batch_chunks(grad_xp.itemsize, samples):
+            x_chunk, y_chunk = xp[batch], y[batch]
+            g_chunk, gx_chunk = grad_y[batch], grad_xp[batch]
+            still_open = np.ones(y_chunk.shape, bool)  # outputs whose winner is not found yet
+            wins = np.empty(y_chunk.shape, bool)
+            routed = None if geo.disjoint else np.empty(y_chunk.shape, cache.dtype)
+            for tap in geo.taps:
+                index = geo.tap_index(tap)
+                np.equal(x_chunk[index], y_chunk, out=wins)
+                wins &= still_open
+                still_open ^= wins  # wins is a subset of still_open: xor removes it
+                if routed is None:
+                    np.multiply(g_chunk, wins, out=gx_chunk[index])
+                else:
+                    np.multiply(g_chunk, wins, out=routed)
+                    gx_chunk[index] += routed
+
+    run_parts(part, geo.batch_parts())
     return geo.unpad(grad_xp)
 
 
