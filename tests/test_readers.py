@@ -530,3 +530,31 @@ def test_squeeze_and_excitation_broadcast_is_worded_traced_and_sees_the_whole_in
         result = trace(model, "excite", index, sample)
         assert result.value == pytest.approx(float(expected[index]), rel=1e-5, abs=1e-6)
     assert receptive_fields(model)[-1].whole_input
+
+
+def test_a_model_of_two_inputs_is_explained_traced_and_reported(tmp_path, capsys):
+    from convlens.cli import main
+    from convlens.explain.report import sample_input
+
+    with session(seed=11):
+        left, right = L.Input((6, 6, 2), name="left_in"), L.Input((6, 6, 2), name="right_in")
+        joined = L.Add(name="sum")([L.Conv2D(3, 3, padding="same", name="wide")(left),
+                                    L.Conv2D(3, 1, name="narrow")(right)])
+        model = Model([left, right], [joined, L.GlobalAveragePooling2D(name="pool")(joined)])
+    x = sample_input(model)
+    assert [a.shape for a in x] == [(1, 6, 6, 2), (1, 6, 6, 2)]
+    expected = Model(model.inputs, model.get_layer("sum").output).predict(x, verbose=0)[0]
+    for index in ((0, 0, 0), (3, 4, 2)):
+        result = trace(model, "sum", index, x)
+        assert result.value == pytest.approx(float(expected[index]), rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="has 2 inputs; pass x as a list"):
+        trace(model, "sum", (0, 0, 0), x[0])
+    fields = {layer.name: field for layer, field in zip(model.layers, receptive_fields(model))}
+    assert fields["sum"].size == (3, 3) and "'wide'" in fields["sum"].note
+    path = tmp_path / "two.keras"
+    model.save(path)
+    assert main(["explain", str(path), "--layer", "sum", "--trace", "3,4,2",
+                 "--html", str(tmp_path / "two.html")]) == 0
+    out = capsys.readouterr().out
+    assert "input from: 'wide', 'narrow'" in out and "matches: yes" in out
+    assert "left_in" in (tmp_path / "two.html").read_text()

@@ -239,9 +239,13 @@ def _largest(states: list, names: list[str]):
 
 
 def _graph_fields(model, graph) -> list[ReceptiveField]:
-    rank = _spatial_rank(model)
-    input_spatial = tuple(model.input_shape[1:-1]) if rank else ()
-    states = {id(t): identity_state(rank) if rank else None for t in graph.inputs}
+    # Fields are in pixels of the first input; another input of that rank is taken to be on the
+    # same grid (a siamese pair, an image and its mask), one of another rank mixes everything.
+    first = graph.inputs[0].shape
+    rank = max(len(first) - 2, 0)
+    input_spatial = tuple(first[1:-1]) if rank else ()
+    states = {id(t): identity_state(rank) if rank and len(t.shape) == rank + 2
+              else None for t in graph.inputs}
     fields: dict[int, ReceptiveField] = {}
     for tensor in graph.inputs:
         fields[id(tensor.layer)] = _field(states[id(tensor)], rank, "model input",

@@ -56,16 +56,20 @@ nav ul { columns: 2; }
 """
 
 
-def sample_input(model, seed: int = 0) -> np.ndarray:
-    """A deterministic input batch of one for ``model``: uniform [0, 1) float32."""
+def sample_input(model, seed: int = 0) -> np.ndarray | list[np.ndarray]:
+    """A deterministic input batch of one for ``model``: uniform [0, 1) float32 (a list of
+    them, in ``model.inputs`` order, for a model of several inputs)."""
     shape = model.input_shape
-    if shape is None or any(d is None for d in shape[1:]):
+    several = isinstance(shape, list)
+    shapes = shape if several else [shape]
+    if shape is None or any(d is None for each in shapes for d in each[1:]):
         raise ValueError(
             f"Model '{model.name}' has no fixed input shape ({shape}); pass an input x or start "
             "the model with Input((28, 28, 1))."
         )
-    seed = check_seed(seed)
-    return np.random.default_rng(seed).random((1, *shape[1:]), dtype=np.float32)
+    generator = np.random.default_rng(check_seed(seed))
+    arrays = [generator.random((1, *each[1:]), dtype=np.float32) for each in shapes]
+    return arrays if several else arrays[0]
 
 
 def _is_conv(layer) -> bool:
@@ -137,7 +141,9 @@ def _model_section(model, number: int, heading: str | None, x, layer=None, index
         except ValueError:
             x, x_note = None, ""
     else:
-        x = np.asarray(x, dtype=np.float32)[:1]
+        several = isinstance(model.input_shape, list) and isinstance(x, (list, tuple))
+        x = ([np.asarray(each, dtype=np.float32)[:1] for each in x] if several
+             else np.asarray(x, dtype=np.float32)[:1])
         x_note = "the input you gave (first sample)"
 
     conv_layers = [(i, each) for i, each in enumerate(model.layers)
@@ -203,8 +209,8 @@ def report_html(model, x=None, title: str | None = None, headings=None, layer=No
 
     Args:
         model: a built ``Sequential``, or a list of them (one section each).
-        x: the sample input (a batch; the first sample is used), or a list with one per
-            model; default: ``sample_input(model)``.
+        x: the sample input (a batch; the first sample is used; a list of batches for a model
+            of several inputs), or a list with one per model; default: ``sample_input(model)``.
         title: the page title; default ``"convlens report: <model name>"``.
         headings: one heading per model (optional).
         layer: explain, draw and trace only this layer (an index or a name; one model).
@@ -213,7 +219,12 @@ def report_html(model, x=None, title: str | None = None, headings=None, layer=No
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     if not models:
         raise ValueError("report_html needs at least one model.")
-    inputs = list(x) if isinstance(x, (list, tuple)) else [x] * len(models)
+    several_inputs = len(models) == 1 and models[0].built and isinstance(
+        models[0].input_shape, list)
+    if isinstance(x, (list, tuple)) and not several_inputs:
+        inputs = list(x)  # one per model
+    else:
+        inputs = [x] * len(models)
     if len(inputs) != len(models):
         raise ValueError(f"got {len(inputs)} inputs for {len(models)} models; pass one each.")
     headings = list(headings) if headings is not None else [None] * len(models)

@@ -159,11 +159,23 @@ class Trace(Renderable):
 
 
 # ----- checks ---------------------------------------------------------------------------------
-def _check_x(model, x) -> np.ndarray:
+def _check_x(model, x):
+    """``x`` as float32, checked: one sample as a batch of one (a list of them, one per input,
+    for a model of several inputs)."""
+    if isinstance(model.input_shape, list):
+        if not isinstance(x, (list, tuple)) or len(x) != len(model.input_shape):
+            raise ValueError(f"trace: model '{model.name}' has {len(model.input_shape)} inputs; "
+                             "pass x as a list with one batch of one sample for each, in the "
+                             "order of model.inputs.")
+        return [_check_one(model.name, shape, each)
+                for shape, each in zip(model.input_shape, x)]
+    return _check_one(model.name, model.input_shape, x)
+
+
+def _check_one(model_name: str, expected, x) -> np.ndarray:
     from convlens.layers.base import as_float32
 
     x = as_float32(x, "trace")
-    expected = model.input_shape
     sample = format_shape(expected[1:])
     if x.ndim != len(expected):
         hint = " Add a batch axis: x[None]." if x.ndim == len(expected) - 1 else ""
@@ -174,7 +186,7 @@ def _check_x(model, x) -> np.ndarray:
                          f"{x.shape[0]} samples (shape {format_shape(x.shape)}). Pass x[:1].")
     if any(e is not None and e != r for e, r in zip(expected[1:], x.shape[1:])):
         raise ValueError(f"trace: the sample has shape {format_shape(x.shape[1:])}, but model "
-                         f"'{model.name}' expects {sample}.")
+                         f"'{model_name}' expects {sample}.")
     return x
 
 
@@ -223,7 +235,8 @@ def trace(model, layer, index, x) -> Trace:
 
     ``index`` has no batch axis: ``(row, col, channel)`` for channels_last 2D layers,
     ``(channel, row, col)`` for channels_first, ``(unit,)`` for Dense. ``x`` is one sample
-    as a batch of one, shape ``(1, *model.input_shape[1:])``.
+    as a batch of one, shape ``(1, *model.input_shape[1:])`` (a list of them, one per input,
+    for a model of several inputs).
     """
     from convlens.explain.derivation import resolve_layer_index
 
