@@ -203,6 +203,9 @@ class Model(Layer):
             layer.restore_cache(layer_state)
         self.graph.restore_cache(graph_state)
 
+    def has_activity_penalty(self) -> bool:
+        return any(layer.has_activity_penalty() for layer in self.layers)
+
     def __call__(self, x, training: bool = False):
         tensors = symbolic_inputs(x, f"Model '{self.name}' ({type(self).__name__})")
         if tensors is not None:

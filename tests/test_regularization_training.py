@@ -339,3 +339,14 @@ def test_the_explanation_states_each_penalty_and_constraint_with_its_numbers():
     bare.build_from_shape((None, 3))
     assert "Regularizers and constraints" not in str(bare.explain())
     assert "Regularizers and constraints" in str(conv.explain())
+
+
+def test_a_nested_model_with_an_activity_regularizer_is_not_shared_either():
+    inner_input = convlens.Input((3,))
+    inner = convlens.Model(inner_input, cl_layers.Dense(3, activity_regularizer="l2")(
+        inner_input), name="inner")
+    x = convlens.Input((3,))
+    inner(x)
+    with pytest.raises(ValueError, match=r"'inner' \(Functional\) has an activity_regularizer "
+                                         r"and is called a second time"):
+        inner(x)

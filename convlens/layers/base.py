@@ -424,12 +424,12 @@ class Layer:
         input_shape = normalize_shape(shapes if list_input else shapes[0])
         if self.built and self.input_shape is not None:
             self.check_input_shape(input_shape)
-        if self.activity_regularizer is not None and self.inbound_nodes:
+        if self.inbound_nodes and self.has_activity_penalty():
             raise ValueError(
                 f"Layer '{self.name}' ({type(self).__name__}) has an activity_regularizer and "
                 "is called a second time: convlens does not share a layer with an "
-                "activity_regularizer yet. Use two layers, or move the regularizer to the "
-                "layers around it."
+                "activity_regularizer yet (its penalty would count one call). Use two layers, "
+                "or move the regularizer to the layers around it."
             )
         self.build_from_shape(input_shape)
         node = Node(self, tensors, [self.compute_output_shape(input_shape)], list_input)
@@ -462,6 +462,10 @@ class Layer:
 
     def restore_cache(self, state) -> None:
         self._cache, self._activation_cache = state
+
+    def has_activity_penalty(self) -> bool:
+        """Whether calling this layer records an activity penalty (a model: one of its layers)."""
+        return self.activity_regularizer is not None
 
     def record_activity(self, y: np.ndarray, training: bool) -> None:
         """Keep the activity penalty of the output ``y`` (Keras: divided by the batch size, so
