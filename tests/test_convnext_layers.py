@@ -134,3 +134,24 @@ def test_explanations_name_what_they_do():
     drop = ours.get_layer("drop_path").explain()
     assert "probability 0.25" in drop.mechanism[0]
     assert len(ours.explain().layers) == len(ours.layers)
+
+
+def test_a_small_convnext_with_stochastic_depth_opens_both_ways(tmp_path):
+    """Keras's own ConvNeXt builder, one block a stage and drop_path_rate > 0, so the file has
+    StochasticDepth layers as well as LayerScale ones and nested Sequential models."""
+    keras.utils.set_random_seed(0)
+    reference = convnext.ConvNeXt(depths=[1, 1, 1, 1], projection_dims=[4, 8, 8, 8],
+                                  drop_path_rate=0.2, input_shape=(32, 32, 3), weights=None,
+                                  classes=3, name="small_convnext")
+    reference.save(tmp_path / "theirs.keras")
+    ours = convlens.load_model(tmp_path / "theirs.keras")
+    kinds = {type(layer).__name__ for layer in ours.layers}
+    assert {"LayerScale", "StochasticDepth", "Sequential"} <= kinds
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    expected = np.asarray(reference.predict(x, verbose=0))
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
+    assert _summary(ours) == _summary(reference)
+    ours.save(tmp_path / "ours.keras")
+    again = keras.saving.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(np.asarray(again.predict(x, verbose=0)), expected, rtol=1e-4,
+                               atol=1e-6)
