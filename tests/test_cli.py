@@ -105,6 +105,13 @@ def test_the_seed_draws_the_weights_as_the_page_does(capsys):
     assert traced_value(capsys.readouterr().out) != first
 
 
+def test_the_receptive_field_legend_is_printed_once(capsys):
+    assert main(["explain", SPEC]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pixels between neighbouring outputs") == 1
+    assert out.count("Receptive field:") >= 3  # one per conv or pooling layer, no legend each
+
+
 def test_html_honours_layer_and_trace(tmp_path, capsys):
     path = tmp_path / "r.html"
     assert main(["explain", SPEC, "--layer", "1", "--trace", "5,7,3", "--html", str(path)]) == 0

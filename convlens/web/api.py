@@ -76,20 +76,21 @@ class ApiError(ValueError):
 
 def examples() -> dict:
     """The example specs the page offers (the seed's two models come from ``convlens.demo``),
-    the spec it opens with, the spec grammar (``convlens.spec.GRAMMAR``) and the shipped
-    MNIST test digits (``images``: each 784 values 0-255, row by row; ``labels``)."""
-    from convlens.datasets.digits import sample_digits
+    the spec it opens with, the spec grammar (``convlens.spec.GRAMMAR``) and the MNIST test
+    digits of ``convlens.datasets.digits.page_digits`` (``images``: each 784 values 0-255, row
+    by row; ``labels``; ``source``: the 50 shipped, or more from the test set on disk)."""
+    from convlens.datasets.digits import page_digits
     from convlens.demo import model_a, model_b
     from convlens.spec import GRAMMAR, format_spec
 
-    images, labels, _ = sample_digits()
+    images, labels, source = page_digits()
 
     seed = format_spec(model_a())
     return {
         "initial": seed,
         "grammar": GRAMMAR,
         "digits": {"images": images.reshape(len(images), -1).tolist(),
-                   "labels": labels.tolist()},
+                   "labels": labels.tolist(), "source": source},
         "examples": [
             {"title": "The seed question", "spec": seed,
              "note": "Why does the second layer output 24x24x64 and not 24x24x(32*64)?"},
@@ -261,7 +262,7 @@ def model_input(model, data: dict, seed: int) -> np.ndarray:
 
     - absent, or ``{"seed": s}``: ``sample_input(model, s)``, uniform [0, 1) (``s`` defaults
       to the request's ``seed``), the input the CLI's ``--trace`` uses;
-    - ``{"digit": k}``: shipped MNIST test digit ``k`` (``convlens.datasets.digits``) scaled
+    - ``{"digit": k}``: MNIST test digit ``k`` of ``datasets.digits.page_digits`` scaled
       to [0, 1], for a model taking 28x28 (``(28, 28, 1)``, ``(28, 28)``, ``(1, 28, 28)``);
     - ``{"pixels": [[...], ...]}``: the values themselves, nested as the input shape (a
       trailing channel axis of 1 may be left out).
@@ -283,9 +284,9 @@ def model_input(model, data: dict, seed: int) -> np.ndarray:
                            field="input")
         return sample_input(model, chosen)
     if kind == "digit":
-        from convlens.datasets.digits import sample_digits
+        from convlens.datasets.digits import page_digits
 
-        images, _, _ = sample_digits()
+        images, _, _ = page_digits()
         number = read_int(value, "input.digit")
         if not 0 <= number < len(images):
             raise ApiError(f"`input.digit` must be in [0, {len(images) - 1}]; received "

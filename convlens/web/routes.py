@@ -79,13 +79,15 @@ _PROPERTIES = {
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "default": 0,
              "description": "the weights are drawn from this seed in a fresh session"},
     "input": {"description": "the input: absent or {seed} (uniform [0, 1) from that seed), "
-                             "{digit} (one of the 50 MNIST test digits shipped with convlens) "
-                             "or {pixels} (the values, nested as the input shape)",
+                             "{digit} (one of the MNIST test digits /api/examples lists: the 50 "
+                             "shipped with convlens, or 100 from the test set when CONVLENS_DATA "
+                             "or the dataset cache holds it) or {pixels} (the values, nested "
+                             "as the input shape)",
               "oneOf": [
                   {"type": "object", "properties": {"seed": {"type": "integer"}},
                    "required": ["seed"], "additionalProperties": False},
                   {"type": "object", "properties": {"digit": {"type": "integer", "minimum": 0,
-                                                              "maximum": 49}},
+                                                              "maximum": 99}},
                    "required": ["digit"], "additionalProperties": False},
                   {"type": "object", "properties": {"pixels": {"type": "array"}},
                    "required": ["pixels"], "additionalProperties": False},

@@ -123,7 +123,7 @@ Maps.show = function (explained, request) {
       Maps.input = { digit: 0 };
       Maps.highlightDigit();
     }
-    byId("input-note").textContent = "An MNIST test digit (shipped with convlens), or draw one.";
+    byId("input-note").textContent = `An MNIST test digit (${Maps.digits.source}), or draw one.`;
   } else {
     Maps.input = { seed: Number(request.seed) || 0 };
     byId("input-note").textContent = `This model takes ${explained.input_shape.join("x")}: ` +
