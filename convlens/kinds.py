@@ -28,8 +28,9 @@ The rule names each field takes, and the module that reads them:
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout, identity,
   merge, concatenate, crop, upsampling, permute, rescaling, normalization, leaky_relu, elu,
-  prelu, softmax;
-* ``torch``   (io/torch_export.py): names as ``onnx`` (conv ... dropout), merge, concatenate;
+  prelu, softmax, operation (tensor arithmetic), layer_scale;
+* ``torch``   (io/torch_export.py): names as ``onnx`` (conv ... dropout), merge, concatenate,
+  operation, layer_scale, identity (a module that passes its input on);
 * ``keras_class``, ``builds_from_shape``, ``keras_only_keys``, ``convlens_only_keys``
   (io/keras_format.py): the class name in ``.keras`` files (the class's own name by default),
   whether Keras writes a ``build_config`` for it (Keras layers that override ``build``), the

@@ -155,3 +155,20 @@ def test_a_small_convnext_with_stochastic_depth_opens_both_ways(tmp_path):
     again = keras.saving.load_model(tmp_path / "ours.keras")
     np.testing.assert_allclose(np.asarray(again.predict(x, verbose=0)), expected, rtol=1e-4,
                                atol=1e-6)
+
+
+def test_to_torch_predicts_the_same_and_gives_layer_scale_back():
+    torch = pytest.importorskip("torch")
+    from convlens.io import load_torch_weights, to_torch
+
+    _, ours = _pair()
+    module = to_torch(ours)
+    with torch.no_grad():
+        got = module(torch.from_numpy(_x())).numpy()
+    np.testing.assert_allclose(got, ours.predict(_x(), verbose=0), rtol=1e-5, atol=1e-6)
+    state = module.state_dict()
+    key = "layers.scale.scale.weight"
+    state[key] = torch.tensor([2.0, -1.0, 0.25])
+    module.load_state_dict(state)
+    load_torch_weights(ours, module)
+    np.testing.assert_array_equal(ours.get_layer("scale").get_weights()[0], [2.0, -1.0, 0.25])

@@ -145,3 +145,25 @@ def test_a_file_operation_with_a_non_number_constant_is_refused(tmp_path):
             target.writestr(name, data)
     with pytest.raises(ValueError, match=r"layer 'add'.*expected a tensor reference"):
         convlens.load_model(tmp_path / "bad.keras")
+
+
+def test_onnx_export_of_arithmetic_runs_as_predict():
+    pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from convlens.io.onnx_export import to_onnx
+
+    _, ours = _pair()
+    proto = to_onnx(ours)
+    got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: _x()})[0]
+    np.testing.assert_allclose(got, ours.predict(_x(), verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_to_torch_of_arithmetic_predicts_the_same():
+    torch = pytest.importorskip("torch")
+    from convlens.io import to_torch
+
+    _, ours = _pair()
+    with torch.no_grad():
+        got = to_torch(ours)(torch.from_numpy(_x())).numpy()
+    np.testing.assert_allclose(got, ours.predict(_x(), verbose=0), rtol=1e-4, atol=1e-5)

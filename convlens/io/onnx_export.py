@@ -511,6 +511,25 @@ def _export_merge(graph, layer, values):
     return _Value(y, values[0].ndim)
 
 
+# Tensor arithmetic (x + 3, x * y, -x): the constants become scalar initializers.
+_ARITHMETIC_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div"}
+
+
+def _export_operation(graph, layer, values):
+    values = values if isinstance(values, list) else [values]
+    tensors = iter(graph.logical(v).name for v in values)
+    names = [next(tensors) if a is None else graph.constant(np.float32(a), "c")
+             for a in layer.arguments]
+    op = "Neg" if layer.arity == 1 else _ARITHMETIC_OPS[layer.operation]
+    return _Value(graph.node(op, names, stem=layer.name), max(v.ndim for v in values))
+
+
+def _export_layer_scale(graph, layer, value):
+    gamma = graph.constant(layer.gamma.value, "gamma")  # (C,) broadcasts on the last axis
+    return _Value(graph.node("Mul", [graph.logical(value).name, gamma], stem=layer.name),
+                  value.ndim)
+
+
 def _export_concatenate(graph, layer, values):
     names = [graph.logical(v).name for v in values]
     axis = layer.axis % values[0].ndim
@@ -551,7 +570,7 @@ EXPORTERS = {
     "rescaling": _export_rescaling, "normalization": _export_normalization,
     "leaky_relu": _export_leaky_relu, "elu": _export_elu, "prelu": _export_prelu,
     "softmax": _export_softmax, "layer_norm": _export_layer_norm, "group_norm": _export_group_norm,
-    "model": _export_model,
+    "model": _export_model, "operation": _export_operation, "layer_scale": _export_layer_scale,
 }
 
 

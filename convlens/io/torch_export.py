@@ -411,13 +411,24 @@ def _dropout(builder, layer) -> None:
     builder.add(layer.name, getattr(nn, f"Dropout{rank}d")(layer.rate))
 
 
+def _layer_scale(builder, layer) -> None:
+    builder.logical(layer.name)  # its factors run along the last axis
+    module = builder.modules.ChannelScale(layer.projection_dim)
+    builder.bind(module, "weight", layer.gamma, trainable=layer.trainable)
+    builder.add(layer.name, module)
+
+
+def _pass_through(builder, layer) -> None:
+    builder.add(layer.name, builder.nn.Identity())  # StochasticDepth at inference
+
+
 # Handlers by the ``torch`` rule name of each layer's registered kind (convlens.kinds).
 WRITERS = {
     "conv": _conv, "depthwise": _depthwise, "separable": _separable,
     "transpose": _conv_transpose, "dense": _dense, "pool": _pool, "global_pool": _global_pool,
     "flatten": _flatten, "reshape": _reshape, "batchnorm": _batchnorm,
     "zero_padding": _zero_padding, "relu": _relu, "activation": _activation_layer,
-    "dropout": _dropout,
+    "dropout": _dropout, "layer_scale": _layer_scale, "identity": _pass_through,
 }
 
 
@@ -476,7 +487,7 @@ def _writer(layer, index: int):
     return writer
 
 
-_MERGES = ("merge", "concatenate")
+_MERGES = ("merge", "concatenate", "operation")  # a torch_modules class of their own
 
 
 def _build_graph(torch, model):
@@ -491,7 +502,10 @@ def _build_graph(torch, model):
         layer = node.layer
         kind = kind_of(layer).torch
         if layer.name not in layers:
-            if kind in _MERGES:
+            if kind == "operation":
+                layers[layer.name] = torch_modules.Arithmetic(
+                    "negative" if layer.arity == 1 else layer.operation, layer.arguments)
+            elif kind in _MERGES:
                 operation = "concatenate" if kind == "concatenate" else kind_of(
                     layer).keras_class.lower()
                 layers[layer.name] = torch_modules.Merge(operation, getattr(layer, "axis", None))

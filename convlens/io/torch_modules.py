@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Graph", "Merge", "Permute"]
+__all__ = ["Arithmetic", "ChannelScale", "Graph", "Merge", "Permute"]
 
 
 def _ambiguous(tensor) -> bool:
@@ -69,6 +69,46 @@ class Merge(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return self.operation + ("" if self.axis is None else f", axis={self.axis}")
+
+
+class Arithmetic(torch.nn.Module):
+    """Tensor arithmetic as a convlens operation records it: ``operation`` (add, subtract,
+    multiply, divide or negative) on ``arguments``, where None takes the next input tensor.
+
+    Example:
+        >>> Arithmetic("subtract", (3.0, None))(torch.tensor([1.0, 5.0]))
+        tensor([ 2., -2.])
+    """
+
+    def __init__(self, operation: str, arguments):
+        super().__init__()
+        self.operation, self.arguments = operation, tuple(arguments)
+
+    def forward(self, *inputs):
+        tensors = iter(inputs)
+        operands = [next(tensors) if a is None else a for a in self.arguments]
+        if self.operation == "negative":
+            return -operands[0]
+        a, b = operands
+        if self.operation == "add":
+            return a + b
+        if self.operation == "subtract":
+            return a - b
+        return a * b if self.operation == "multiply" else a / b
+
+    def extra_repr(self) -> str:
+        return f"{self.operation}, arguments={self.arguments}"
+
+
+class ChannelScale(torch.nn.Module):
+    """``x * weight``: one learned factor per channel (the last axis), ConvNeXt's LayerScale."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.weight
 
 
 class Graph(torch.nn.Module):

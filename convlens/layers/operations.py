@@ -166,7 +166,8 @@ class Negative(Operation):
     arity = 1
 
 
-OPERATION_KIND = Kind(words="operation", field="merge", trace="merge",
+OPERATION_KIND = Kind(words="operation", field="merge", trace="merge", onnx="operation",
+                      torch="operation",
                       keras_module="keras.src.ops.numpy", operation=True)
 for _cls in (Add, Subtract, Multiply, Divide, TrueDivide, Negative):
     register(_cls, OPERATION_KIND)
