@@ -48,3 +48,13 @@ def pair(builder, keras):
     ours = builder(convlens.layers, Model, convlens.Input)
     ours.set_weights(reference.get_weights())
     return reference, ours
+
+
+def two_heads(lib, model_cls, input_fn):
+    """One image in, two outputs: the page shows every layer, and no one prediction."""
+    L = lib
+    x = input_fn((10, 10, 1), name="image")
+    h = L.Conv2D(3, 3, activation="relu", name="trunk")(x)
+    f = L.Flatten(name="flat")(h)
+    return model_cls(x, [L.Dense(2, name="left")(f), L.Dense(4, activation="softmax",
+                                                               name="right")(f)], name="heads")

@@ -170,3 +170,35 @@ def test_weights_for_an_uploaded_graph_and_its_download(resnet, tmp_path):
     back = keras.saving.load_model(str(tmp_path / "back.keras"))
     np.testing.assert_allclose(back.predict(digit(1), verbose=0)[0],
                                donor.predict(digit(1), verbose=0)[0], atol=2e-6)
+
+
+def test_a_graph_with_two_outputs_shows_every_layer_and_no_single_prediction(tmp_path):
+    reference, raw = keras_file(graphs.two_heads, tmp_path)
+    state = ServerState()
+    answer = upload(state, "heads-session", "heads.keras", raw)
+    body = {"spec": answer["spec"], "session": "heads-session", "input": {"seed": 2}}
+    maps = feature_maps_request(body, state)
+    x = np.asarray(maps["input"]["values"], np.float32)[None]
+    expected = every_output(reference, x)
+    assert maps["prediction"] is None and [e["name"] for e in maps["layers"]] == list(expected)
+    for entry in maps["layers"]:
+        np.testing.assert_allclose(entry["maps"], expected[entry["name"]], atol=2e-6)
+    explained = explain_request(body, state)
+    assert explained["output_shape"] == [[2], [4]] and explained["trace"]["matches"]
+
+
+def test_training_an_uploaded_graph_keeps_the_trained_graph_in_the_session(resnet, tmp_path):
+    _, _, answer = resnet
+    state = ServerState()
+    upload(state, "train-graph", "block.keras", keras_file(graphs.residual_block, tmp_path)[1])
+    body = {"spec": answer["spec"], "session": "train-graph", "input": {"digit": 4}}
+    before = feature_maps_request(body, state)["prediction"]["probabilities"]
+    job = state.trainer.prepare({**body, "epochs": 1, "samples": 100, "batch_size": 20})
+    events = []
+    state.trainer.run(job, lambda kind, data: events.append((kind, data)))
+    assert events[-1] == ("done", {"cancelled": False, "epochs": 1}), events[-1]
+    assert [kind for kind, _ in events].count("batch") == 5  # 90 training images, batches of 20
+    trained = state.store.get("train-graph", answer["spec"])
+    after = feature_maps_request(body, state)["prediction"]["probabilities"]
+    np.testing.assert_allclose(after, trained.predict(digit(4), verbose=0)[0], atol=2e-6)
+    assert not np.allclose(after, before)

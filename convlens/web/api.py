@@ -36,9 +36,9 @@ from convlens.budget import Budget
 from convlens.utils import session
 
 __all__ = ["ApiError", "GRAPH_KEY", "MAX_PARAMS", "MAX_SPEC_CHARS", "WEB_BUDGET", "examples",
-           "explain_request", "graph_entry", "graph_spec", "jsonable", "model_input",
-           "model_session", "read_int", "read_position", "read_seed", "request_object",
-           "seeded_model", "shape_list", "trace_entry"]
+           "explain_request", "graph_entry", "graph_spec", "jsonable", "model_figures",
+           "model_input", "model_session", "read_int", "read_position", "read_seed",
+           "request_object", "seeded_model", "shape_list", "trace_entry"]
 
 MAX_SPEC_CHARS = 2_000
 # The web page's budget, checked from the spec before any weight exists: a model the page
@@ -362,6 +362,19 @@ def model_session(data: dict, store=None):
                        "sessions): upload the .keras file again.", status=410, field="spec")
     with session(seed=seed):
         yield (kept if kept is not None else _built_model(spec)), seed
+
+
+def model_figures(model, **limits):
+    """``budget.check_budget`` of a built model, a chain or a graph (its calls in run order):
+    its figures, or a ``BudgetError`` past ``limits`` (the library's defaults when none)."""
+    from convlens.budget import check_budget, check_graph_budget
+
+    graph = getattr(model, "graph", None)
+    if graph is None:
+        return check_budget(model.layers, model.input_shape, **limits)
+    calls = [(node.layer, [t.shape for t in node.inputs] if node.list_input
+              else node.inputs[0].shape) for node in graph.nodes]
+    return check_graph_budget(calls, [t.shape for t in model.inputs], **limits)
 
 
 def graph_spec(model) -> str:

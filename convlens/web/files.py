@@ -58,17 +58,11 @@ def _file_bytes(data: dict) -> tuple[str, bytes]:
 
 
 def _check_budget(model) -> None:
-    from convlens.budget import BudgetError, check_budget, check_graph_budget
-    from convlens.web.api import WEB_BUDGET
+    from convlens.budget import BudgetError
+    from convlens.web.api import WEB_BUDGET, model_figures
 
-    graph = getattr(model, "graph", None)
     try:
-        if graph is None:
-            check_budget(model.layers, model.input_shape, **WEB_BUDGET.limits())
-        else:
-            calls = [(node.layer, [t.shape for t in node.inputs] if node.list_input
-                      else node.inputs[0].shape) for node in graph.nodes]
-            check_graph_budget(calls, [t.shape for t in model.inputs], **WEB_BUDGET.limits())
+        model_figures(model, **WEB_BUDGET.limits())
     except BudgetError as error:
         raise ApiError(f"the uploaded model is over the page's budget: {error}",
                        status=413) from None

@@ -142,9 +142,9 @@ class Trainer:
                                f"outputs; this one maps {tuple(model.input_shape[1:])} to "
                                f"{tuple(model.output_shape[1:])}. End the spec with "
                                "'| flatten | dense 10 softmax'.", field="spec")
-            from convlens.budget import check_budget
+            from convlens.web.api import model_figures
 
-            per_sample = check_budget(model.layers, model.input_shape).activation_values
+            per_sample = model_figures(model).activation_values  # a chain or a graph
             if batch_size * per_sample > MAX_BATCH_VALUES:
                 largest = max(1, MAX_BATCH_VALUES // per_sample)
                 raise ApiError(f"a batch of {batch_size} keeps {batch_size * per_sample:,} "
