@@ -43,6 +43,21 @@ def every_output(reference, x) -> dict:
             zip(reference.layers, model.predict(x, verbose=0))}
 
 
+def uploaded_maps(builder, tmp_path, session: str):
+    """Upload ``builder``'s Keras-written model, ask its maps for a seeded input and check
+    every layer's against Keras: ``(state, body, maps answer, Keras's outputs by name)``."""
+    reference, raw = keras_file(builder, tmp_path)
+    state = ServerState()
+    answer = upload(state, session, "model.keras", raw)
+    body = {"spec": answer["spec"], "session": session, "input": {"seed": 5}}
+    maps = feature_maps_request(body, state)
+    expected = every_output(reference, np.asarray(maps["input"]["values"], np.float32)[None])
+    for entry in maps["layers"]:
+        np.testing.assert_allclose(entry["maps"], expected[entry["name"]], atol=2e-6,
+                                   err_msg=entry["name"])
+    return state, body, maps, expected
+
+
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
     """A server state holding the Keras-written residual block for session 'graph-session'."""
@@ -111,16 +126,7 @@ def test_a_cell_of_a_conv_after_a_branch_is_its_channels_summed(resnet):
 
 
 def test_a_unet_is_explored_and_its_merge_conv_reads_the_skip(tmp_path):
-    reference, raw = keras_file(graphs.small_unet, tmp_path)
-    state = ServerState()
-    answer = upload(state, "unet-session", "unet.keras", raw)
-    body = {"spec": answer["spec"], "session": "unet-session", "input": {"seed": 5}}
-    maps = feature_maps_request(body, state)
-    x = np.asarray(maps["input"]["values"], np.float32)[None]
-    expected = every_output(reference, x)
-    for entry in maps["layers"]:
-        np.testing.assert_allclose(entry["maps"], expected[entry["name"]], atol=2e-6,
-                                   err_msg=entry["name"])
+    state, body, maps, expected = uploaded_maps(graphs.small_unet, tmp_path, "unet-session")
     assert maps["prediction"] is None
     names = [entry["name"] for entry in maps["layers"]]
     traced = trace_request({**body, "layer": "merge_conv", "index": [0, 15, 1]}, state)
@@ -173,16 +179,8 @@ def test_weights_for_an_uploaded_graph_and_its_download(resnet, tmp_path):
 
 
 def test_a_graph_with_two_outputs_shows_every_layer_and_no_single_prediction(tmp_path):
-    reference, raw = keras_file(graphs.two_heads, tmp_path)
-    state = ServerState()
-    answer = upload(state, "heads-session", "heads.keras", raw)
-    body = {"spec": answer["spec"], "session": "heads-session", "input": {"seed": 2}}
-    maps = feature_maps_request(body, state)
-    x = np.asarray(maps["input"]["values"], np.float32)[None]
-    expected = every_output(reference, x)
+    state, body, maps, expected = uploaded_maps(graphs.two_heads, tmp_path, "heads-session")
     assert maps["prediction"] is None and [e["name"] for e in maps["layers"]] == list(expected)
-    for entry in maps["layers"]:
-        np.testing.assert_allclose(entry["maps"], expected[entry["name"]], atol=2e-6)
     explained = explain_request(body, state)
     assert explained["output_shape"] == [[2], [4]] and explained["trace"]["matches"]
 
