@@ -22,13 +22,14 @@ The rule names each field takes, and the module that reads them:
   whole input);
 * ``trace``   (explain/trace*.py): conv, depthwise, separable, transpose, pool, dense, copy,
   elementwise, relu, batchnorm, global_pool, merge, concatenate, upsampling, prelu, rescaling,
-  normalization, softmax, layer_norm, group_norm, model (a nested model: its output layer's
-  trace); None when a value can't be traced through it;
+  layer_scale, normalization, softmax, layer_norm, group_norm, model (a nested model: its output
+  layer's trace); None when a value can't be traced through it;
 * ``picture`` (viz/, the report): conv, depthwise, separable, transpose; None: not drawn;
 * ``onnx``    (io/onnx_export.py): conv, depthwise, separable, transpose, dense, pool,
   global_pool, flatten, reshape, batchnorm, zero_padding, relu, activation, dropout, identity,
   merge, concatenate, crop, upsampling, permute, rescaling, normalization, leaky_relu, elu,
-  prelu, softmax, operation (tensor arithmetic), layer_scale;
+  prelu, softmax, layer_norm, group_norm, model, operation (tensor arithmetic),
+  layer_scale;
 * ``torch``   (io/torch_export.py): names as ``onnx`` (conv ... dropout), merge, concatenate,
   operation, layer_scale, identity (a module that passes its input on);
 * ``keras_class``, ``builds_from_shape``, ``keras_only_keys``, ``convlens_only_keys``

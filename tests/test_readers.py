@@ -54,6 +54,13 @@ def convnext_layer(make):
     return chain((4, 4, 3), lambda: [L.Conv2D(3, 1), make()])
 
 
+def layer_scale_model():
+    """A LayerScale whose factors differ per channel (its initializer makes them equal)."""
+    model = convnext_layer(lambda: L.convnext.LayerScale(0.5, 3))()
+    model.layers[-1].set_weights([np.array([0.5, -2.0, 3.0], np.float32)])
+    return model
+
+
 # name -> a function that builds a small model whose last layer is of that kind.
 BUILDERS = {
     "Conv1D": chain((9, 2), lambda: [L.Conv1D(3, 3, strides=2, padding="same")]),
@@ -135,8 +142,7 @@ BUILDERS = {
         lambda a, b: L.operations.Divide(arguments=(None, None))([a, b * b + 1.0])),
     "keras.src.ops.numpy.TrueDivide": arithmetic(lambda a, b: a / 4.0),
     "keras.src.ops.numpy.Negative": arithmetic(lambda a, b: -a),
-    "keras.src.applications.convnext.LayerScale": convnext_layer(
-        lambda: L.convnext.LayerScale(0.5, 3)),
+    "keras.src.applications.convnext.LayerScale": lambda: layer_scale_model(),
     "keras.src.applications.convnext.StochasticDepth": convnext_layer(
         lambda: L.convnext.StochasticDepth(0.5)),
 }
@@ -144,7 +150,6 @@ BUILDERS = {
 # Kinds a value is not traced through, and why (a new kind must be traced or listed here).
 NOT_TRACED = {
     "InputLayer": "nothing is computed: the model's input",
-    "keras.src.applications.convnext.LayerScale": "a factor per channel: no trace rule yet",
 }
 
 

@@ -1,6 +1,6 @@
 """Traces of layers that change a value by numbers of their own or by statistics of a group of
-values: PReLU, Rescaling, Normalization (one value each), Softmax, LayerNormalization and
-GroupNormalization (the group of values the statistics are taken over).
+values: PReLU, LayerScale, Rescaling, Normalization (one value each), Softmax,
+LayerNormalization and GroupNormalization (the group of values the statistics are taken over).
 
 Each ``trace_*(layer, sample, index)`` gets one sample without its batch axis (float64) and
 the output position ``index``, and returns the terms of a ``Trace``: ``kind`` ("elementwise"
@@ -28,6 +28,14 @@ def trace_prelu(layer, sample, index) -> dict:
                f"{x:.7g} <= 0: alpha * x = {alpha:.7g} * {x:.7g} = {value:.7g}")
     return dict(kind="elementwise", window=np.array([x]), source=index, value=value,
                 formula=formula)
+
+
+def trace_layer_scale(layer, sample, index) -> dict:
+    x = float(sample[index])
+    factor = float(layer.gamma.value[index[-1]])
+    value = x * factor
+    return dict(kind="elementwise", window=np.array([x]), source=index, value=value,
+                formula=f"x * gamma[{index[-1]}] = {x:.7g} * {factor:.7g} = {value:.7g}")
 
 
 def trace_rescaling(layer, sample, index) -> dict:
@@ -126,6 +134,7 @@ def trace_group_norm(layer, sample, index) -> dict:
 
 
 NORM_TRACES = {
-    "prelu": trace_prelu, "rescaling": trace_rescaling, "normalization": trace_normalization,
+    "prelu": trace_prelu, "layer_scale": trace_layer_scale, "rescaling": trace_rescaling,
+    "normalization": trace_normalization,
     "softmax": trace_softmax, "layer_norm": trace_layer_norm, "group_norm": trace_group_norm,
 }

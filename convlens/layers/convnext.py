@@ -121,7 +121,7 @@ class StochasticDepth(Layer):
 
 
 register(LayerScale, Kind(words="layer_scale", cost="per_value", field="pointwise",
-                          onnx="layer_scale", torch="layer_scale",
+                          trace="layer_scale", onnx="layer_scale", torch="layer_scale",
                           keras_module=MODULE, builds_from_shape=True))
 register(StochasticDepth, Kind(words="stochastic_depth", field="pointwise", trace="copy",
                                onnx="dropout", torch="identity",
