@@ -125,6 +125,9 @@ def batch_norm_forward(x, axis: int = -1, gamma=None, beta=None, epsilon: float 
     axes = tuple(a for a in range(x.ndim) if a != axis)
     if (mean is None) != (variance is None):
         raise ValueError("batch_norm: pass both `mean` and `variance`, or neither.")
+    if mean is None and axis == x.ndim - 1 and x.flags.c_contiguous and x.size:
+        y, cache, batch_mean, batch_variance = _last_axis_forward(x, gamma, beta, epsilon)
+        return y, (cache, "last axis"), batch_mean, batch_variance
     if mean is None:
         statistics = _centred_moments(x, axes)
         y, cache = _standardize(x, axes, gamma, beta, epsilon, broadcast, statistics)
@@ -148,7 +151,9 @@ def batch_norm_backward(grad_y, cache):
     (the standardising pair's gradient); with fixed ones only ``gamma * inv_std`` remains.
     """
     inner, fixed = cache
-    if fixed:
+    if fixed == "last axis":
+        grad_x, grad_gamma, grad_beta = _last_axis_backward(grad_y, inner)
+    elif fixed:
         _, x_hat, inv_std, gamma, has_beta, param_shape = inner
         grad_y = np.asarray(grad_y, x_hat.dtype)
         d = grad_y if gamma is None else grad_y * gamma
@@ -158,6 +163,67 @@ def batch_norm_backward(grad_y, cache):
     else:
         grad_x, grad_gamma, grad_beta = _standardize_backward(grad_y, inner)
     return grad_x, _reshape(grad_gamma, (-1,)), _reshape(grad_beta, (-1,))
+
+
+# The batch's statistics over every axis but the last (channels last, the default): the same
+# formulas as the standardising pair, arranged for NumPy. Values are seen as rows of the last
+# two axes, ``(R, L)`` with ``L = W * C``, and per-channel numbers are repeated to ``L`` values,
+# so every elementwise pass runs long inner loops (against a broadcast ``(C,)`` one of C
+# values), and sums over rows are one matrix-vector product (BLAS), folded onto the channels.
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """``x`` as ``(R, L)``: rows of its last two axes (of the last one for a 2-d input)."""
+    return x.reshape(-1, x.shape[-1] * (x.shape[-2] if x.ndim > 2 else 1))
+
+
+def _channel_sums(rows: np.ndarray, channels: int, other: np.ndarray | None = None):
+    """Per-channel sums of ``rows`` ``(R, L)``, or of ``rows * other``: ``(C,)``."""
+    if other is None:
+        per_column = np.ones(rows.shape[0], rows.dtype) @ rows  # (L,)
+    else:
+        per_column = np.einsum("rl,rl->l", rows, other)  # (L,)
+    return per_column.reshape(-1, channels).sum(axis=0)
+
+
+def _repeat(values: np.ndarray, length: int) -> np.ndarray:
+    """``(C,)`` repeated to ``length`` values, the layout of one row."""
+    return np.tile(values, length // values.size)
+
+
+def _last_axis_forward(x, gamma, beta, epsilon):
+    channels = x.shape[-1]
+    count = x.dtype.type(x.size // channels)
+    rows = _rows(x)  # (R, L)
+    length = rows.shape[1]
+    mean = _channel_sums(rows, channels) / count  # (C,)
+    x_hat = rows - _repeat(mean, length)  # centred, (R, L)
+    variance = _channel_sums(x_hat, channels, x_hat) / count  # population variance, (C,)
+    inv_std = 1 / np.sqrt(variance + x.dtype.type(epsilon))
+    x_hat *= _repeat(inv_std, length)
+    y = x_hat.copy() if gamma is None else x_hat * _repeat(gamma.reshape(-1), length)
+    if beta is not None:
+        y += _repeat(beta.reshape(-1), length)
+    cache = (x_hat, inv_std, gamma, beta is not None, x.shape)
+    return y.reshape(x.shape), cache, mean, variance
+
+
+def _last_axis_backward(grad_y, cache):
+    x_hat, inv_std, gamma, has_beta, shape = cache
+    channels, length = inv_std.size, x_hat.shape[1]
+    count = x_hat.dtype.type(x_hat.size // channels)
+    g = _rows(np.ascontiguousarray(grad_y, x_hat.dtype))  # (R, L)
+    sum_g = _channel_sums(g, channels)
+    sum_g_x_hat = _channel_sums(g, channels, x_hat)
+    # inv_std * (d - mean(d) - x_hat * mean(d * x_hat)) with d = gamma * g, per channel:
+    # a * g + b * x_hat + c
+    a = inv_std if gamma is None else inv_std * gamma.reshape(-1)
+    b, c = -a * sum_g_x_hat / count, -a * sum_g / count
+    grad_x = g * _repeat(a, length)
+    grad_x += x_hat * _repeat(b, length)
+    grad_x += _repeat(c, length)
+    grad_gamma = None if gamma is None else sum_g_x_hat
+    return grad_x.reshape(shape), grad_gamma, sum_g if has_beta else None
 
 
 def moving_average(moving, value, momentum: float):
