@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from convlens.ops import conv, workers
 from convlens.ops.activations import activation_backward, activation_forward
+from convlens.ops.normalization import batch_norm_backward, batch_norm_forward
 from convlens.ops.pool import max_pool_backward, max_pool_forward
 
 
@@ -171,3 +172,26 @@ def test_relu_split_across_threads_is_exact(monkeypatch, dtype):
     # a strided view is done in one call, with the same values
     view = x[:, ::2]
     np.testing.assert_array_equal(activation_forward("relu", view), np.where(view > 0, view, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6, 5, 4, 3), (7, 3)])
+def test_batch_norm_split_across_threads(monkeypatch, dtype, shape):
+    """Rows split across threads: the same values up to the rounding of per-channel sums."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma, beta = rng.standard_normal((2, shape[-1])).astype(dtype)
+    grad_y = rng.standard_normal(shape).astype(dtype)
+
+    def compute():
+        y, cache, mean, variance = batch_norm_forward(x, -1, gamma, beta)
+        return (y, mean, variance, *batch_norm_backward(grad_y, cache))
+
+    one, two = _one_and_two_threads(monkeypatch, compute)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(one, two, strict=True):
+        assert b.dtype == dtype
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance)
+    axes = tuple(range(len(shape) - 1))
+    np.testing.assert_allclose(one[1], x.mean(axis=axes), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(one[2], x.var(axis=axes), rtol=tolerance, atol=tolerance)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from convlens.ops.merge import unbroadcast
+from convlens.ops.workers import VALUE_WORK, batch_parts, run_parts
 
 __all__ = [
     "KERAS_EPSILON", "batch_norm_forward", "batch_norm_backward", "moving_average",
@@ -169,7 +170,9 @@ def batch_norm_backward(grad_y, cache):
 # formulas as the standardising pair, arranged for NumPy. Values are seen as rows of the last
 # two axes, ``(R, L)`` with ``L = W * C``, and per-channel numbers are repeated to ``L`` values,
 # so every elementwise pass runs long inner loops (against a broadcast ``(C,)`` one of C
-# values), and sums over rows are one matrix-vector product (BLAS), folded onto the channels.
+# values); sums over rows are matrix-vector products (BLAS), folded onto the channels. The rows
+# are split into one part per core (:mod:`convlens.ops.workers`); a part's sums are added in
+# row order, so only their float rounding depends on the thread count.
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -177,13 +180,25 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1] * (x.shape[-2] if x.ndim > 2 else 1))
 
 
-def _channel_sums(rows: np.ndarray, channels: int, other: np.ndarray | None = None):
-    """Per-channel sums of ``rows`` ``(R, L)``, or of ``rows * other``: ``(C,)``."""
+def _column_sums(rows: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """Sums over the rows of ``rows`` ``(R, L)``, or of ``rows * other``: ``(L,)``."""
     if other is None:
-        per_column = np.ones(rows.shape[0], rows.dtype) @ rows  # (L,)
-    else:
-        per_column = np.einsum("rl,rl->l", rows, other)  # (L,)
-    return per_column.reshape(-1, channels).sum(axis=0)
+        return np.ones(rows.shape[0], rows.dtype) @ rows
+    return np.einsum("rl,rl->l", rows, other)
+
+
+def _in_parts(function, rows: np.ndarray) -> list:
+    """``function(part)`` for one slice of the rows per core; the results in row order."""
+    return run_parts(function, batch_parts(rows.shape[0], rows.size * VALUE_WORK))
+
+
+def _channel_sums(per_part: list, channels: int) -> list[np.ndarray]:
+    """Each of a part's ``(L,)`` column sums added over the parts, folded to ``(C,)``."""
+    totals = [column.copy() for column in per_part[0]]
+    for sums in per_part[1:]:
+        for total, column in zip(totals, sums, strict=True):
+            total += column
+    return [total.reshape(-1, channels).sum(axis=0) for total in totals]
 
 
 def _repeat(values: np.ndarray, length: int) -> np.ndarray:
@@ -196,14 +211,33 @@ def _last_axis_forward(x, gamma, beta, epsilon):
     count = x.dtype.type(x.size // channels)
     rows = _rows(x)  # (R, L)
     length = rows.shape[1]
-    mean = _channel_sums(rows, channels) / count  # (C,)
-    x_hat = rows - _repeat(mean, length)  # centred, (R, L)
-    variance = _channel_sums(x_hat, channels, x_hat) / count  # population variance, (C,)
+    (mean,) = _channel_sums(_in_parts(lambda p: [_column_sums(rows[p])], rows), channels)
+    mean /= count
+    x_hat = np.empty_like(rows)  # centred first, (R, L)
+    mean_row = _repeat(mean, length)
+
+    def centre(p: slice) -> list[np.ndarray]:
+        np.subtract(rows[p], mean_row, out=x_hat[p])
+        return [_column_sums(x_hat[p], x_hat[p])]
+
+    (variance,) = _channel_sums(_in_parts(centre, rows), channels)
+    variance /= count  # population variance, (C,)
     inv_std = 1 / np.sqrt(variance + x.dtype.type(epsilon))
-    x_hat *= _repeat(inv_std, length)
-    y = x_hat.copy() if gamma is None else x_hat * _repeat(gamma.reshape(-1), length)
-    if beta is not None:
-        y += _repeat(beta.reshape(-1), length)
+    inv_row = _repeat(inv_std, length)
+    gamma_row = None if gamma is None else _repeat(gamma.reshape(-1), length)
+    beta_row = None if beta is None else _repeat(beta.reshape(-1), length)
+    y = np.empty_like(rows)
+
+    def scale(p: slice) -> None:
+        x_hat[p] *= inv_row
+        if gamma_row is None:
+            np.copyto(y[p], x_hat[p])
+        else:
+            np.multiply(x_hat[p], gamma_row, out=y[p])
+        if beta_row is not None:
+            y[p] += beta_row
+
+    _in_parts(scale, rows)
     cache = (x_hat, inv_std, gamma, beta is not None, x.shape)
     return y.reshape(x.shape), cache, mean, variance
 
@@ -213,15 +247,23 @@ def _last_axis_backward(grad_y, cache):
     channels, length = inv_std.size, x_hat.shape[1]
     count = x_hat.dtype.type(x_hat.size // channels)
     g = _rows(np.ascontiguousarray(grad_y, x_hat.dtype))  # (R, L)
-    sum_g = _channel_sums(g, channels)
-    sum_g_x_hat = _channel_sums(g, channels, x_hat)
+    sum_g, sum_g_x_hat = _channel_sums(
+        _in_parts(lambda p: [_column_sums(g[p]), _column_sums(g[p], x_hat[p])], g), channels
+    )
     # inv_std * (d - mean(d) - x_hat * mean(d * x_hat)) with d = gamma * g, per channel:
     # a * g + b * x_hat + c
     a = inv_std if gamma is None else inv_std * gamma.reshape(-1)
     b, c = -a * sum_g_x_hat / count, -a * sum_g / count
-    grad_x = g * _repeat(a, length)
-    grad_x += x_hat * _repeat(b, length)
-    grad_x += _repeat(c, length)
+    a_row, b_row, c_row = (_repeat(v, length) for v in (a, b, c))
+    grad_x = np.empty_like(g)
+
+    def combine(p: slice) -> None:
+        out = grad_x[p]
+        np.multiply(g[p], a_row, out=out)
+        out += x_hat[p] * b_row
+        out += c_row
+
+    _in_parts(combine, g)
     grad_gamma = None if gamma is None else sum_g_x_hat
     return grad_x.reshape(shape), grad_gamma, sum_g if has_beta else None
 
