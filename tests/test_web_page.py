@@ -316,6 +316,17 @@ def test_an_uploaded_graph_is_drawn_and_a_click_on_a_branch_shows_its_maps_and_s
     windows = page.eval_on_selector_all(
         "#cell .channel-card .mark.window", "ms => ms.map(m => [m.dataset.rows, m.dataset.cols])")
     assert windows == [[f"{row - 1},{row + 1}", f"{col - 1},{col + 1}"]] * 4
+    # A cell of the layer branch_b reads: branch_a is picked, and its cell made of the input.
+    branch_a = names.index("branch_a")
+    target = page.locator(f'#maps canvas[data-layer="{branch_a}"][data-channel="1"]')
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.click(box["x"] + 12.5 * box["width"] / 28, box["y"] + 10.5 * box["height"] / 28)
+    page.wait_for_selector(f'#maps[data-focus="{branch_a}"]')
+    page.wait_for_selector("#cell-position:has-text('[10, 12, 1]')")
+    assert page.locator("#cell .channel-card[data-channel]").count() == 1
+    value = float(page.get_attribute("#cell-sum", "data-value"))
+    assert abs(value - expected["branch_a"][10, 12, 1]) <= 1e-5
 
 
 def test_a_spec_error_marks_the_old_results_stale_and_the_answer_comes_first(page, base_url):

@@ -161,7 +161,7 @@ Maps.useImage = async function (file) {
   Maps.choose({ pixels });
 };
 
-Maps.load = async function (newModel) {
+Maps.load = async function (newModel, cell) {
   const number = ++Maps.number;
   const extra = Maps.focus === null ? {} : { layer: Maps.focus };
   const answer = await Maps.post("/api/feature-maps", Maps.body(extra));
@@ -177,7 +177,9 @@ Maps.load = async function (newModel) {
   byId("maps").dataset.input = JSON.stringify(Maps.input);
   byId("maps").dataset.spec = Maps.request.spec;
   byId("maps").dataset.focus = Maps.focus === null ? "" : String(Maps.focus);
-  if (newModel || !Maps.selected || !Maps.isCell(Maps.selected.layer)) {
+  if (cell) {
+    Maps.selected = cell;
+  } else if (newModel || !Maps.selected || !Maps.isCell(Maps.selected.layer)) {
     Maps.selected = Maps.firstCell();
   }
   if (Maps.selected) await Maps.select(Maps.selected);
@@ -347,7 +349,16 @@ function layerRow(key, label, entry, layerIndex) {
           const r = Math.floor(((event.clientY - rect.top) / rect.height) * canvas.height);
           const col = Math.floor(((event.clientX - rect.left) / rect.width) * canvas.width);
           Maps.stop();
-          Maps.select({ layer: layerIndex, row: r, col, channel: c });
+          const cell = { layer: layerIndex, row: r, col, channel: c };
+          if (Maps.focus !== null && layerIndex !== Maps.focus) {
+            // A graph: a layer read by the picked one becomes the picked one (its own
+            // inputs' maps are then sent), with this cell selected.
+            Maps.focus = layerIndex;
+            markFocus();
+            Maps.load(false, cell);
+          } else {
+            Maps.select(cell);
+          }
         });
       }
       tiles.appendChild(Draw.framed(canvas));
