@@ -249,10 +249,14 @@ class Graph:
                 self._caches[id(node)] = layer.cache_state()
         return values
 
-    def backward(self, grads: list[np.ndarray], pre_activation: bool = False) -> list:
+    def backward(self, grads: list[np.ndarray], pre_activation: bool | list = False) -> list:
         """Fill the weights' gradients; return the gradient wrt each input (None where no
-        layer computed one). ``pre_activation``: the (one) output's gradient is wrt its
-        layer's input to its activation (the trainer's fused softmax + cross-entropy)."""
+        layer computed one). ``pre_activation``: the first output's gradient (or, given a list
+        of flags, each flagged output's) is wrt its layer's input to its activation (the
+        trainer's fused softmax + cross-entropy)."""
+        if not isinstance(pre_activation, list):
+            pre_activation = [pre_activation] + [False] * (len(self.outputs) - 1)
+        fused = {id(t) for t, flag in zip(self.outputs, pre_activation) if flag}
         pending: dict[int, np.ndarray] = {}
         for tensor, grad in zip(self.outputs, grads):
             _accumulate(pending, tensor, grad)
@@ -268,7 +272,7 @@ class Graph:
             if shared:
                 layer.restore_cache(self._caches[id(node)])
                 before = [v.grad for v in layer.weights]
-            if pre_activation and node.outputs[0] is self.outputs[0]:
+            if id(node.outputs[0]) in fused:
                 grad_input = layer.backward_from_pre_activation(grad)
             else:
                 grad_input = layer.backward(grad)

@@ -69,8 +69,9 @@ class Model(Layer):
         self._activity_output = None
         # what compile() sets; training, the summary and callbacks read them
         self.optimizer = None
-        self.loss = None
-        self.loss_weight: float | None = None
+        self.loss = None  # a Loss; a list of them (or None) for several outputs
+        self.loss_weight: float | None = None  # a list for several outputs
+        self.heads: list = []  # one convlens.outputs.Head per output
         self.metrics_list: list = []  # [(display name, function)]
         self.weighted_metrics_list: list = []
         self.compiled = False
@@ -233,12 +234,12 @@ class Model(Layer):
         of arrays for a merge layer."""
         return self.graph.layer_inputs(layer, self.graph.check_inputs(x, self.name))
 
-    def backward(self, grad, pre_activation: bool = False):
+    def backward(self, grad, pre_activation: bool | list = False):
         """Back-propagate the gradient(s) wrt the output(s); fills weight grads and returns the
         gradient wrt the input(s) (None where no layer computes it).
 
-        ``pre_activation=True``: ``grad`` is wrt the output layer's input to its activation
-        (the trainer's fused softmax + cross-entropy)."""
+        ``pre_activation=True`` (or a list with a flag per output): the gradient is wrt the
+        output layer's input to its activation (the trainer's fused softmax + cross-entropy)."""
         grads = self.graph.backward(grad if isinstance(grad, list) else [grad], pre_activation)
         return grads[0] if len(grads) == 1 else grads
 

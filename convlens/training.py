@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from convlens import callbacks as callbacks_module
-from convlens import losses, metrics, optimizers, progress, regularizers, weighting
+from convlens import losses, metrics, optimizers, outputs, progress, regularizers, weighting
 from convlens.utils import rng
 
 # Keras compile() arguments that change nothing for an eager float32 NumPy engine.
@@ -37,23 +37,26 @@ def compile_model(model, optimizer, loss, metric_names, loss_weights=None,
             f"names: {', '.join(losses.NAMES)}."
         )
     for argument, value in (("metrics", metric_names), ("weighted_metrics", weighted_metrics)):
-        if value is not None and not isinstance(value, (list, tuple)):
+        if value is not None and not isinstance(value, (list, tuple, dict)):
             raise ValueError(
                 f"`{argument}` must be a list of metric names or functions, e.g. "
-                f"{argument}=['accuracy']; received {value!r}."
+                f"{argument}=['accuracy'] (or, for several outputs, a dict keyed by output "
+                f"name); received {value!r}."
             )
-    loss_weight = weighting.check_loss_weights(loss_weights)
-    model.loss = losses.get(loss)
+    heads = outputs.resolve_heads(model, loss, loss_weights, metric_names, weighted_metrics)
+    model.heads = heads
     model.optimizer = optimizers.get(optimizer)
-    model.loss_weight = loss_weight
-    model.metrics_list = [metrics.resolve(name, model.loss.name) for name in (metric_names or [])]
-    plain_names = {name for name, _ in model.metrics_list}
-    # Keras logs a weighted metric under its own name, or "weighted_<name>" if a plain metric
-    # already has that name (keras.src.trainers.compile_utils.CompileMetrics.result).
-    model.weighted_metrics_list = [
-        (f"weighted_{name}" if name in plain_names else name, fn)
-        for name, fn in (metrics.resolve(m, model.loss.name) for m in (weighted_metrics or []))
-    ]
+    if len(heads) == 1:
+        model.loss, model.loss_weight = heads[0].loss, heads[0].loss_weight
+        model.weighted_metrics_list = [(logged, fn) for logged, _, fn in heads[0].weighted_metrics]
+    else:  # Keras's model.loss/loss_weights: one entry per output
+        model.loss = [head.loss for head in heads]
+        model.loss_weight = [head.loss_weight for head in heads]
+        model.weighted_metrics_list = [(name, fn) for head in heads
+                                       for _, name, fn in head.weighted_metrics]
+    # The metrics' own names (unprefixed), which EarlyStopping's mode='auto' looks up as
+    # Keras does (it finds 'accuracy', not 'out_accuracy').
+    model.metrics_list = [(name, fn) for head in heads for _, name, fn in head.metrics]
     model.compiled = True
 
 
@@ -63,20 +66,6 @@ def _check_compiled(model, what: str) -> None:
             f"You must call compile() before {what}(): e.g. model.compile(optimizer='adam', "
             "loss='sparse_categorical_crossentropy', metrics=['accuracy'])."
         )
-
-
-def _as_targets(y, n: int, what: str) -> np.ndarray:
-    if y is None:
-        raise ValueError(f"{what}() needs targets `y` for the inputs `x`.")
-    y = np.asarray(y)
-    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-        raise TypeError(f"{what}(): `y` must be numeric; received dtype {y.dtype}.")
-    if len(y) != n:
-        raise ValueError(
-            f"{what}(): x and y must have the same number of samples; received x with {n} "
-            f"and y with {len(y)}."
-        )
-    return y
 
 
 def _batch_size(batch_size, default: int = 32, name: str = "batch_size") -> int:
@@ -113,80 +102,144 @@ def _verbosity(verbose) -> int:
     return int(verbose)
 
 
+def _count(x) -> int:
+    """Samples in the checked input(s): one array, or a list for several inputs."""
+    return len(x[0]) if isinstance(x, list) else len(x)
+
+
+def _rows(x, index):
+    """Rows ``index`` of the input(s); a list of inputs (or targets) stays a list."""
+    return [None if a is None else a[index] for a in x] if isinstance(x, list) else x[index]
+
+
+def _data(model, x, y, sample_weight, what: str, weight_name: str = "sample_weight"):
+    """``(x, ys, weights)``: the checked input(s), one target and one weight array (or None)
+    per output."""
+    x = model.check_input(x)
+    n = _count(x)
+    ys = outputs.split_targets(y, model.heads, model, n, what)
+    weights = outputs.split_sample_weights(sample_weight, model.heads, n, what, weight_name)
+    return x, ys, weights
+
+
 def _validation_tuple(model, validation_data):
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise ValueError(
             "`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, "
             f"val_sample_weight); received {type(validation_data).__name__}."
         )
-    x_val = model.check_input(validation_data[0])
-    y_val = _as_targets(validation_data[1], len(x_val), "fit")
     weights = validation_data[2] if len(validation_data) == 3 else None
-    weights = weighting.check_sample_weight(weights, len(x_val), "fit", "val_sample_weight")
-    return x_val, y_val, weights
+    return _data(model, validation_data[0], validation_data[1], weights, "fit",
+                 "val_sample_weight")
 
 
-def _loss_and_grad(model, y_true, y_pred, sample_weight=None):
-    """(loss, gradient wrt the last layer's input to its activation or its output, fused?)."""
-    last = model.layers[-1]
-    logits = last.pre_activation() if model.loss.fusable_with_softmax else None
-    fused = (
-        logits is not None
-        and getattr(getattr(last, "activation", None), "name", None) == "softmax"
-    )
-    if fused:
-        loss, grad = model.loss.from_logits_fused(y_true, logits, sample_weight)
+def _output_layers(model) -> list:
+    """The layer that produces each output, or None where the trainer must not fuse its
+    softmax with the loss: a layer called more than once or producing several outputs, or an
+    output that other layers read too (its gradient then sums two kinds)."""
+    if getattr(model, "graph", None) is None:
+        return [model.layers[-1]]
+    read = {id(tensor) for node in model.graph.nodes for tensor in node.inputs}
+    layers = [tensor.layer for tensor in model.outputs]
+    return [None if id(layer) in model.graph.shared or layers.count(layer) > 1
+            or id(tensor) in read else layer
+            for tensor, layer in zip(model.outputs, layers)]
+
+
+def _losses(model, ys, preds, weights, training: bool):
+    """(weighted total, each output's own loss or None, gradients, fused flags).
+
+    With ``training``, a cross-entropy after a softmax is fused with it: the gradient is wrt
+    the output layer's input to its activation, which is faster and numerically stable."""
+    total, values, grads, fused = 0.0, [], [], []
+    layers = _output_layers(model) if training else [None] * len(preds)
+    for head, layer, y, pred, weight in zip(model.heads, layers, ys, preds, weights):
+        if head.loss is None:
+            values.append(None), grads.append(None), fused.append(False)
+            continue
+        logits = None
+        if (layer is not None and head.loss.fusable_with_softmax
+                and getattr(getattr(layer, "activation", None), "name", None) == "softmax"):
+            logits = layer.pre_activation()
+        if logits is not None:
+            value, grad = head.loss.from_logits_fused(y, logits, weight)
+        else:
+            value, grad = head.loss(y, pred, weight)
+        values.append(value)
+        if head.loss_weight is not None:  # Keras weights the total, not the logged own loss
+            value = value * head.loss_weight
+            grad = grad * grad.dtype.type(head.loss_weight)
+        total += value
+        grads.append(grad)
+        fused.append(logits is not None)
+    return total, values, grads, fused
+
+
+def train_step(model, x, ys, weights):
+    """One optimizer step on a batch; (total loss, each output's loss, predictions)."""
+    preds = model.forward(x, training=True)
+    preds = preds if isinstance(preds, list) else [preds]
+    total, values, grads, fused = _losses(model, ys, preds, weights, training=True)
+    if len(preds) == 1:
+        model.backward(grads[0], pre_activation=fused[0])
     else:
-        loss, grad = model.loss(y_true, y_pred, sample_weight)
-    loss_weight = model.loss_weight
-    if loss_weight is not None:  # Keras multiplies the loss itself, so the logged loss too
-        loss *= loss_weight
-        grad *= grad.dtype.type(loss_weight)
-    return loss, grad, fused
-
-
-def train_step(model, x, y, sample_weight=None) -> tuple[float, np.ndarray]:
-    y_pred = model.forward(x, training=True)
-    loss, grad, fused = _loss_and_grad(model, y, y_pred, sample_weight)
-    model.backward(grad, pre_activation=fused)
-    loss += regularizers.penalty(model, add_gradients=True)  # as Keras adds model.losses
+        model.backward(grads, pre_activation=fused)
+    total += regularizers.penalty(model, add_gradients=True)  # as Keras adds model.losses
     model.optimizer.apply(model.trainable_weights)
-    return loss, y_pred
+    return total, values, preds
+
+
+def test_step(model, x, ys, weights):
+    preds = model.forward(x, training=False)
+    preds = preds if isinstance(preds, list) else [preds]
+    total, values, _, _ = _losses(model, ys, preds, weights, training=False)
+    total += regularizers.penalty(model)  # as Keras adds model.losses
+    return total, values, preds
 
 
 class _Trackers:
     """The running loss and metrics of one epoch or one evaluate, as Keras keeps them: the
-    loss is a mean weighted by batch size (each batch's loss already carries the sample
-    weights); ``metrics`` ignore sample weights; ``weighted_metrics`` are weighted means."""
+    loss (the weighted total) and each output's own loss are means weighted by batch size
+    (each batch's loss already carries the sample weights); ``metrics`` ignore sample
+    weights; ``weighted_metrics`` are weighted means."""
 
-    def __init__(self, model):
+    def __init__(self, heads):
         self.loss = metrics.Mean()
-        self.plain = [(name, fn, metrics.Mean()) for name, fn in model.metrics_list]
-        self.weighted = [(name, fn, metrics.Mean())
-                         for name, fn in model.weighted_metrics_list]
+        self.own_losses = [(head.loss_log, index, metrics.Mean())
+                           for index, head in enumerate(heads) if head.loss_log]
+        self.plain = [(logged, name, fn, index, metrics.Mean())
+                      for index, head in enumerate(heads) for logged, name, fn in head.metrics]
+        self.weighted = [(logged, name, fn, index, metrics.Mean())
+                         for index, head in enumerate(heads)
+                         for logged, name, fn in head.weighted_metrics]
 
-    def update(self, loss: float, y_true, y_pred, sample_weight) -> None:
-        self.loss.update(loss, len(y_pred))
-        for _, fn, tracker in self.plain:
-            tracker.update(float(np.mean(fn(y_true, y_pred))), len(y_pred))
-        for _, fn, tracker in self.weighted:
-            tracker.update_state(fn(y_true, y_pred), sample_weight)
+    def update(self, loss: float, values: list, ys: list, preds: list, weights: list) -> None:
+        count = len(preds[0])
+        self.loss.update(loss, count)
+        for _, index, tracker in self.own_losses:
+            tracker.update(values[index], count)
+        for _, _, fn, index, tracker in self.plain:
+            if ys[index] is not None:
+                tracker.update(float(np.mean(fn(ys[index], preds[index]))), count)
+        for _, _, fn, index, tracker in self.weighted:
+            if ys[index] is not None:
+                tracker.update_state(fn(ys[index], preds[index]), weights[index])
 
     def logs(self) -> dict:
-        logs = {name: tracker.result() for name, _, tracker in self.plain + self.weighted}
+        logs = {name: tracker.result() for name, *_, tracker in
+                self.own_losses + self.plain + self.weighted}
         logs["loss"] = self.loss.result()
         return dict(sorted(logs.items()))
 
     def values(self) -> list:
         """evaluate()'s list, in Keras's ``_flatten_metrics_in_order``: the loss, then each
-        metric by its own name (a weighted metric renamed ``weighted_<name>`` is looked up as
-        ``<name>``, so Keras repeats the plain value), then the logs not yet named, sorted."""
+        metric looked up by the metric's own name (so a weighted metric logged as
+        ``weighted_<name>`` repeats the plain value, and a model with several outputs, whose
+        metrics are logged as ``<output>_<name>``, finds none), then each output's loss,
+        then the logs not yet named, sorted."""
         logs = self.logs()
-        plain_names = {name for name, _, _ in self.plain}
-        names = ["loss"] + [name for name, _, _ in self.plain] + [
-            name.removeprefix("weighted_") if name.removeprefix("weighted_") in plain_names
-            else name for name, _, _ in self.weighted
-        ]
+        names = (["loss"] + [name for _, name, *_ in self.plain + self.weighted]
+                 + [name for name, _, _ in self.own_losses])
         return [logs[name] for name in names if name in logs] + [
             logs[key] for key in sorted(logs) if key not in names
         ]
@@ -214,18 +267,6 @@ _UNSUPPORTED_FIT = {
 }
 
 
-def _check_one_input_and_output(model, what: str) -> None:
-    """Training reads one input array and one target array (several: a clear refusal)."""
-    for side in ("input", "output"):
-        shape = getattr(model, f"{side}_shape")
-        if isinstance(shape, list):
-            raise ValueError(
-                f"{what}() trains models with one input and one output; model "
-                f"'{model.name}' has {len(shape)} {side}s. predict() takes several; to train, "
-                f"build a model with one {side} (e.g. concatenate the {side}s)."
-            )
-
-
 def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
         sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -239,14 +280,18 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             f"{_UNSUPPORTED_FIT['steps_per_epoch']}."
         )
     _check_compiled(model, "fit")
-    _check_one_input_and_output(model, "fit")
-    x = model.check_input(x)
-    y = _as_targets(y, len(x), "fit")
-    sample_weight = weighting.check_sample_weight(sample_weight, len(x), "fit")
+    x, ys, weights = _data(model, x, y, sample_weight, "fit")
+    samples = _count(x)
     if class_weight is not None and sample_weight is not None:
         raise ValueError(
             "fit(): pass either `sample_weight` or `class_weight`, not both (Keras: 'You "
             "cannot `class_weight` and `sample_weight` at the same time')."
+        )
+    if class_weight is not None and len(model.heads) > 1:
+        raise ValueError(
+            f"fit(): `class_weight` is only supported for models with one output (as in "
+            f"Keras); model '{model.name}' has {len(model.heads)}. Pass per-output "
+            "`sample_weight` instead, e.g. a dict keyed by output name."
         )
     batch_size = _batch_size(batch_size)
     validation_batch_size = _batch_size(validation_batch_size, batch_size,
@@ -259,30 +304,29 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
     if not 0 <= validation_split < 1:
         raise ValueError(f"`validation_split` must be in [0, 1); received {validation_split!r}.")
     if validation_data is None and validation_split:
-        split_at = int(math.floor(len(x) * (1.0 - validation_split)))
-        if split_at in (0, len(x)):
+        split_at = int(math.floor(samples * (1.0 - validation_split)))
+        if split_at in (0, samples):
             raise ValueError(
-                f"validation_split={validation_split} of {len(x)} samples leaves "
-                f"{split_at} for training and {len(x) - split_at} for validation; both need "
+                f"validation_split={validation_split} of {samples} samples leaves "
+                f"{split_at} for training and {samples - split_at} for validation; both need "
                 "at least one."
             )
         # The last samples validate, weights included (Keras's train_validation_split).
-        validation_data = (x[split_at:], y[split_at:],
-                           None if sample_weight is None else sample_weight[split_at:])
-        x, y = x[:split_at], y[:split_at]
-        if sample_weight is not None:
-            sample_weight = sample_weight[:split_at]
+        train, held_out = slice(0, split_at), slice(split_at, samples)
+        validation_data = (_rows(x, held_out), _rows(ys, held_out), _rows(weights, held_out))
+        x, ys, weights = _rows(x, train), _rows(ys, train), _rows(weights, train)
+        samples = split_at
     elif validation_data is not None:
         validation_data = _validation_tuple(model, validation_data)
-    model.loss.check_targets(y, model.output_shape)
+    outputs.check_targets(model.heads, ys, model)
     if validation_data is not None:
-        model.loss.check_targets(validation_data[1], model.output_shape)
-        _steps(validation_steps, len(validation_data[0]), validation_batch_size,
+        outputs.check_targets(model.heads, validation_data[1], model)
+        _steps(validation_steps, _count(validation_data[0]), validation_batch_size,
                "validation_steps", warn=False)
     if class_weight is not None:  # training samples only: validation stays unweighted
-        sample_weight = weighting.class_weight_to_sample_weight(class_weight, y, model)
+        weights = [weighting.class_weight_to_sample_weight(class_weight, ys[0], model)]
 
-    steps = max(1, math.ceil(len(x) / batch_size))
+    steps = max(1, math.ceil(samples / batch_size))
     history = callbacks_module.History()
     callback_list = callbacks_module.CallbackList(
         list(callbacks or []) + [history], model=model, verbose=verbose, epochs=epochs,
@@ -293,15 +337,14 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
     logs: dict = {}  # what on_train_end gets when no epoch runs (epochs <= initial_epoch)
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
-        order = rng().permutation(len(x)) if shuffle else np.arange(len(x))
-        trackers = _Trackers(model)
+        order = rng().permutation(samples) if shuffle else np.arange(samples)
+        trackers = _Trackers(model.heads)
         logs: dict = {}
         for step in range(steps):
             callback_list.on_train_batch_begin(step)
             index = order[step * batch_size:(step + 1) * batch_size]
-            x_batch, y_batch = x[index], y[index]
-            w_batch = None if sample_weight is None else sample_weight[index]
-            loss, y_pred = train_step(model, x_batch, y_batch, w_batch)
+            y_batch, w_batch = _rows(ys, index), _rows(weights, index)
+            loss, values, preds = train_step(model, _rows(x, index), y_batch, w_batch)
             if not np.isfinite(loss):
                 logs = {"loss": float(loss)}
                 callback_list.on_train_batch_end(step, logs)
@@ -311,17 +354,15 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
                 )
                 model.stop_training = True
                 break
-            trackers.update(loss, y_batch, y_pred, w_batch)
+            trackers.update(loss, values, y_batch, preds, w_batch)
             logs = trackers.logs()
             callback_list.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
         if (validation_data is not None and np.isfinite(logs.get("loss", 0.0))
                 and _should_validate(epoch, validation_freq)):
-            x_val, y_val, w_val = validation_data
-            val_logs = evaluate(model, x_val, y_val, batch_size=validation_batch_size, verbose=0,
-                                sample_weight=w_val, steps=validation_steps,
-                                callbacks=callback_list, return_dict=True)
+            val_logs = _evaluate(model, *validation_data, batch_size=validation_batch_size,
+                                 verbose=0, steps=validation_steps, callbacks=callback_list)[0]
             logs.update({f"val_{key}": value for key, value in val_logs.items()})
             logs = dict(sorted(logs.items()))  # Keras's pythonify_logs sorts epoch logs
         callback_list.on_epoch_end(epoch, logs)
@@ -338,37 +379,37 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
     if kwargs:
         raise TypeError(f"evaluate() got unexpected keyword arguments: {sorted(kwargs)}.")
     _check_compiled(model, "evaluate")
-    x = model.check_input(x)
-    y = _as_targets(y, len(x), "evaluate")
-    sample_weight = weighting.check_sample_weight(sample_weight, len(x), "evaluate")
-    model.loss.check_targets(y, model.output_shape)
+    x, ys, weights = _data(model, x, y, sample_weight, "evaluate")
+    outputs.check_targets(model.heads, ys, model)
+    logs, trackers = _evaluate(model, x, ys, weights, batch_size=batch_size, verbose=verbose,
+                               steps=steps, callbacks=callbacks)
+    if return_dict:
+        return logs
+    values = trackers.values()
+    return values[0] if len(values) == 1 else values
+
+
+def _evaluate(model, x, ys, weights, batch_size, verbose, steps, callbacks):
+    """(logs, trackers) of checked data: one target and one weight array per output."""
     batch_size = _batch_size(batch_size)
     verbose = _verbosity(verbose)
-    steps = _steps(steps, len(x), batch_size)
+    steps = _steps(steps, _count(x), batch_size)
     callback_list = _hooks(callbacks, model, verbose, steps)
     bar = progress.Progbar(steps, verbose=verbose, stateless_metrics=()) if verbose else None
-    trackers = _Trackers(model)
+    trackers = _Trackers(model.heads)
     callback_list.on_test_begin()
     for step in range(steps):
         callback_list.on_test_batch_begin(step)
         batch = slice(step * batch_size, (step + 1) * batch_size)
-        x_batch, y_batch = x[batch], y[batch]
-        w_batch = None if sample_weight is None else sample_weight[batch]
-        y_pred = model.forward(x_batch, training=False)
-        loss, _ = model.loss(y_batch, y_pred, w_batch)
-        if model.loss_weight is not None:
-            loss *= model.loss_weight
-        loss += regularizers.penalty(model)  # as Keras adds model.losses
-        trackers.update(loss, y_batch, y_pred, w_batch)
+        y_batch, w_batch = _rows(ys, batch), _rows(weights, batch)
+        loss, values, preds = test_step(model, _rows(x, batch), y_batch, w_batch)
+        trackers.update(loss, values, y_batch, preds, w_batch)
         logs = trackers.logs()
         callback_list.on_test_batch_end(step, logs)
         if bar is not None:
             bar.update(step + 1, list(logs.items()), finalize=step + 1 == steps)
     callback_list.on_test_end(logs)
-    if return_dict:
-        return logs
-    values = trackers.values()
-    return values[0] if len(values) == 1 else values
+    return logs, trackers
 
 
 def _hooks(callbacks, model, verbose: int, steps: int):

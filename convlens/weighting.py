@@ -113,3 +113,4 @@ def check_loss_weights(loss_weights) -> float | None:
             f"`loss_weights` must be a finite number >= 0; received {loss_weights!r}."
         )
     return float(weight)
+

@@ -152,13 +152,6 @@ def test_disconnected_graph_and_bad_inputs_are_named():
         Model(x1, np.ones(3))
 
 
-def test_fit_refuses_several_inputs_clearly():
-    _, ours = _pair(_shared)
-    ours.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ValueError, match="one input and one output; model 'siamese' has 2 inputs"):
-        ours.fit([np.ones((2, 5))] * 2, np.ones((2, 1)), verbose=0)
-
-
 def test_explain_receptive_fields_and_traces_through_merges():
     _, ours = _pair(_residual)
     explanation = ours.explain()
