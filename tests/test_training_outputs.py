@@ -123,3 +123,28 @@ def test_fit_and_evaluate_with_two_inputs_and_two_outputs_equal_keras(capsys, ca
                                rtol=1e-5, atol=1e-6)
     for got, want in zip(mine["weights"], theirs["weights"]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # unbuilt: both
+def test_a_compiled_two_output_model_file_opens_compiled_both_ways(tmp_path):
+    """Per-output losses, loss weights and metrics travel in .keras files: Keras opens
+    convlens's file and convlens opens Keras's, each compiled to evaluate the same."""
+    reference, ours = _pair()
+    settings = dict(loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+                    loss_weights={"cls": 2.0, "reg": 0.5},
+                    metrics={"cls": ["accuracy"], "reg": ["mae"]},
+                    weighted_metrics=[["accuracy"], None])
+    reference.compile(optimizer="adam", **settings)
+    ours.compile(optimizer="adam", **settings)
+    image, vector, labels, values, weights = data()
+    x, y = [image, vector], [labels, values]
+    expected = reference.evaluate(x, y, verbose=0, sample_weight=weights, return_dict=True)
+    ours.save(tmp_path / "ours.keras")
+    reference.save(tmp_path / "theirs.keras")
+    opened = (keras.saving.load_model(tmp_path / "ours.keras"),
+              convlens.load_model(tmp_path / "ours.keras"),
+              convlens.load_model(tmp_path / "theirs.keras"))
+    for model in opened:
+        got = model.evaluate(x, y, verbose=0, sample_weight=weights, return_dict=True)
+        assert list(got) == list(expected)
+        np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)

@@ -85,23 +85,17 @@ def _initializer_entry(layer, key: str, entry: dict) -> dict:
     return entry
 
 
-def compile_config(model) -> dict:
-    if not model.compiled:
-        return {}
-    loss = model.loss
+def _loss_entry(loss):
+    if loss is None:
+        return None
     if loss.get_config() == type(loss)().get_config():
-        loss_entry = loss.name
-    else:
-        loss_entry = {"module": "keras.losses", "class_name": type(loss).__name__,
-                      "config": loss.get_config(), "registered_name": None}
-    names = [name for name, _ in model.metrics_list]
-    # A weighted metric whose name clashes with a plain one is logged as weighted_<name>;
-    # the file holds the name it was compiled with.
-    weighted = [
-        name[len("weighted_"):] if name.startswith("weighted_") and name[9:] in names else name
-        for name, _ in model.weighted_metrics_list
-    ]
-    for name in names + weighted:
+        return loss.name
+    return {"module": "keras.losses", "class_name": type(loss).__name__,
+            "config": loss.get_config(), "registered_name": None}
+
+
+def _check_metric_names(model, names) -> None:
+    for name in names:
         try:
             metrics.get(name)
         except ValueError:
@@ -109,10 +103,35 @@ def compile_config(model) -> dict:
                 f"Model '{model.name}' is compiled with the custom metric {name!r}, which a "
                 f".keras file can't hold; use one of: {', '.join(metrics.NAMES)}."
             ) from None
+
+
+def compile_config(model) -> dict:
+    if not model.compiled:
+        return {}
+    heads = model.heads
+    if len(heads) > 1:  # per output, keyed by output name (Keras writes what compile got)
+        loss = {head.name: _loss_entry(head.loss) for head in heads}
+        loss_weights = {head.name: head.loss_weight for head in heads
+                        if head.loss_weight is not None} or None
+        names, weighted = ({head.name: [name for _, name, _ in getattr(head, kind)]
+                            for head in heads if getattr(head, kind)}
+                           for kind in ("metrics", "weighted_metrics"))
+        _check_metric_names(model, [name for entry in (names, weighted)
+                                    for listed in entry.values() for name in listed])
+    else:
+        loss, loss_weights = _loss_entry(model.loss), model.loss_weight
+        names = [name for name, _ in model.metrics_list]
+        # A weighted metric whose name clashes with a plain one is logged as weighted_<name>;
+        # the file holds the name it was compiled with.
+        weighted = [
+            name[len("weighted_"):] if name.startswith("weighted_") and name[9:] in names
+            else name for name, _ in model.weighted_metrics_list
+        ]
+        _check_metric_names(model, names + weighted)
     return {
         "optimizer": optimizers.serialize(model.optimizer),
-        "loss": loss_entry,
-        "loss_weights": model.loss_weight,
+        "loss": loss,
+        "loss_weights": loss_weights,
         "metrics": names or None,
         "weighted_metrics": weighted or None,
         "run_eagerly": False,

@@ -358,9 +358,9 @@ def compile_from_config(model, config, path: str) -> None:
     where = f"{path!r}: compile_config"
     try:
         optimizer = optimizers.get(config.get("optimizer") or "rmsprop")
-        loss = _loss(config.get("loss"))
-        names = [_metric(entry) for entry in config.get("metrics") or []]
-        weighted = [_metric(entry) for entry in config.get("weighted_metrics") or []]
+        loss = _per_output(config.get("loss"), _loss)
+        names = _per_output(config.get("metrics") or [], _metrics)
+        weighted = _per_output(config.get("weighted_metrics") or [], _metrics)
         model.compile(optimizer=optimizer, loss=loss, metrics=names,
                       loss_weights=config.get("loss_weights"), weighted_metrics=weighted or None)
         if model.built:  # Keras's compile_from_config creates the optimizer's variables
@@ -384,6 +384,25 @@ def _loss(entry):
         if key not in ignored or config.pop(key) != ignored[key]:
             raise ValueError(f"loss {entry.get('class_name')} setting {key!r} is not supported.")
     return cls(**config)
+
+
+def _per_output(entry, read):
+    """A model with several outputs has its loss and metrics per output: a dict keyed by
+    output name or a list (one entry per output); a single loss/list of metrics otherwise."""
+    if isinstance(entry, dict) and "class_name" not in entry:
+        return {key: read(value) for key, value in entry.items()}
+    if read is _loss and isinstance(entry, list):
+        return [read(value) for value in entry]
+    if read is _metrics and isinstance(entry, list) and any(
+            isinstance(value, list) or value is None for value in entry):
+        return [read(value) for value in entry]
+    return read(entry)
+
+
+def _metrics(entries):
+    if entries is None:
+        return None
+    return [_metric(entry) for entry in (entries if isinstance(entries, list) else [entries])]
 
 
 def _metric(entry):
