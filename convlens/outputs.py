@@ -84,6 +84,15 @@ def _loss_or_none(entry) -> losses.Loss | None:
     return None if entry is None else losses.get(entry)
 
 
+def _flat(entries) -> list:
+    """The metrics of a model's only output: a list, possibly nested or a dict by name."""
+    if isinstance(entries, dict):
+        entries = list(entries.values())
+    if not isinstance(entries, (list, tuple)):
+        return [] if entries is None else [entries]
+    return [m for entry in entries for m in _flat(entry)]
+
+
 def _metric_entries(entry) -> list:
     if entry is None:
         return []
@@ -93,10 +102,12 @@ def _metric_entries(entry) -> list:
 def resolve_heads(model, loss, loss_weights, metric_names, weighted_metrics) -> list[Head]:
     """One Head per output of ``model`` from compile()'s arguments."""
     names = output_names(model)
-    if len(names) == 1:
+    if len(names) == 1:  # Keras also takes the per-output forms, with one entry
+        if isinstance(loss, (list, tuple, dict)):
+            loss = _per_output(loss, names, "loss", model.name)[0]
         head = Head(None, losses.get(loss), weighting.check_loss_weights(loss_weights))
-        plain = [metrics.resolve(m) for m in metric_names or []]
-        weighted = [metrics.resolve(m) for m in weighted_metrics or []]
+        plain = [metrics.resolve(m) for m in _flat(metric_names)]
+        weighted = [metrics.resolve(m) for m in _flat(weighted_metrics)]
         _name_metrics([head], [plain], [weighted])
         return [head]
     if isinstance(loss, (list, tuple, dict)):
@@ -171,6 +182,8 @@ def split_targets(y, heads: list[Head], model, n: int, what: str) -> list:
     if len(heads) == 1:
         if isinstance(y, dict):
             y = _from_dict(y, output_names(model), model.name, what, "y")[0]
+        elif isinstance(y, (list, tuple)) and len(y) == 1 and isinstance(y[0], np.ndarray):
+            y = y[0]  # [labels]: the targets of the one output, as Keras takes them
         return [_as_targets(y, n, what, "y")]
     names = [head.name for head in heads]
     if isinstance(y, dict):
@@ -245,5 +258,13 @@ def _as_targets(y, n: int, what: str, name: str) -> np.ndarray:
 def check_targets(heads: list[Head], ys: list, model) -> None:
     shapes = model.output_shape if len(heads) > 1 else [model.output_shape]
     for head, y, shape in zip(heads, ys, shapes):
-        if head.loss is not None:
+        if head.loss is None:
+            continue
+        if len(heads) == 1:
             head.loss.check_targets(y, shape)
+            continue
+        try:
+            head.loss.check_targets(y, shape)
+        except ValueError as error:
+            raise ValueError(f"The targets of output '{head.name}' of model '{model.name}': "
+                             f"{error}") from None

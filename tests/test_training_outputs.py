@@ -148,3 +148,128 @@ def test_a_compiled_two_output_model_file_opens_compiled_both_ways(tmp_path):
         got = model.evaluate(x, y, verbose=0, sample_weight=weights, return_dict=True)
         assert list(got) == list(expected)
         np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)
+
+
+def test_early_stopping_on_one_outputs_validation_loss_as_keras():
+    """monitor='val_cls_loss' stops where Keras stops with mode='min'; with mode='auto' both
+    refuse it (Keras can't tell an output's loss's direction), with the same advice."""
+    image, vector, labels, values, _ = data()
+    stopped = []
+    for lib, model in zip((keras, convlens), _pair()):
+        model.compile(optimizer=lib.optimizers.SGD(0.5), loss=["sparse_categorical_crossentropy",
+                                                              "mse"])
+        with pytest.raises(ValueError, match="mode='max'.*mode='min'"):
+            model.fit([image, vector], [labels, values], epochs=2, verbose=0,
+                      validation_split=0.25,
+                      callbacks=[lib.callbacks.EarlyStopping(monitor="val_cls_loss")])
+        history = model.fit([image, vector], [labels, values], epochs=8, verbose=0,
+                            shuffle=False, validation_split=0.25, callbacks=[
+                                lib.callbacks.EarlyStopping(monitor="val_cls_loss", mode="min")])
+        stopped.append(history.history["val_cls_loss"])
+    assert len(stopped[0]) < 8  # it did stop early
+    np.testing.assert_allclose(stopped[1], stopped[0], rtol=1e-5)
+
+
+def _compiled(**settings):
+    model = _pair()[1]
+    model.compile(optimizer="sgd", **{"loss": ["sparse_categorical_crossentropy", "mse"],
+                                      **settings})
+    return model
+
+
+BAD_FIT = {
+    "y lacks an output": (dict(y={"cls": "labels"}),
+                          r"the `y` dict lacks \['reg'\]; model 'two_heads' has the outputs "
+                          r"\['cls', 'reg'\]"),
+    "y names no output": (dict(y={"cls": "labels", "reg": "values", "out": "values"}),
+                          r"names \['out'\], which are not outputs"),
+    "one y for two outputs": (dict(y="labels"),
+                              r"has 2 outputs \['cls', 'reg'\], so `y` needs one target array "
+                              r"per output.*received one array of shape \(20,\)"),
+    "three ys": (dict(y=["labels", "values", "values"]),
+                 r"a list of 2 in that order.*received a list of 3"),
+    "y too short": (dict(y=["labels", "short"]),
+                    r"x and y\['reg'\] must have the same number of samples; received x with 20 "
+                    r"and y\['reg'\] with 5"),
+    "wrong target shape": (dict(y=["labels", "labels"]),
+                           r"output 'reg' of model 'two_heads': Loss 'mean_squared_error': targets "
+                           r"of shape \(20,\) do not match the model's output shape \(None, 2\)"),
+    "class_weight": (dict(class_weight={0: 2.0}), "only supported for models with one output"),
+    "sample_weight names no output": (dict(sample_weight={"cls": "weights", "x": "weights"}),
+                                      r"`sample_weight` names \['x'\], which are not outputs"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIT), ids=list(BAD_FIT))
+def test_bad_targets_are_refused_before_training(case):
+    arguments, message = BAD_FIT[case]
+    image, vector, labels, values, weights = data()
+    named = {"labels": labels, "values": values, "weights": weights, "short": values[:5]}
+
+    def resolved(value):
+        if isinstance(value, dict):
+            return {k: resolved(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolved(v) for v in value]
+        return named.get(value, value) if isinstance(value, str) else value
+
+    arguments = resolved(arguments)
+    model = _compiled()
+    before = model.get_weights()
+    y = arguments.pop("y", [labels, values])
+    with pytest.raises(ValueError, match=message):
+        model.fit([image, vector], y, epochs=1, verbose=0, **arguments)
+    if "class_weight" not in arguments:  # a fit() argument only
+        with pytest.raises(ValueError, match=message):
+            model.evaluate([image, vector], y, verbose=0, **arguments)
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+
+
+BAD_COMPILE = {
+    "a loss dict naming no output": (
+        dict(loss={"cls": "mse", "regression": "mse"}),
+        r"`loss` names \['regression'\], which are not outputs of model 'two_heads'; its "
+        r"outputs are \['cls', 'reg'\]"),
+    "a loss dict missing an output": (dict(loss={"cls": "mse"}),
+                                      r"the `loss` dict has no entry for \['reg'\]"),
+    "three losses": (dict(loss=["mse"] * 3),
+                     r"has 2 outputs \['cls', 'reg'\], so `loss` needs one entry per output"),
+    "a flat metrics list of another length": (
+        dict(metrics=["mae"]), r"so `metrics` needs one entry per output.*received 1 entries"),
+    "loss_weights per output with one loss": (dict(loss="mse", loss_weights=[1.0, 2.0]),
+                                              "`loss_weights` must be one number"),
+    "one loss weight for a loss per output": (dict(loss_weights=0.5),
+                                              "`loss_weights` must match the number of losses"),
+    "no output with a loss": (dict(loss=[None, None]), "give at least one output a loss"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMPILE), ids=list(BAD_COMPILE))
+def test_compile_refuses_settings_that_do_not_fit_the_outputs(case):
+    settings, message = BAD_COMPILE[case]
+    with pytest.raises(ValueError, match=message):
+        _compiled(**settings)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(loss={"out": "sparse_categorical_crossentropy"}, metrics={"out": ["accuracy"]}),
+    dict(loss=["sparse_categorical_crossentropy"], metrics=[["accuracy"]], loss_weights=[0.5]),
+], ids=["dicts", "lists"])
+def test_one_output_takes_the_per_output_forms_as_keras(settings):
+    """Keras lets a model with one output be compiled and fed as if it had several."""
+    models = []
+    for lib, model_cls in ((keras, keras.Model), (convlens, Model)):
+        x = lib.Input((4,), name="a")
+        model = model_cls(x, lib.layers.Dense(3, activation="softmax", name="out")(x))
+        if models:
+            model.set_weights(models[0].get_weights())
+        model.compile(optimizer="sgd", **settings)
+        models.append(model)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)).astype("float32"), np.arange(8) % 3
+    expected = models[0].evaluate(x, [y], verbose=0, return_dict=True)
+    for targets in ([y], y, {"out": y}):  # Keras takes the first two
+        got = models[1].evaluate(x, targets, verbose=0, return_dict=True)
+        assert list(got) == ["accuracy", "loss"] == list(expected)
+        np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-6)
