@@ -378,6 +378,24 @@ class Model(Layer):
                                  sample_weight=sample_weight, steps=steps, callbacks=callbacks,
                                  return_dict=return_dict, **kwargs)
 
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        from convlens import training  # doorway
+
+        return training.train_on_batch(self, x, y, sample_weight=sample_weight,
+                                       class_weight=class_weight, return_dict=return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        from convlens import training  # doorway
+
+        return training.test_on_batch(self, x, y, sample_weight=sample_weight,
+                                      return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        from convlens import training  # doorway
+
+        return training.predict_on_batch(self, x)
+
     # ----- files ---------------------------------------------------------------------------
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         from convlens.io import weights_file  # doorway

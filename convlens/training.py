@@ -383,10 +383,7 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
     outputs.check_targets(model.heads, ys, model)
     logs, trackers = _evaluate(model, x, ys, weights, batch_size=batch_size, verbose=verbose,
                                steps=steps, callbacks=callbacks)
-    if return_dict:
-        return logs
-    values = trackers.values()
-    return values[0] if len(values) == 1 else values
+    return _batch_result(trackers, return_dict)
 
 
 def _evaluate(model, x, ys, weights, batch_size, verbose, steps, callbacks):
@@ -442,3 +439,45 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
         return [np.concatenate(parts) for parts in zip(*outputs)]
     return np.concatenate(outputs) if outputs else np.zeros((0,) + model.output_shape[1:],
                                                             np.float32)
+
+
+def train_on_batch(model, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+    """One optimizer step on the whole of ``x``, as ``keras.Model.train_on_batch``: the
+    metrics start afresh, and the result is evaluate()'s (a scalar, a list or a dict)."""
+    _check_compiled(model, "train_on_batch")
+    x, ys, weights = _data(model, x, y, sample_weight, "train_on_batch")
+    if class_weight is not None:
+        if sample_weight is not None or len(model.heads) > 1:
+            raise ValueError(
+                "train_on_batch(): `class_weight` needs a model with one output and no "
+                "`sample_weight` (as in Keras); pass per-sample weights with `sample_weight`."
+            )
+        weights = [weighting.class_weight_to_sample_weight(class_weight, ys[0], model)]
+    outputs.check_targets(model.heads, ys, model)
+    trackers = _Trackers(model.heads)
+    loss, values, preds = train_step(model, x, ys, weights)
+    trackers.update(loss, values, ys, preds, weights)
+    return _batch_result(trackers, return_dict)
+
+
+def test_on_batch(model, x, y=None, sample_weight=None, return_dict=False):
+    """The loss and metrics of one batch, as ``keras.Model.test_on_batch``."""
+    _check_compiled(model, "test_on_batch")
+    x, ys, weights = _data(model, x, y, sample_weight, "test_on_batch")
+    outputs.check_targets(model.heads, ys, model)
+    trackers = _Trackers(model.heads)
+    loss, values, preds = test_step(model, x, ys, weights)
+    trackers.update(loss, values, ys, preds, weights)
+    return _batch_result(trackers, return_dict)
+
+
+def _batch_result(trackers, return_dict: bool):
+    if return_dict:
+        return trackers.logs()
+    values = trackers.values()
+    return values[0] if len(values) == 1 else values
+
+
+def predict_on_batch(model, x):
+    """The output(s) for ``x`` in one pass, as ``keras.Model.predict_on_batch``."""
+    return model.forward(model.check_input(x), training=False)

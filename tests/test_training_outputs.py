@@ -273,3 +273,38 @@ def test_one_output_takes_the_per_output_forms_as_keras(settings):
         got = models[1].evaluate(x, targets, verbose=0, return_dict=True)
         assert list(got) == ["accuracy", "loss"] == list(expected)
         np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-6)
+
+
+def test_train_test_and_predict_on_batch_equal_keras():
+    """train_on_batch steps (metrics afresh each call) and test_on_batch return what Keras
+    returns, as lists and dicts, and leave the same weights; predict_on_batch the same outputs."""
+    image, vector, labels, values, weights = data()
+    results = []
+    for lib, model in zip((keras, convlens), _pair()):
+        model.compile(optimizer=lib.optimizers.Adam(0.01),
+                      loss=["sparse_categorical_crossentropy", "mse"],
+                      metrics=[["accuracy"], ["mae"]], weighted_metrics=[["accuracy"], None])
+        steps = [model.train_on_batch([image[rows], vector[rows]], [labels[rows], values[rows]],
+                                      sample_weight=weights[rows])
+                 for rows in (slice(0, 8), slice(8, 16), slice(16, 20))]
+        steps.append(list(model.train_on_batch([image, vector], [labels, values],
+                                               return_dict=True).items()))
+        tested = model.test_on_batch([image, vector], [labels, values], sample_weight=weights)
+        as_dict = model.test_on_batch([image, vector], {"cls": labels, "reg": values},
+                                      return_dict=True)
+        predicted = [keras.ops.convert_to_numpy(p)
+                     for p in model.predict_on_batch([image[:4], vector[:4]])]
+        results.append((steps, tested, as_dict, predicted, model.get_weights()))
+    their_steps, their_test, their_dict, their_predicted, their_weights = results[0]
+    our_steps, our_test, our_dict, our_predicted, our_weights = results[1]
+    for mine, theirs in zip(our_steps[:3], their_steps[:3]):
+        assert len(mine) == len(theirs) == 6
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert [k for k, _ in our_steps[3]] == [k for k, _ in their_steps[3]]
+    np.testing.assert_allclose([v for _, v in our_steps[3]], [v for _, v in their_steps[3]],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(our_test, their_test, rtol=1e-5, atol=1e-6)
+    assert list(our_dict) == list(their_dict)
+    np.testing.assert_allclose(list(our_dict.values()), list(their_dict.values()), rtol=1e-5)
+    for got, want in zip(our_predicted + our_weights, their_predicted + their_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
