@@ -308,3 +308,28 @@ def test_train_test_and_predict_on_batch_equal_keras():
     np.testing.assert_allclose(list(our_dict.values()), list(their_dict.values()), rtol=1e-5)
     for got, want in zip(our_predicted + our_weights, their_predicted + their_weights):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_that_feeds_another_output_trains_as_keras():
+    """A softmax output that another head reads: its gradient sums the cross-entropy's and
+    the later head's, so the trainer can't use the fused softmax gradient there."""
+    image, vector, labels, values, _ = data()
+    models, histories = [], []
+    for lib, model_cls in ((keras, keras.Model), (convlens, Model)):
+        L = lib.layers
+        v = lib.Input((3,), name="vector")
+        probabilities = L.Dense(3, activation="softmax", name="cls")(v)
+        later = L.Dense(2, name="later")(probabilities)
+        models.append(model_cls(v, [probabilities, later]))
+    models[1].set_weights(models[0].get_weights())
+    for lib, model in zip((keras, convlens), models):
+        model.compile(optimizer=lib.optimizers.SGD(0.5),
+                      loss=["sparse_categorical_crossentropy", "mse"])
+        histories.append(model.fit(vector, [labels, values], batch_size=5, epochs=2,
+                                   shuffle=False, verbose=0).history)
+    (their_model, our_model), (theirs, ours) = models, histories
+    assert list(ours) == list(theirs) == ["cls_loss", "later_loss", "loss"]
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5)
+    for got, want in zip(our_model.get_weights(), their_model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
