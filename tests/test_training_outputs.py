@@ -333,3 +333,24 @@ def test_an_output_that_feeds_another_output_trains_as_keras():
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5)
     for got, want in zip(our_model.get_weights(), their_model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # Keras, on the loss-free head
+def test_an_output_without_a_loss_keeps_its_metrics_and_weights_as_keras():
+    image, vector, labels, values, _ = data()
+    results = []
+    for lib, model in zip((keras, convlens), _pair()):
+        model.compile(optimizer=lib.optimizers.SGD(0.1),
+                      loss=["sparse_categorical_crossentropy", None],
+                      metrics=[["accuracy"], ["mae"]])
+        history = model.fit([image, vector], [labels, values], epochs=2, batch_size=5,
+                            shuffle=False, verbose=0).history
+        results.append((history, model.evaluate([image, vector], [labels, values], verbose=0),
+                        model.get_weights()))
+    (theirs, their_values, their_weights), (ours, our_values, our_weights) = results
+    assert list(ours) == list(theirs) == ["cls_accuracy", "loss", "reg_mae"]  # no cls_loss
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5)
+    np.testing.assert_allclose(our_values, their_values, rtol=1e-5)
+    for got, want in zip(our_weights, their_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
