@@ -119,6 +119,17 @@ class Graph:
                 )
         # Run order: inputs to outputs; a node after every node it reads from.
         self.nodes = [node for node in ordered if not node.is_input]
+        # The last node that reads each tensor: a run lets go of an array after it, so a deep
+        # model holds the arrays still to be read, not every layer's output.
+        kept = {id(t) for t in self.outputs}
+        self._last_reads: list[list[int]] = [[] for _ in self.nodes]
+        last: dict[int, int] = {}
+        for position, node in enumerate(self.nodes):
+            for tensor in node.inputs:
+                last[id(tensor)] = position
+        for key, position in last.items():
+            if key not in kept:
+                self._last_reads[position].append(key)
         self._caches: dict[int, object] = {}  # a shared layer's cache per node (training)
         self.shared = {id(lay) for lay in self.layers
                        if sum(id(n) in self.node_ids for n in lay.inbound_nodes) > 1}
@@ -224,7 +235,10 @@ class Graph:
     def layer_inputs(self, layer, arrays: list[np.ndarray]):
         """What ``layer``'s first call in this graph reads, for the model inputs ``arrays``
         (inference): one array, or a list for a merge."""
-        node = self.nodes_of(layer)[0]
+        nodes = self.nodes_of(layer)
+        if not nodes:
+            raise ValueError(f"Layer '{layer.name}' is not in this model.")
+        node = nodes[0]
         if node.is_input:
             return arrays[self.inputs.index(node.outputs[0])]
         values = self._run(arrays, False, stop=node)
@@ -238,7 +252,7 @@ class Graph:
     def _run(self, arrays, training: bool, stop: Node | None = None) -> dict:
         values = {id(t): a for t, a in zip(self.inputs, arrays)}
         self._caches.clear()
-        for node in self.nodes:
+        for node, done in zip(self.nodes, self._last_reads):
             if node is stop:
                 break
             args = [values[id(t)] for t in node.inputs]
@@ -247,6 +261,8 @@ class Graph:
                                                      training=training)
             if training and id(layer) in self.shared:
                 self._caches[id(node)] = layer.cache_state()
+            for key in done:
+                del values[key]
         return values
 
     def backward(self, grads: list[np.ndarray], pre_activation: bool | list = False) -> list:

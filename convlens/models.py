@@ -86,11 +86,19 @@ class Model(Layer):
 
     @property
     def inputs(self) -> list:
-        return list(self.graph.inputs)
+        return list(self._built_graph().inputs)
 
     @property
     def outputs(self) -> list:
-        return list(self.graph.outputs)
+        return list(self._built_graph().outputs)
+
+    def _built_graph(self) -> Graph:
+        if self.graph is None:
+            raise ValueError(
+                f"Model '{self.name}' has no input yet, so no graph: build it first, e.g. "
+                "model.build((None, 28, 28, 1)), or start it with Input((28, 28, 1))."
+            )
+        return self.graph
 
     @property
     def input_shape(self):
@@ -450,7 +458,7 @@ class Sequential(Model):
     """
 
     sequential_like = True  # its summary has no Connected to column
-    graph = None  # a chain of layers, run in order
+    graph = None  # until the input shape is known; then the chain of layers as a Graph
 
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -506,6 +514,7 @@ class Sequential(Model):
         layer = self._layers.pop()
         self._layer_names.discard(layer.name)
         self.built = False
+        self.graph = None
         if rebuild:
             self._maybe_build()
         return layer
@@ -515,11 +524,18 @@ class Sequential(Model):
             self._propagate(self._input_layer.batch_shape)
 
     def _propagate(self, input_shape) -> None:
+        """Call the layers in a chain on the input's symbolic tensor (building each), and
+        keep that chain as the model's graph: a Sequential runs, trains and is read as the
+        functional model it is (Keras 3 does the same)."""
         shape = tuple(input_shape)
+        source = self._input_layer
+        if source is None or tuple(source.batch_shape) != shape:
+            source = InputLayer(batch_shape=shape)
+        tensor = source.output_tensor
         for layer in self._layers:
-            shape = layer.build_from_shape(shape)
-        for index, layer in enumerate(self._layers):
-            layer.needs_input_grad = index > 0 or self._needs_input_grad
+            tensor = layer(tensor)
+        self.graph = Graph(source.output_tensor, tensor, self.name)
+        self.graph.set_input_grad(self._needs_input_grad)
         self.built = True
 
     def build(self, input_shape=None) -> None:
@@ -548,10 +564,6 @@ class Sequential(Model):
 
     # ----- a Sequential used as a layer of another model -------------------------------------
     takes_list = False
-
-    def _pass_input_grad(self, wanted: bool) -> None:
-        if self._layers:
-            self._layers[0].needs_input_grad = wanted
 
     def _input_shapes(self):
         return self.input_shape
@@ -585,16 +597,6 @@ class Sequential(Model):
             self.build(input_shape)
         self.check_input_shape(input_shape)
         return self.output_shape
-
-    def pre_activation(self):
-        return self._layers[-1].pre_activation() if self._layers else None
-
-    def cache_state(self):
-        return [layer.cache_state() for layer in self._layers]
-
-    def restore_cache(self, state) -> None:
-        for layer, layer_state in zip(self._layers, state):
-            layer.restore_cache(layer_state)
 
     @property
     def input_layer(self) -> InputLayer | None:
@@ -635,30 +637,9 @@ class Sequential(Model):
     def layer_input(self, layer, x):
         """What ``layer`` reads when the model runs on ``x`` (inference)."""
         h = self.check_input(x)
-        for earlier in self._layers:
-            if earlier is layer:
-                return h
-            h = earlier.call(h)
-        raise ValueError(f"Layer '{layer.name}' is not in model '{self.name}'.")
-
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        for layer in self._layers:
-            x = layer.call(x, training=training)
-        return x
-
-    def backward(self, grad: np.ndarray, pre_activation: bool = False) -> np.ndarray | None:
-        """Back-propagate ``grad`` (wrt the output) through every layer; fills weight grads.
-
-        ``pre_activation=True``: ``grad`` is wrt the last layer's input to its activation (the
-        trainer's fused softmax + cross-entropy)."""
-        for index, layer in enumerate(reversed(self._layers)):
-            if index == 0 and pre_activation:
-                grad = layer.backward_from_pre_activation(grad)
-            else:
-                grad = layer.backward(grad)
-            if grad is None:
-                break
-        return grad
+        if layer not in self._layers:
+            raise ValueError(f"Layer '{layer.name}' is not in model '{self.name}'.")
+        return self.graph.layer_inputs(layer, [h])
 
     backward.penalised = True
 

@@ -174,18 +174,13 @@ def _last_axis_step(state, layer):
 def _model_step(state, layer):
     """A nested model: its own output field (size R, jump J, start U in pixels of its input)
     seen through the field that reaches its input: ``r + (R - 1)*j``, ``j*J``, ``u + U*j``."""
-    inner = receptive_fields(layer)[layer.layers.index(_output_layer(layer))]
+    inner = receptive_fields(layer)[layer.layers.index(layer.outputs[0].layer)]
     if inner.whole_input or len(inner.size) != len(state[0]):
         return None
     size, jump, start = state
     return (tuple(r + (big - 1) * j for r, big, j in zip(size, inner.size, jump)),
             tuple(j * big for j, big in zip(jump, inner.jump)),
             tuple(u + big * j for u, big, j in zip(start, inner.start, jump)))
-
-
-def _output_layer(model):
-    outputs = getattr(model, "outputs", None) if model.graph is not None else None
-    return outputs[0].layer if outputs else model.layers[-1]
 
 
 # The ``field`` rule of a layer kind (``convlens.kinds``) -> its step; "mix" (the default for
@@ -243,7 +238,8 @@ def _graph_fields(model, graph) -> list[ReceptiveField]:
     # same grid (a siamese pair, an image and its mask), one of another rank mixes everything.
     first = graph.inputs[0].shape
     rank = max(len(first) - 2, 0)
-    input_spatial = tuple(first[1:-1]) if rank else ()
+    reader = graph.nodes[0].layer if graph.nodes else None  # reads the (first) input
+    input_spatial = _spatial_of(reader, first) if rank and reader else ()
     states = {id(t): identity_state(rank) if rank and len(t.shape) == rank + 2
               else None for t in graph.inputs}
     fields: dict[int, ReceptiveField] = {}
@@ -274,18 +270,7 @@ def receptive_fields(model) -> list[ReceptiveField]:
     """
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; build it or start it with Input().")
-    if model.graph is not None:
-        return _graph_fields(model, model.graph)
-    rank = _spatial_rank(model)
-    layers = model.layers
-    first = layers[0] if layers else None
-    input_spatial = _spatial_of(first, model.input_shape) if first is not None else ()
-    state = identity_state(rank) if rank else None
-    fields = []
-    for layer in layers:
-        state = step(layer, state)
-        fields.append(_field(state, rank, "model input", layer, input_spatial))
-    return fields
+    return _graph_fields(model, model.graph)
 
 
 def layer_receptive_field(layer) -> ReceptiveField:

@@ -247,8 +247,8 @@ def trace(model, layer, index, x) -> Trace:
     target = model.layers[position]
     kind = kind_of(target).trace
     if kind == "model":  # a nested model's value is its output layer's: traced in there
-        inner = target.outputs[0].layer if target.graph is not None else target.layers[-1]
-        return trace(target, inner.name, index, model.layer_input(target, _check_x(model, x)))
+        inner = target.outputs[0].layer.name
+        return trace(target, inner, index, model.layer_input(target, _check_x(model, x)))
     if kind == "pool":
         kind = "max_pool" if target.mode == "max" else "average_pool"
     elif simple_kind(target) is not None:

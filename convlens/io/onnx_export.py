@@ -540,11 +540,6 @@ def _export_concatenate(graph, layer, values):
 def _emit(graph: _GraphBuilder, model, inputs: list[_Value]) -> list[_Value]:
     """Add the nodes of ``model``'s layers reading ``inputs``; return its output values. A
     model nested as a layer is inlined: its layers' nodes, once per call."""
-    if model.graph is None:  # a Sequential: its layers in a chain
-        value = inputs[0]
-        for index, layer in enumerate(model.layers):
-            value = _exporter(layer, index)(graph, layer, value)
-        return [value]
     values = {id(t): v for t, v in zip(model.inputs, inputs)}
     for node in model.graph.nodes:  # a graph: each node reads the values of its tensors
         index = model.layers.index(node.layer)
@@ -609,14 +604,9 @@ def to_onnx(model, opset_version: int | None = None):
             "Build it first: model.build((None, ...)) or start it with Input(...)."
         )
     graph = _GraphBuilder(onnx, opset)
-    if model.graph is None:  # a Sequential
-        input_name = model.input_layer.name if model.input_layer is not None else "input"
-        input_names, input_shapes = [input_name], [model.input_shape]
-        output_shapes = [model.output_shape]
-    else:
-        input_names = [t.name for t in model.inputs]
-        input_shapes = [t.shape for t in model.inputs]
-        output_shapes = [t.shape for t in model.outputs]
+    input_names = [t.name for t in model.inputs]
+    input_shapes = [t.shape for t in model.inputs]
+    output_shapes = [t.shape for t in model.outputs]
     outputs = _emit(graph, model, [_Value(n, len(s)) for n, s in zip(input_names, input_shapes)])
     output_names = [f"output_{i}" for i in range(len(outputs))]
     for value, output_name in zip(outputs, output_names):
