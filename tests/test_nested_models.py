@@ -189,3 +189,28 @@ def test_penalties_inside_a_nested_model_join_the_loss_as_in_keras():
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
     for expected, got in zip(reference.get_weights(), ours.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_sequential_is_a_graph_a_feature_extractor_can_read():
+    """Keras's feature-extraction pattern: a Model from a Sequential's inputs to every layer's
+    output (the Sequential's layers were called on its input when it was built)."""
+    def build(lib, sequential, model, input_fn):
+        seq = sequential([input_fn((8, 8, 2), name="pixels")], name="seq")
+        seq.add(lib.Conv2D(3, 3, activation="relu", name="c1"))  # built a layer at a time
+        seq.add(lib.MaxPooling2D(name="pool"))
+        seq.add(lib.Flatten(name="flat"))
+        extractor = model(seq.inputs, [layer.output for layer in seq.layers], name="features")
+        return seq, extractor
+
+    (theirs, their_features), (ours, our_features) = (
+        build(keras.layers, keras.Sequential, keras.Model, keras.Input),
+        build(convlens.layers, convlens.Sequential, convlens.Model, convlens.Input))
+    ours.set_weights(theirs.get_weights())
+    assert [t.name for t in ours.inputs] == ["pixels"] and ours.outputs[0].layer.name == "flat"
+    assert _summary(our_features) == _summary(their_features)
+    x = np.random.default_rng(5).standard_normal((2, 8, 8, 2)).astype("float32")
+    for got, expected in zip(our_features.predict(x, verbose=0),
+                             their_features.predict(x, verbose=0)):
+        np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no input yet"):
+        _ = convlens.Sequential([convlens.layers.Dense(2)]).inputs
