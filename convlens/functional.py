@@ -133,6 +133,14 @@ class Graph:
         self._caches: dict[int, object] = {}  # a shared layer's cache per node (training)
         self.shared = {id(lay) for lay in self.layers
                        if sum(id(n) in self.node_ids for n in lay.inbound_nodes) > 1}
+        for layer in self.layers:
+            if id(layer) in self.shared and layer.has_activity_penalty():
+                raise ValueError(
+                    f"Model '{model_name}': layer '{layer.name}' ({type(layer).__name__}) has "
+                    "an activity_regularizer and is called more than once in the model: "
+                    "convlens does not share a layer with an activity_regularizer yet. Use two "
+                    "layers, or move the regularizer to the layers around it."
+                )
         self.set_input_grad(False)
 
     def set_input_grad(self, wanted: bool) -> None:

@@ -641,8 +641,6 @@ class Sequential(Model):
             raise ValueError(f"Layer '{layer.name}' is not in model '{self.name}'.")
         return self.graph.layer_inputs(layer, [h])
 
-    backward.penalised = True
-
     def get_config(self) -> dict:
         layers = []
         if self._input_layer is not None:

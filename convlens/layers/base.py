@@ -424,13 +424,6 @@ class Layer:
         input_shape = normalize_shape(shapes if list_input else shapes[0])
         if self.built and self.input_shape is not None:
             self.check_input_shape(input_shape)
-        if self.inbound_nodes and self.has_activity_penalty():
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) has an activity_regularizer and "
-                "is called a second time: convlens does not share a layer with an "
-                "activity_regularizer yet (its penalty would count one call). Use two layers, "
-                "or move the regularizer to the layers around it."
-            )
         self.build_from_shape(input_shape)
         node = Node(self, tensors, [self.compute_output_shape(input_shape)], list_input)
         return node.outputs[0]
