@@ -49,22 +49,33 @@ def _build_map(outputs: list[KerasTensor], inputs: list[KerasTensor]):
     input_ids = {id(t) for t in inputs}
 
     def visit(tensor: KerasTensor) -> None:
-        node = tensor.node
-        if id(node) in finished:
-            return
-        if not node.is_input and id(tensor) in input_ids:
-            finished.add(id(node))  # an intermediate tensor given as an input: stop here
-            return
-        if id(node) in in_progress:
-            raise ValueError(f"Tensor {tensor.name} from layer '{node.layer.name}' is part of a "
-                             "cycle.")
-        layer_index.setdefault(id(node.layer), len(layer_index))
-        in_progress.add(id(node))
-        for parent in node.inputs:
-            visit(parent)
-        finished.add(id(node))
-        in_progress.discard(id(node))
-        ordered.append(node)
+        # Depth-first, each node after the nodes it reads (in their order), with a stack of
+        # (tensor, next input to visit) rather than recursion: a chain of 20,000 layers is fine.
+        stack = [(tensor, 0)]
+        while stack:
+            current, position = stack[-1]
+            node = current.node
+            if position == 0:
+                if id(node) in finished:
+                    stack.pop()
+                    continue
+                if not node.is_input and id(current) in input_ids:
+                    finished.add(id(node))  # an intermediate tensor given as an input: stop
+                    stack.pop()
+                    continue
+                if id(node) in in_progress:
+                    raise ValueError(f"Tensor {current.name} from layer '{node.layer.name}' is "
+                                     "part of a cycle.")
+                layer_index.setdefault(id(node.layer), len(layer_index))
+                in_progress.add(id(node))
+            if position < len(node.inputs):
+                stack[-1] = (current, position + 1)
+                stack.append((node.inputs[position], 0))
+                continue
+            finished.add(id(node))
+            in_progress.discard(id(node))
+            ordered.append(node)
+            stack.pop()
 
     for output in outputs:
         visit(output)
