@@ -51,22 +51,11 @@ class Model(Layer):
     def _init_state(self, name: str, trainable: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string; received: name={name!r}.")
-        # What Layer.__init__ sets, but shapes and weights: a model reads them from its layers.
-        self.name = name
-        self._trainable = True
-        self.trainable = trainable
+        # A layer's bookkeeping, but not its shapes and weights: a model reads those from its
+        # layers (and its penalties are its layers', model.losses).
+        self._init_bookkeeping(name, trainable)
         self.built = False
-        self.inbound_nodes: list = []  # calls as a layer of another model
-        self._batch_input_shape = None
-        self._variables: list = []
-        self._fixed_axes: dict[int, int] = {}
-        self._cache = None
-        self._activation_cache = None
-        self._grad_is_pre_activation = False
         self._needs_input_grad = False  # True once nested where a gradient flows into it
-        self.activity_regularizer = None  # a model's penalties are its layers' (model.losses)
-        self.activity_loss = None
-        self._activity_output = None
         # what compile() sets; training, the summary and callbacks read them
         self.optimizer = None
         self.loss = None  # a Loss; a list of them (or None) for several outputs

@@ -202,24 +202,12 @@ class Layer:
                 "`name` must be a non-empty string without '/' (it separates a weight's path, "
                 f"as in Keras); received: name={name!r}."
             )
-        self.name = name or unique_name(to_snake_case(type(self).__name__))
-        self._trainable = True
-        self.trainable = trainable
+        self._init_bookkeeping(name or unique_name(to_snake_case(type(self).__name__)),
+                               trainable)
         self.built = self.built_at_init
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
-        self._variables: list[Variable] = []
-        self._fixed_axes: dict[int, int] = {}
-        self._cache = None
-        self.inbound_nodes: list = []  # one Node per call on symbolic tensors
-        self._batch_input_shape = None
-        self._activation_cache = None  # (z, y) of the last training call, for backward
-        self._grad_is_pre_activation = False
         set_weight_rules(self, activity_regularizer=activity_regularizer)
-        # The activity penalty of the last call (a float32 scalar), and the output it was
-        # computed from when that call was a training one (its gradient joins backward's).
-        self.activity_loss: np.ndarray | None = None
-        self._activity_output: np.ndarray | None = None
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if batch_input_shape is not None:
@@ -227,6 +215,24 @@ class Layer:
         elif input_shape is not None:
             input_shape = (input_shape,) if isinstance(input_shape, int) else input_shape
             self._batch_input_shape = (batch_size,) + tuple(input_shape)
+
+    def _init_bookkeeping(self, name: str, trainable: bool) -> None:
+        """What every layer (a model too) keeps besides its shapes and arguments."""
+        self.name = name
+        self._trainable = True
+        self.trainable = trainable
+        self._variables: list[Variable] = []
+        self._fixed_axes: dict[int, int] = {}
+        self._cache = None
+        self.inbound_nodes: list = []  # one Node per call on symbolic tensors
+        self._batch_input_shape = None
+        self._activation_cache = None  # (z, y) of the last training call, for backward
+        self._grad_is_pre_activation = False
+        self.activity_regularizer = None
+        # The activity penalty of the last call (a float32 scalar), and the output it was
+        # computed from when that call was a training one (its gradient joins backward's).
+        self.activity_loss: np.ndarray | None = None
+        self._activity_output: np.ndarray | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
