@@ -30,12 +30,18 @@ def _listing(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
-    axes = _spatial(layer, layer.padding)
+def _edge_steps(layer, exp: LayerExplanation, amounts, sign: str) -> str:
+    """The shape step of each axis zero padding adds (``sign`` "+") or cropping removes ("-")
+    at the edges; returns the amounts per axis in words."""
+    axes = _spatial(layer, amounts)
     for name, n, out, (before, after) in axes:
         exp.shape_steps.append({"axis": name, "input": n, "output": out,
-                                "formula": f"{n} + {before} + {after} = {out}"})
-    pads = _listing([f"{_PLURAL[name]} {pair}" for name, _, _, pair in axes])
+                                "formula": f"{n} {sign} {before} {sign} {after} = {out}"})
+    return _listing([f"{_PLURAL[name]} {pair}" for name, _, _, pair in axes])
+
+
+def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
+    pads = _edge_steps(layer, exp, layer.padding, "+")
     exp.mechanism = [
         f"Adds zeros around each map: {pads} (before, after); the input values are unchanged. "
         "No weights."
@@ -43,11 +49,7 @@ def _explain_zero_padding(layer, exp: LayerExplanation) -> None:
 
 
 def _explain_cropping(layer, exp: LayerExplanation) -> None:
-    axes = _spatial(layer, layer.cropping)
-    for name, n, out, (before, after) in axes:
-        exp.shape_steps.append({"axis": name, "input": n, "output": out,
-                                "formula": f"{n} - {before} - {after} = {out}"})
-    crops = _listing([f"{_PLURAL[name]} {pair}" for name, _, _, pair in axes])
+    crops = _edge_steps(layer, exp, layer.cropping, "-")
     exp.mechanism = [
         f"Removes {crops} (before, after) from the edges of each map; the values kept are "
         "copied unchanged. No weights."
