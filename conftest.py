@@ -30,6 +30,18 @@ def _doctests_see_an_80_column_terminal(request, monkeypatch):
         monkeypatch.setenv("COLUMNS", "80")
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Run a test on both implementations of the kernels that have two: numba's loops
+    (:mod:`convlens.ops.compiled`) and the NumPy reference."""
+    from convlens.ops import compiled
+
+    if request.param == "compiled":
+        assert compiled.kernels() is not None, "numba, a dependency, is not importable"
+    monkeypatch.setattr(compiled, "ENABLED", request.param == "compiled")
+    return request.param
+
+
 @contextlib.contextmanager
 def _running_server(spec: str):
     """``convlens serve SPEC`` in a subprocess on a free port; yields its base URL."""

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convlens import shapes
-from convlens.ops import conv
+from convlens.ops import compiled, conv
 from convlens.ops.conv_geometry import Geometry
 
 torch = pytest.importorskip("torch")
@@ -77,7 +77,8 @@ def conv_cases(draw):
     n = draw(st.integers(1, 3))
     chunk = draw(st.sampled_from([conv.SINGLE_CHANNEL_CHUNK_BYTES, 64, 1000]))
     seed = draw(st.integers(0, 2**31 - 1))
-    return n, tuple(spatial), c_in, c_out, k, strides, dilation, padding, groups, chunk, seed
+    on = draw(st.booleans())  # depthwise cases have a compiled path and a NumPy one
+    return n, tuple(spatial), c_in, c_out, k, strides, dilation, padding, groups, chunk, seed, on
 
 
 def _torch_conv(x, kernel, bias, strides, padding, dilation, groups, grad_y):
@@ -111,13 +112,16 @@ def _run_chunked(chunk, function, *args):
 
 def _conv_and_grads(x, kernel, bias, strides, padding, dilation, groups, grad_y):
     y, cache = conv.conv_forward(x, kernel, bias, strides, padding, dilation, groups)
+    # the compiled loops serve exactly the depthwise convolutions in 1-d and 2-d, when on
+    depthwise = groups == x.shape[-1] > 1 and x.ndim <= 4
+    assert cache.compiled == (depthwise and compiled.ENABLED)
     return (y, *conv.conv_backward(grad_y, cache))
 
 
 @settings(max_examples=40, deadline=None)
 @given(conv_cases())
 def test_conv_matches_torch(case):
-    n, spatial, c_in, c_out, k, strides, dilation, padding, groups, chunk, seed = case
+    n, spatial, c_in, c_out, k, strides, dilation, padding, groups, chunk, seed, on = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *spatial, c_in), dtype=np.float32)
     kernel = rng.standard_normal((*k, c_in // groups, c_out), dtype=np.float32)
@@ -127,9 +131,13 @@ def test_conv_matches_torch(case):
         for s, (a, b), kk, st, d in zip(spatial, padding, k, strides, dilation, strict=True)
     )
     grad_y = rng.standard_normal((n, *out, c_out), dtype=np.float32)
-    ours = _run_chunked(
-        chunk, _conv_and_grads, x, kernel, bias, strides, padding, dilation, groups, grad_y
-    )
+    saved, compiled.ENABLED = compiled.ENABLED, on
+    try:
+        ours = _run_chunked(
+            chunk, _conv_and_grads, x, kernel, bias, strides, padding, dilation, groups, grad_y
+        )
+    finally:
+        compiled.ENABLED = saved
     reference = _torch_conv(x, kernel, bias, strides, padding, dilation, groups, grad_y)
     _close(ours[0], reference[0])
     for mine, theirs in zip(ours[1:], reference[1:], strict=True):
@@ -148,8 +156,11 @@ DEPTHWISE_GEOMETRIES = {  # strides, dilation, padding (per axis), input side
 @pytest.mark.parametrize("multiplier", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [conv.SINGLE_CHANNEL_CHUNK_BYTES, 100])
 @pytest.mark.parametrize("geometry", list(DEPTHWISE_GEOMETRIES))
-def test_depthwise_matches_torch(rank, multiplier, chunk, geometry):
-    """groups == C_in with the Keras depthwise kernel (*k, C_in, m) -> (*k, 1, C_in*m)."""
+def test_depthwise_matches_torch(rank, multiplier, chunk, geometry, kernel_path):
+    """groups == C_in with the Keras depthwise kernel (*k, C_in, m) -> (*k, 1, C_in*m).
+
+    Compiled and NumPy (``kernel_path``); in 3-d only NumPy's runs.
+    """
     stride, dilation, pad, side = DEPTHWISE_GEOMETRIES[geometry]
     rng = np.random.default_rng(rank * 10 + multiplier)
     c_in = 4
@@ -174,7 +185,11 @@ def test_depthwise_matches_torch(rank, multiplier, chunk, geometry):
     [(1, 1, "SINGLE_CHANNEL_CHUNK_BYTES"), (4, 4, "DEPTHWISE_CHUNK_BYTES"), (4, 2, "CHUNK_BYTES")],
 )
 def test_chunk_sizes_set_on_ops_conv_reach_every_path(monkeypatch, c_in, groups, name):
-    """The paths live in their own modules: sizes set on ``convlens.ops.conv`` must reach them."""
+    """The paths live in their own modules: sizes set on ``convlens.ops.conv`` must reach them.
+
+    (The compiled depthwise loops work row by row and take no chunk size: switched off here.)
+    """
+    monkeypatch.setattr(compiled, "ENABLED", False)
     budgets = []
     chunks = Geometry.chunks
 
@@ -297,10 +312,11 @@ def _numeric_gradient(loss, array, eps=1e-6):
 
 
 @pytest.mark.parametrize("groups, strides", [(1, (2, 1)), (2, (2, 1)), (2, (1, 1))])
-def test_conv_gradients_by_finite_differences(groups, strides):
+def test_conv_gradients_by_finite_differences(groups, strides, kernel_path):
     """float64 in, float64 out: the kernels keep float64 so central differences are exact.
 
-    ``groups == C_in == 2`` is depthwise: shifted views with strides, flat taps without.
+    ``groups == C_in == 2`` is depthwise: compiled loops, or NumPy's shifted views with
+    strides and flat taps without.
     """
     rng = np.random.default_rng(groups)
     x = rng.standard_normal((2, 5, 4, 2))

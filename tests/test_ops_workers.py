@@ -72,7 +72,7 @@ def _conv_and_grads(x, kernel, bias, case, grad_y=None):
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("chunk", [1 << 22, 64])  # whole samples per chunk, or rows of one
-def test_two_threads_compute_what_one_does(monkeypatch, name, dtype, chunk):
+def test_two_threads_compute_what_one_does(monkeypatch, name, dtype, chunk, kernel_path):
     case = CASES[name]
     c_in, c_out, groups, k = case[:4]
     rng = np.random.default_rng(0)

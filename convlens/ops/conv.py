@@ -51,6 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from convlens.ops import conv_compiled
 from convlens.ops.conv_depthwise import (
     depthwise_forward,
     depthwise_grad_input,
@@ -168,18 +169,16 @@ def _grad_input(grad_y: np.ndarray, kernel: np.ndarray, geo: Geometry) -> np.nda
 
 
 class _ConvCache:
-    """What conv_backward needs: the padded input, the kernel and the geometry."""
+    """What conv_backward needs: the input, the kernel and the geometry.
 
-    __slots__ = ("xp", "kernel", "has_bias", "padding", "geo")
+    ``xp`` is the padded input, or on the compiled path (``compiled``) the input unpadded.
+    """
 
-    def __init__(self, xp, kernel, has_bias, padding, geo):
-        self.xp, self.kernel, self.has_bias, self.padding, self.geo = (
-            xp,
-            kernel,
-            has_bias,
-            padding,
-            geo,
-        )
+    __slots__ = ("xp", "kernel", "has_bias", "padding", "geo", "compiled")
+
+    def __init__(self, xp, kernel, has_bias, padding, geo, compiled=False):
+        self.xp, self.kernel, self.has_bias = xp, kernel, has_bias
+        self.padding, self.geo, self.compiled = padding, geo, compiled
 
 
 def conv_forward(x, kernel, bias, strides, padding, dilation, groups=1):
@@ -218,11 +217,8 @@ def conv_forward(x, kernel, bias, strides, padding, dilation, groups=1):
             f"kernel's input axis must be C_in // groups = {c_in // max(groups, 1)}; received "
             f"kernel shape {kernel.shape}."
         )
-    if any(a or b for a, b in padding):
-        xp = np.pad(x, ((0, 0), *padding, (0, 0)))
-    else:
-        xp = np.ascontiguousarray(x)
-    geo = Geometry(xp.shape, kernel.shape, strides, dilation, groups)
+    padded = (x.shape[0], *(n + a + b for n, (a, b) in zip(x.shape[1:-1], padding)), c_in)
+    geo = Geometry(padded, kernel.shape, strides, dilation, groups)
     if any(o < 1 for o in geo.out):
         raise ValueError(
             f"conv_forward: the kernel {geo.k} with dilation {dilation} does not fit in the "
@@ -235,6 +231,14 @@ def conv_forward(x, kernel, bias, strides, padding, dilation, groups=1):
             raise ValueError(
                 f"conv_forward: `bias` must have shape ({c_out},); received {bias.shape}."
             )
+    if conv_compiled.applies(geo):
+        x = np.ascontiguousarray(x)
+        y = conv_compiled.forward(x, kernel, bias, geo, padding)
+        return y, _ConvCache(x, kernel, bias is not None, padding, geo, compiled=True)
+    if any(a or b for a, b in padding):
+        xp = np.pad(x, ((0, 0), *padding, (0, 0)))
+    else:
+        xp = np.ascontiguousarray(x)
     y = _forward(xp, kernel, geo, bias)
     return y, _ConvCache(xp, kernel, bias is not None, padding, geo)
 
@@ -252,6 +256,15 @@ def conv_backward(grad_y, cache, need_input_grad=True):
             f"conv_backward: grad_y must have the output shape {geo.out_shape}; "
             f"received {grad_y.shape}."
         )
+    if cache.compiled:
+        grad_kernel = conv_compiled.grad_kernel(cache.xp, grad_y, geo, cache.padding)
+        grad_bias = _bias_grad(grad_y) if cache.has_bias else None
+        grad_x = None
+        if need_input_grad:
+            grad_x = conv_compiled.grad_input(
+                grad_y, cache.kernel, geo, cache.padding, cache.xp.shape
+            )
+        return grad_x, grad_kernel, grad_bias
     grad_kernel, grad_bias = _grad_kernel(cache.xp, grad_y, geo, cache.has_bias)
     if cache.has_bias and grad_bias is None:
         grad_bias = _bias_grad(grad_y)

@@ -1,0 +1,179 @@
+"""Compiled loops (numba) for the kernels NumPy cannot run near memory speed.
+
+A depthwise convolution does ``K`` multiply-adds per output value (9 for 3x3). NumPy has to
+make a multiply pass and an add pass over the whole output for every tap, 17 passes, so it
+is bound by memory traffic, not arithmetic: ~5x PyTorch's time on the seed's shape, however
+the passes are arranged (see ``benchmarks/conv.py``). A compiled loop keeps one output row
+in cache while all taps add into it, one pass.
+
+The NumPy paths stay and are the reference the tests hold these loops to. Set the
+environment variable ``CONVLENS_COMPILED=0`` (or :data:`ENABLED` to False) to use them; if
+numba is not importable, they are used anyway.
+
+Layout: channels last, with each image row seen flat, ``(N, H, W*C)``. Every loop covers
+the samples ``[n0, n1)`` of the batch, so :mod:`convlens.ops.workers` splits the batch across
+threads as it does for NumPy (the loops release the GIL). Padding is not materialised: a tap
+that falls in the zero border is skipped. Indices are cast to unsigned because numba checks a
+signed index for a negative wraparound, and that check keeps LLVM from vectorising the inner
+loop over channels.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from types import SimpleNamespace
+
+import numpy as np
+
+# Read at every call: tests and benchmarks switch it.
+ENABLED = os.environ.get("CONVLENS_COMPILED", "1") != "0"
+
+
+def available() -> bool:
+    """True when the compiled loops are switched on and numba can be imported."""
+    return ENABLED and kernels() is not None
+
+
+@cache
+def kernels() -> SimpleNamespace | None:
+    """The compiled loops, built on first use (numba compiles each dtype once, then caches)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; the NumPy paths remain
+        return None
+    u = numba.uint64
+    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+
+    @jit
+    def window(shift, stride, size, out):
+        """Outputs ``t`` in ``[lo, hi)`` read input ``t*stride + shift`` inside ``[0, size)``."""
+        lo = 0
+        if shift < 0:
+            lo = (-shift + stride - 1) // stride
+        hi = min(out, (size - 1 - shift) // stride + 1) if size - 1 - shift >= 0 else 0
+        return lo, max(lo, hi)
+
+    @jit
+    def grouped_forward(x, w, bias, y, groups, n0, n1, sh, sw, dh, dw, ph, pw):
+        """``y[n, oh, ow, g*m + q] = bias + sum_taps x[n, ih, iw, g] * w[i, j, g*m + q]``.
+
+        ``x`` ``(N, H, W*G)``, ``w`` ``(kh, kw, G*m)``, ``bias`` ``(G*m,)``, ``y``
+        ``(N, Ho, Wo*G*m)``; ``ih = oh*sh + i*dh - ph``, ``iw = ow*sw + j*dw - pw``.
+        """
+        kh, kw, c_out = w.shape
+        mult = c_out // groups
+        height, width = x.shape[1], x.shape[2] // groups
+        out_h, out_w = y.shape[1], y.shape[2] // c_out
+        for n in range(n0, n1):
+            for oh in range(out_h):
+                yr = y[n, oh]
+                for t in range(out_w):
+                    yb = u(t * c_out)
+                    for c in range(c_out):
+                        yr[yb + u(c)] = bias[u(c)]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    xr = x[n, ih]
+                    for j in range(kw):
+                        shift = j * dw - pw
+                        lo, hi = window(shift, sw, width, out_w)
+                        wv = w[i, j]
+                        if mult == 1:  # the inner loop runs over the channels
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for c in range(c_out):
+                                    yr[yb + u(c)] += xr[xb + u(c)] * wv[u(c)]
+                        else:
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for g in range(groups):
+                                    s, gb = xr[xb + u(g)], u(g * mult)
+                                    for q in range(mult):
+                                        yr[yb + gb + u(q)] += s * wv[gb + u(q)]
+
+    @jit
+    def grouped_grad_input(grad_y, w, grad_x, groups, n0, n1, sh, sw, dh, dw, ph, pw):
+        """The input gradient of :func:`grouped_forward`, ``grad_x`` ``(N, H, W*G)``."""
+        kh, kw, c_out = w.shape
+        mult = c_out // groups
+        height, width = grad_x.shape[1], grad_x.shape[2] // groups
+        out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
+        for n in range(n0, n1):
+            grad_x[n] = 0
+            for oh in range(out_h):
+                gr = grad_y[n, oh]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    xr = grad_x[n, ih]
+                    for j in range(kw):
+                        shift = j * dw - pw
+                        lo, hi = window(shift, sw, width, out_w)
+                        wv = w[i, j]
+                        if mult == 1:
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for c in range(c_out):
+                                    xr[xb + u(c)] += gr[yb + u(c)] * wv[u(c)]
+                        else:
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for g in range(groups):
+                                    gb = yb + u(g * mult)
+                                    wb = u(g * mult)
+                                    s = xr[xb + u(g)]
+                                    for q in range(mult):
+                                        s += gr[gb + u(q)] * wv[wb + u(q)]
+                                    xr[xb + u(g)] = s
+
+    @jit
+    def grouped_grad_kernel(x, grad_y, total, groups, n0, n1, sh, sw, dh, dw, ph, pw):
+        """Adds the kernel gradient of samples ``[n0, n1)`` to ``total`` ``(kh, kw, G*m)``.
+
+        Each output row is summed in the input's dtype into ``row`` (``Wo`` terms), and the
+        rows are added into ``total`` (float64), so long sums keep their digits.
+        """
+        kh, kw, c_out = total.shape
+        mult = c_out // groups
+        height, width = x.shape[1], x.shape[2] // groups
+        out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
+        row = np.zeros((kh, kw, c_out), x.dtype)
+        for n in range(n0, n1):
+            for oh in range(out_h):
+                row[:] = 0
+                gr = grad_y[n, oh]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    xr = x[n, ih]
+                    for j in range(kw):
+                        shift = j * dw - pw
+                        lo, hi = window(shift, sw, width, out_w)
+                        acc = row[i, j]
+                        if mult == 1:
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for c in range(c_out):
+                                    acc[u(c)] += xr[xb + u(c)] * gr[yb + u(c)]
+                        else:
+                            for t in range(lo, hi):
+                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                                for g in range(groups):
+                                    s, gb = xr[xb + u(g)], u(g * mult)
+                                    for q in range(mult):
+                                        acc[gb + u(q)] += s * gr[yb + gb + u(q)]
+                for i in range(kh):
+                    for j in range(kw):
+                        for c in range(c_out):
+                            total[i, j, c] += row[i, j, c]
+
+    return SimpleNamespace(
+        forward=grouped_forward,
+        grad_input=grouped_grad_input,
+        grad_kernel=grouped_grad_kernel,
+    )

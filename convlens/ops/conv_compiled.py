@@ -1,0 +1,108 @@
+"""The compiled path of :mod:`convlens.ops.conv`: depthwise convolutions in 1-d and 2-d.
+
+That is ``groups == C_in > 1``, any channel multiplier, stride, dilation and padding. (With
+one input channel the im2col GEMM of :mod:`~convlens.ops.conv_single_channel` measured as fast
+as these loops, so it keeps that path.) The loops are :mod:`convlens.ops.compiled`'s; this
+module lays the arrays out for them, splits the batch across the worker threads and sums the
+kernel gradient's parts. The input is not padded: the loops skip the taps that fall in the
+border. :mod:`convlens.ops.conv` calls :func:`applies` and otherwise takes the NumPy paths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from convlens.ops import compiled
+from convlens.ops.workers import batch_parts, run_parts
+
+
+def applies(geo) -> bool:
+    """True when the compiled loops are on and ``geo`` is a 1-d or 2-d depthwise convolution."""
+    return geo.cg == 1 and geo.groups > 1 and len(geo.k) <= 2 and compiled.available()
+
+
+def _plane(geo, padding):
+    """``(kh, kw)``, ``(sh, sw, dh, dw, ph, pw)`` and ``(H, W)``, ``(Ho, Wo)`` as 2-d numbers.
+
+    A 1-d convolution is a 2-d one on images of one row.
+    """
+    if len(geo.k) == 1:
+        return (
+            (1, geo.k[0]),
+            (1, geo.strides[0], 1, geo.dilation[0], 0, padding[0][0]),
+            (1, geo.out[0]),
+        )
+    return (
+        geo.k,
+        (*geo.strides, *geo.dilation, padding[0][0], padding[1][0]),
+        geo.out,
+    )
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` or ``(N, W, C)``, contiguous, seen as ``(N, H, W*C)`` (``H = 1`` in 1-d)."""
+    height = a.shape[1] if a.ndim == 4 else 1
+    return a.reshape(a.shape[0], height, -1)
+
+
+def _parts(geo) -> list[slice]:
+    return batch_parts(geo.batch, geo.batch * math.prod(geo.out) * geo.taps * geo.c_out)
+
+
+def _plain_kernel(kernel: np.ndarray, geo) -> np.ndarray:
+    """Keras kernel ``(*k, 1, C_out)`` as ``(kh, kw, C_out)``."""
+    return kernel.reshape(*_plane(geo, ((0, 0),) * len(geo.k))[0], geo.c_out)
+
+
+def forward(x, kernel, bias, geo, padding):
+    """``y`` ``(N, *out, C_out)`` of the unpadded, contiguous ``x``."""
+    params = _plane(geo, padding)[1]
+    loops = compiled.kernels()
+    w = _plain_kernel(kernel, geo)
+    b = np.zeros(geo.c_out, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    y = np.empty(geo.out_shape, x.dtype)
+    x_rows, y_rows = _rows(x), _rows(y)
+
+    def part(samples: slice) -> None:
+        loops.forward(x_rows, w, b, y_rows, geo.groups, samples.start, samples.stop, *params)
+
+    run_parts(part, _parts(geo))
+    return y
+
+
+def grad_kernel(x, grad_y, geo, padding):
+    """The kernel's gradient, shaped like the Keras kernel ``(*k, 1, C_out)``."""
+    params = _plane(geo, padding)[1]
+    loops = compiled.kernels()
+    shape = (*_plane(geo, padding)[0], geo.c_out)
+    x_rows, g_rows = _rows(x), _rows(grad_y)
+
+    def part(samples: slice) -> np.ndarray:
+        total = np.zeros(shape, np.float64)
+        loops.grad_kernel(x_rows, g_rows, total, geo.groups, samples.start, samples.stop,
+                          *params)
+        return total
+
+    sums = run_parts(part, _parts(geo))  # each part's sum; added in batch order
+    total = sums[0]
+    for other in sums[1:]:
+        total += other
+    return total.astype(x.dtype).reshape(*geo.k, 1, geo.c_out)
+
+
+def grad_input(grad_y, kernel, geo, padding, x_shape):
+    """The gradient of the unpadded input, ``x_shape``."""
+    params = _plane(geo, padding)[1]
+    loops = compiled.kernels()
+    w = _plain_kernel(kernel, geo)
+    grad_x = np.empty(x_shape, grad_y.dtype)
+    x_rows, g_rows = _rows(grad_x), _rows(grad_y)
+
+    # Parts own whole samples, so no two threads add into the same input value.
+    def part(samples: slice) -> None:
+        loops.grad_input(g_rows, w, x_rows, geo.groups, samples.start, samples.stop, *params)
+
+    run_parts(part, _parts(geo))
+    return grad_x
