@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convlens.ops import pool
@@ -71,11 +71,14 @@ def _torch_avg_pool(t, pool_size, strides, pads):
     return sums / counts
 
 
-@settings(max_examples=30, deadline=None)
-@given(pool_cases(allow_ties=True))
-def test_max_pool_matches_torch(case):
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # kernel_path is fixed
+@given(case=pool_cases(allow_ties=True))
+def test_max_pool_matches_torch(kernel_path, case):
+    """Compiled loops (1-d, 2-d) and NumPy's strided slices, ties included."""
     x, k, s, pads = case
     y, cache = pool.max_pool_forward(x, k, s, pads)
+    assert cache.compiled == (kernel_path == "compiled" and x.ndim <= 4)
     t = _to_torch(x, requires_grad=True)
     yt = _torch_max_pool(t, k, s, pads)
     np.testing.assert_allclose(y, _from_torch(yt), rtol=RTOL)
@@ -135,7 +138,7 @@ def test_global_pool_matches_torch(case, kind, keepdims):
 # ----------------------------------------------------------------------- hand-made cases
 
 
-def test_max_pool_ties_go_to_first_cell_in_window_order():
+def test_max_pool_ties_go_to_first_cell_in_window_order(kernel_path):
     x = np.zeros((1, 2, 2, 1), np.float32)
     y, cache = pool.max_pool_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)))
     grad = pool.max_pool_backward(np.ones_like(y), cache)
@@ -149,7 +152,7 @@ def test_global_max_ties_go_to_one_cell():
     assert grad.sum() == 2.0 and grad[0, 0, 0].tolist() == [1.0, 1.0]
 
 
-def test_padded_cells_never_win_a_max():
+def test_padded_cells_never_win_a_max(kernel_path):
     x = -np.ones((1, 3, 3, 1), np.float32)  # all negative: a zero pad would win
     y, _ = pool.max_pool_forward(x, (2, 2), (2, 2), ((0, 1), (0, 1)))
     assert y.shape == (1, 2, 2, 1) and np.all(y == -1)
@@ -161,7 +164,16 @@ def test_avg_pool_same_divides_by_real_cells():
     assert np.all(y == 1.0)
 
 
-def test_mnist_shape_reshape_equivalence():
+def test_max_pool_propagates_nan_as_torch_does(kernel_path):
+    x = np.arange(32, dtype=np.float32).reshape(1, 4, 4, 2)
+    x[0, 1, 2, 1] = np.nan  # in window (0, 1) of channel 1
+    y, _ = pool.max_pool_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)))
+    reference = _from_torch(F.max_pool2d(_to_torch(x), 2, 2))
+    np.testing.assert_array_equal(y, reference)  # NaNs compare equal here
+    assert np.isnan(y).sum() == 1
+
+
+def test_mnist_shape_reshape_equivalence(kernel_path):
     """stride == pool: same numbers as the reshape-and-reduce formulation."""
     x = np.random.default_rng(5).standard_normal((8, 24, 24, 16)).astype(np.float32)
     y, _ = pool.max_pool_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)))
@@ -217,7 +229,7 @@ def _numeric_grad(f, x, eps=1e-6):
         ((1, 3, 3, 3, 1), (2, 2, 2), (1, 1, 1), ((0, 1), (0, 0), (1, 0))),
     ],
 )
-def test_finite_differences_float64(kind, shape, k, s, pads):
+def test_finite_differences_float64(kind, shape, k, s, pads, kernel_path):
     rng = np.random.default_rng(6)
     x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) * 0.1
     forward = pool.max_pool_forward if kind == "max" else pool.avg_pool_forward

@@ -1,10 +1,13 @@
 """Compiled loops (numba) for the kernels NumPy cannot run near memory speed.
 
+Two kinds of kernel have them: depthwise convolutions and max pooling.
+
 A depthwise convolution does ``K`` multiply-adds per output value (9 for 3x3). NumPy has to
 make a multiply pass and an add pass over the whole output for every tap, 17 passes, so it
 is bound by memory traffic, not arithmetic: ~5x PyTorch's time on the seed's shape, however
 the passes are arranged (see ``benchmarks/conv.py``). A compiled loop keeps one output row
-in cache while all taps add into it, one pass.
+in cache while all taps add into it, one pass. Max pooling's backward pass, which NumPy
+runs as a compare, a mask update and a masked copy per window tap, is one pass too.
 
 The NumPy paths stay and are the reference the tests hold these loops to. Set the
 environment variable ``CONVLENS_COMPILED=0`` (or :data:`ENABLED` to False) to use them; if
@@ -172,8 +175,64 @@ def kernels() -> SimpleNamespace | None:
                         for c in range(c_out):
                             total[i, j, c] += row[i, j, c]
 
+    @jit
+    def max_pool_forward(x, y, channels, n0, n1, kh, kw, sh, sw, ph, pw):
+        """``y[n, oh, ow, c]``: the maximum of ``x[n, ih, iw, c]`` over the window's real cells.
+
+        ``x`` ``(N, H, W*C)``, ``y`` ``(N, Ho, Wo*C)``; a NaN wins, as in ``np.maximum``.
+        """
+        height, width = x.shape[1], x.shape[2] // channels
+        out_h, out_w = y.shape[1], y.shape[2] // channels
+        for n in range(n0, n1):
+            for oh in range(out_h):
+                yr = y[n, oh]
+                yr[:] = -np.inf
+                for i in range(kh):
+                    ih = oh * sh + i - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    xr = x[n, ih]
+                    for j in range(kw):
+                        shift = j - pw
+                        lo, hi = window(shift, sw, width, out_w)
+                        for t in range(lo, hi):
+                            yb, xb = u(t * channels), u((t * sw + shift) * channels)
+                            for c in range(channels):  # stores without a branch vectorise
+                                v, best = xr[xb + u(c)], yr[yb + u(c)]
+                                yr[yb + u(c)] = v if (v > best) | (v != v) else best
+
+    @jit
+    def max_pool_backward(x, y, grad_y, grad_x, channels, n0, n1, kh, kw, sh, sw, ph, pw):
+        """Each output's gradient goes to the first cell, in window order, equal to its maximum."""
+        height, width = x.shape[1], x.shape[2] // channels
+        out_h, out_w = y.shape[1], y.shape[2] // channels
+        still_open = np.empty(y.shape[2], np.bool_)  # outputs of the row without a winner yet
+        zero = grad_y.dtype.type(0)
+        for n in range(n0, n1):
+            grad_x[n] = 0
+            for oh in range(out_h):
+                yr, gr = y[n, oh], grad_y[n, oh]
+                still_open[:] = True
+                for i in range(kh):
+                    ih = oh * sh + i - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    xr, gxr = x[n, ih], grad_x[n, ih]
+                    for j in range(kw):
+                        shift = j - pw
+                        lo, hi = window(shift, sw, width, out_w)
+                        for t in range(lo, hi):
+                            yb, xb = u(t * channels), u((t * sw + shift) * channels)
+                            for c in range(channels):  # stores without a branch vectorise
+                                is_open = still_open[yb + u(c)]
+                                wins = is_open & (xr[xb + u(c)] == yr[yb + u(c)])
+                                gxr[xb + u(c)] += gr[yb + u(c)] if wins else zero
+                                still_open[yb + u(c)] = is_open ^ wins
+
     return SimpleNamespace(
         forward=grouped_forward,
         grad_input=grouped_grad_input,
         grad_kernel=grouped_grad_kernel,
+        max_pool_forward=max_pool_forward,
+        max_pool_backward=max_pool_backward,
     )

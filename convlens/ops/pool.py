@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from convlens.ops import compiled
 from convlens.ops.workers import VALUE_WORK, batch_parts, run_parts
 from convlens.shapes import conv_output_length
 
@@ -158,10 +159,13 @@ class _PoolGeometry:
 class _PoolCache:
     """What a pooling backward pass needs."""
 
-    def __init__(self, geometry: _PoolGeometry, dtype, padded=None, y=None, scale=None):
+    def __init__(
+        self, geometry: _PoolGeometry, dtype, padded=None, y=None, scale=None, compiled=False
+    ):
         self.geometry = geometry
         self.dtype = dtype
-        self.padded = padded  # max: the -inf padded input
+        self.compiled = compiled  # max: computed by the compiled loops
+        self.padded = padded  # max: the -inf padded input (unpadded when compiled)
         self.y = y  # max: the forward output
         self.scale = scale  # avg: 1 / count of real cells, (1, *out, 1)
 
@@ -204,6 +208,11 @@ def max_pool_forward(x: np.ndarray, pool_size, strides, padding: Pads):
     """
     x = _float(x)
     geo = _PoolGeometry(x.shape, pool_size, strides, padding, "max_pool")
+    if geo.rank <= 2 and compiled.available():
+        x = np.ascontiguousarray(x)
+        y = np.empty(geo.out_shape, x.dtype)
+        _compiled_max_pool(geo, "max_pool_forward", x, y)
+        return y, _PoolCache(geo, x.dtype, padded=x, y=y, compiled=True)
     xp = geo.pad(x, -np.inf)
     y = np.empty(geo.out_shape, x.dtype)
     first, *rest = geo.taps
@@ -222,7 +231,11 @@ def max_pool_forward(x: np.ndarray, pool_size, strides, padding: Pads):
 def max_pool_backward(grad_y: np.ndarray, cache: _PoolCache) -> np.ndarray:
     """Each output's gradient goes to the first cell (window order) that holds its maximum."""
     geo, xp, y = cache.geometry, cache.padded, cache.y
-    grad_y = np.asarray(grad_y, cache.dtype)
+    grad_y = np.ascontiguousarray(grad_y, cache.dtype)
+    if cache.compiled:
+        grad_x = np.empty(xp.shape, cache.dtype)
+        _compiled_max_pool(geo, "max_pool_backward", xp, y, grad_y, grad_x)
+        return grad_x
     grad_xp = np.zeros(xp.shape, cache.dtype)
 
     # Parts own whole samples, so no two threads write the same input cell.
@@ -246,6 +259,26 @@ def max_pool_backward(grad_y: np.ndarray, cache: _PoolCache) -> np.ndarray:
 
     run_parts(part, geo.batch_parts())
     return geo.unpad(grad_xp)
+
+
+def _compiled_max_pool(geo: _PoolGeometry, name: str, *arrays: np.ndarray) -> None:
+    """Run :mod:`convlens.ops.compiled`'s loop ``name`` on 1-d or 2-d arrays, split by threads.
+
+    Each array ``(N, H, W, C)`` (or ``(N, W, C)``) is seen as ``(N, H, W*C)``; the padding is
+    not materialised, the loops skip the cells outside the input.
+    """
+    if geo.rank == 1:
+        params = (1, geo.pool[0], 1, geo.strides[0], 0, geo.pads[0][0])
+    else:
+        params = (*geo.pool, *geo.strides, geo.pads[0][0], geo.pads[1][0])
+    rows = [a.reshape(a.shape[0], a.shape[1] if a.ndim == 4 else 1, -1) for a in arrays]
+    loop = getattr(compiled.kernels(), name)
+    channels = geo.in_shape[-1]
+
+    def part(samples: slice) -> None:
+        loop(*rows, channels, samples.start, samples.stop, *params)
+
+    run_parts(part, geo.batch_parts())
 
 
 # --------------------------------------------------------------------------------------------
