@@ -176,6 +176,31 @@ def kernels() -> SimpleNamespace | None:
                             total[i, j, c] += row[i, j, c]
 
     @jit
+    def col2im_add(cols, grad_x, channels, n0, first, kh, kw, sh, sw, dh, dw):
+        """Adds every column of a chunk of output rows back onto the input it was read from.
+
+        ``cols`` ``(b, rows, Wo*kh*kw*C)`` holds, per output pixel, one ``C``-vector per tap
+        (tap-major, as the Keras kernel orders its rows); ``grad_x`` ``(N, Hp, Wp*C)`` is the
+        padded input's gradient. Row ``r`` of sample ``n`` is output row ``first + r`` of
+        sample ``n0 + n``; its tap ``(i, j)`` at ``ow`` lands on
+        ``grad_x[n0 + n, (first + r)*sh + i*dh, (ow*sw + j*dw)*C + c]``.
+        """
+        b, rows = cols.shape[0], cols.shape[1]
+        taps = kh * kw
+        out_w = cols.shape[2] // (taps * channels)
+        for n in range(b):
+            for r in range(rows):
+                cr = cols[n, r]
+                for i in range(kh):
+                    gxr = grad_x[n0 + n, (first + r) * sh + i * dh]
+                    for ow in range(out_w):
+                        for j in range(kw):
+                            cb = u((ow * taps + i * kw + j) * channels)
+                            xb = u((ow * sw + j * dw) * channels)
+                            for c in range(channels):
+                                gxr[xb + u(c)] += cr[cb + u(c)]
+
+    @jit
     def max_pool_forward(x, y, channels, n0, n1, kh, kw, sh, sw, ph, pw):
         """``y[n, oh, ow, c]``: the maximum of ``x[n, ih, iw, c]`` over the window's real cells.
 
@@ -233,6 +258,7 @@ def kernels() -> SimpleNamespace | None:
         forward=grouped_forward,
         grad_input=grouped_grad_input,
         grad_kernel=grouped_grad_kernel,
+        col2im_add=col2im_add,
         max_pool_forward=max_pool_forward,
         max_pool_backward=max_pool_backward,
     )

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from convlens.ops import compiled
 from convlens.ops.conv_geometry import Geometry, as_rows, kernel_taps, reuse_buffer
 from convlens.ops.workers import batch_parts, run_parts
 
@@ -116,6 +117,8 @@ def gemm_grad_input(
     grad_y: np.ndarray, kernel: np.ndarray, geo: Geometry, budget: int
 ) -> np.ndarray:
     """col2im of ``grad_y @ kernel^T``: the gradient w.r.t. the padded input."""
+    if geo.groups == 1 and len(geo.k) == 2 and compiled.available():
+        return _compiled_grad_input(grad_y, kernel, geo, budget)
     dtype = grad_y.dtype
     grad_xp = np.zeros((geo.batch, *geo.padded, geo.c_in), dtype)
     w = geo.grouped_kernel(kernel).reshape(geo.groups, geo.taps, geo.cg, geo.cog)  # (G, K, Cg, Cog)
@@ -143,6 +146,37 @@ def gemm_grad_input(
                 target = grad_xp[(batch, *geo.tap_index(first, stop, tap))]  # (b, *out, C_in)
                 target = target.reshape(*target.shape[:-1], geo.groups, geo.cg)  # (b,*out,G,Cg)
                 target += cols[i]
+
+    run_parts(part, _parts(geo))
+    return grad_xp
+
+
+def _compiled_grad_input(grad_y, kernel, geo: Geometry, budget: int) -> np.ndarray:
+    """2-d, one group: one GEMM per chunk, ``(M, C_out) @ (C_out, K*C_in)``, pixel-major
+    columns, then :mod:`convlens.ops.compiled`'s ``col2im_add`` adds them onto the input.
+
+    One wide GEMM (N = K*C_in) runs BLAS faster than K narrow ones (N = C_in), and the loop
+    adds each column while the chunk is in cache, where NumPy needs one strided add per tap.
+    """
+    dtype = grad_y.dtype
+    grad_xp = np.zeros((geo.batch, *geo.padded, geo.c_in), dtype)
+    gx_rows = grad_xp.reshape(geo.batch, geo.padded[0], -1)  # (N, Hp, Wp*C_in)
+    w_t = kernel.reshape(geo.taps * geo.c_in, geo.c_out).T  # (C_out, K*C_in)
+    bytes_per_pixel = (geo.taps * geo.c_in + geo.c_out) * dtype.itemsize
+    col2im = compiled.kernels().col2im_add
+    params = (*geo.k, *geo.strides, *geo.dilation)
+
+    # Parts own whole samples, so no two threads add into the same input pixel.
+    def part(samples: slice) -> None:
+        scratch = None
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+            size = g_rows.shape[0] * w_t.shape[1]
+            scratch = reuse_buffer(scratch, size, dtype)
+            cols = scratch[:size].reshape(g_rows.shape[0], w_t.shape[1])  # (M, K*C_in)
+            np.matmul(g_rows, w_t, out=cols)
+            cols = cols.reshape(batch.stop - batch.start, stop - first, -1)  # (b, rows, Wo*K*C)
+            col2im(cols, gx_rows, geo.c_in, batch.start, first, *params)
 
     run_parts(part, _parts(geo))
     return grad_xp
