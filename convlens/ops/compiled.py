@@ -38,227 +38,29 @@ def available() -> bool:
     return ENABLED and kernels() is not None
 
 
+def as_image_rows(a: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` or ``(N, W, C)``, contiguous, seen as ``(N, H, W*C)`` (``H = 1`` in 1-d)."""
+    height = a.shape[1] if a.ndim == 4 else 1
+    view = a.view()
+    view.shape = (a.shape[0], height, a.size // (a.shape[0] * height))  # raises, never copies
+    return view
+
+
 @cache
 def kernels() -> SimpleNamespace | None:
-    """The compiled loops, built on first use (numba compiles each dtype once, then caches)."""
+    """The compiled loops (:mod:`convlens.ops.loops`), or None without numba.
+
+    numba is imported on first use, not with convlens (it takes ~0.5 s).
+    """
     try:
-        import numba
+        from convlens.ops import loops
     except ImportError:  # pragma: no cover - numba is a dependency; the NumPy paths remain
         return None
-    u = numba.uint64
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-
-    @jit
-    def window(shift, stride, size, out):
-        """Outputs ``t`` in ``[lo, hi)`` read input ``t*stride + shift`` inside ``[0, size)``."""
-        lo = 0
-        if shift < 0:
-            lo = (-shift + stride - 1) // stride
-        hi = min(out, (size - 1 - shift) // stride + 1) if size - 1 - shift >= 0 else 0
-        return lo, max(lo, hi)
-
-    @jit
-    def grouped_forward(x, w, bias, y, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-        """``y[n, oh, ow, g*m + q] = bias + sum_taps x[n, ih, iw, g] * w[i, j, g*m + q]``.
-
-        ``x`` ``(N, H, W*G)``, ``w`` ``(kh, kw, G*m)``, ``bias`` ``(G*m,)``, ``y``
-        ``(N, Ho, Wo*G*m)``; ``ih = oh*sh + i*dh - ph``, ``iw = ow*sw + j*dw - pw``.
-        """
-        kh, kw, c_out = w.shape
-        mult = c_out // groups
-        height, width = x.shape[1], x.shape[2] // groups
-        out_h, out_w = y.shape[1], y.shape[2] // c_out
-        for n in range(n0, n1):
-            for oh in range(out_h):
-                yr = y[n, oh]
-                for t in range(out_w):
-                    yb = u(t * c_out)
-                    for c in range(c_out):
-                        yr[yb + u(c)] = bias[u(c)]
-                for i in range(kh):
-                    ih = oh * sh + i * dh - ph
-                    if ih < 0 or ih >= height:
-                        continue
-                    xr = x[n, ih]
-                    for j in range(kw):
-                        shift = j * dw - pw
-                        lo, hi = window(shift, sw, width, out_w)
-                        wv = w[i, j]
-                        if mult == 1:  # the inner loop runs over the channels
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for c in range(c_out):
-                                    yr[yb + u(c)] += xr[xb + u(c)] * wv[u(c)]
-                        else:
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for g in range(groups):
-                                    s, gb = xr[xb + u(g)], u(g * mult)
-                                    for q in range(mult):
-                                        yr[yb + gb + u(q)] += s * wv[gb + u(q)]
-
-    @jit
-    def grouped_grad_input(grad_y, w, grad_x, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-        """The input gradient of :func:`grouped_forward`, ``grad_x`` ``(N, H, W*G)``."""
-        kh, kw, c_out = w.shape
-        mult = c_out // groups
-        height, width = grad_x.shape[1], grad_x.shape[2] // groups
-        out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
-        for n in range(n0, n1):
-            grad_x[n] = 0
-            for oh in range(out_h):
-                gr = grad_y[n, oh]
-                for i in range(kh):
-                    ih = oh * sh + i * dh - ph
-                    if ih < 0 or ih >= height:
-                        continue
-                    xr = grad_x[n, ih]
-                    for j in range(kw):
-                        shift = j * dw - pw
-                        lo, hi = window(shift, sw, width, out_w)
-                        wv = w[i, j]
-                        if mult == 1:
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for c in range(c_out):
-                                    xr[xb + u(c)] += gr[yb + u(c)] * wv[u(c)]
-                        else:
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for g in range(groups):
-                                    gb = yb + u(g * mult)
-                                    wb = u(g * mult)
-                                    s = xr[xb + u(g)]
-                                    for q in range(mult):
-                                        s += gr[gb + u(q)] * wv[wb + u(q)]
-                                    xr[xb + u(g)] = s
-
-    @jit
-    def grouped_grad_kernel(x, grad_y, total, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-        """Adds the kernel gradient of samples ``[n0, n1)`` to ``total`` ``(kh, kw, G*m)``.
-
-        Each output row is summed in the input's dtype into ``row`` (``Wo`` terms), and the
-        rows are added into ``total`` (float64), so long sums keep their digits.
-        """
-        kh, kw, c_out = total.shape
-        mult = c_out // groups
-        height, width = x.shape[1], x.shape[2] // groups
-        out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
-        row = np.zeros((kh, kw, c_out), x.dtype)
-        for n in range(n0, n1):
-            for oh in range(out_h):
-                row[:] = 0
-                gr = grad_y[n, oh]
-                for i in range(kh):
-                    ih = oh * sh + i * dh - ph
-                    if ih < 0 or ih >= height:
-                        continue
-                    xr = x[n, ih]
-                    for j in range(kw):
-                        shift = j * dw - pw
-                        lo, hi = window(shift, sw, width, out_w)
-                        acc = row[i, j]
-                        if mult == 1:
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for c in range(c_out):
-                                    acc[u(c)] += xr[xb + u(c)] * gr[yb + u(c)]
-                        else:
-                            for t in range(lo, hi):
-                                yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                                for g in range(groups):
-                                    s, gb = xr[xb + u(g)], u(g * mult)
-                                    for q in range(mult):
-                                        acc[gb + u(q)] += s * gr[yb + gb + u(q)]
-                for i in range(kh):
-                    for j in range(kw):
-                        for c in range(c_out):
-                            total[i, j, c] += row[i, j, c]
-
-    @jit
-    def col2im_add(cols, grad_x, channels, n0, first, kh, kw, sh, sw, dh, dw):
-        """Adds every column of a chunk of output rows back onto the input it was read from.
-
-        ``cols`` ``(b, rows, Wo*kh*kw*C)`` holds, per output pixel, one ``C``-vector per tap
-        (tap-major, as the Keras kernel orders its rows); ``grad_x`` ``(N, Hp, Wp*C)`` is the
-        padded input's gradient. Row ``r`` of sample ``n`` is output row ``first + r`` of
-        sample ``n0 + n``; its tap ``(i, j)`` at ``ow`` lands on
-        ``grad_x[n0 + n, (first + r)*sh + i*dh, (ow*sw + j*dw)*C + c]``.
-        """
-        b, rows = cols.shape[0], cols.shape[1]
-        taps = kh * kw
-        out_w = cols.shape[2] // (taps * channels)
-        for n in range(b):
-            for r in range(rows):
-                cr = cols[n, r]
-                for i in range(kh):
-                    gxr = grad_x[n0 + n, (first + r) * sh + i * dh]
-                    for ow in range(out_w):
-                        for j in range(kw):
-                            cb = u((ow * taps + i * kw + j) * channels)
-                            xb = u((ow * sw + j * dw) * channels)
-                            for c in range(channels):
-                                gxr[xb + u(c)] += cr[cb + u(c)]
-
-    @jit
-    def max_pool_forward(x, y, channels, n0, n1, kh, kw, sh, sw, ph, pw):
-        """``y[n, oh, ow, c]``: the maximum of ``x[n, ih, iw, c]`` over the window's real cells.
-
-        ``x`` ``(N, H, W*C)``, ``y`` ``(N, Ho, Wo*C)``; a NaN wins, as in ``np.maximum``.
-        """
-        height, width = x.shape[1], x.shape[2] // channels
-        out_h, out_w = y.shape[1], y.shape[2] // channels
-        for n in range(n0, n1):
-            for oh in range(out_h):
-                yr = y[n, oh]
-                yr[:] = -np.inf
-                for i in range(kh):
-                    ih = oh * sh + i - ph
-                    if ih < 0 or ih >= height:
-                        continue
-                    xr = x[n, ih]
-                    for j in range(kw):
-                        shift = j - pw
-                        lo, hi = window(shift, sw, width, out_w)
-                        for t in range(lo, hi):
-                            yb, xb = u(t * channels), u((t * sw + shift) * channels)
-                            for c in range(channels):  # stores without a branch vectorise
-                                v, best = xr[xb + u(c)], yr[yb + u(c)]
-                                yr[yb + u(c)] = v if (v > best) | (v != v) else best
-
-    @jit
-    def max_pool_backward(x, y, grad_y, grad_x, channels, n0, n1, kh, kw, sh, sw, ph, pw):
-        """Each output's gradient goes to the first cell, in window order, equal to its maximum."""
-        height, width = x.shape[1], x.shape[2] // channels
-        out_h, out_w = y.shape[1], y.shape[2] // channels
-        still_open = np.empty(y.shape[2], np.bool_)  # outputs of the row without a winner yet
-        zero = grad_y.dtype.type(0)
-        for n in range(n0, n1):
-            grad_x[n] = 0
-            for oh in range(out_h):
-                yr, gr = y[n, oh], grad_y[n, oh]
-                still_open[:] = True
-                for i in range(kh):
-                    ih = oh * sh + i - ph
-                    if ih < 0 or ih >= height:
-                        continue
-                    xr, gxr = x[n, ih], grad_x[n, ih]
-                    for j in range(kw):
-                        shift = j - pw
-                        lo, hi = window(shift, sw, width, out_w)
-                        for t in range(lo, hi):
-                            yb, xb = u(t * channels), u((t * sw + shift) * channels)
-                            for c in range(channels):  # stores without a branch vectorise
-                                is_open = still_open[yb + u(c)]
-                                wins = is_open & (xr[xb + u(c)] == yr[yb + u(c)])
-                                gxr[xb + u(c)] += gr[yb + u(c)] if wins else zero
-                                still_open[yb + u(c)] = is_open ^ wins
-
     return SimpleNamespace(
-        forward=grouped_forward,
-        grad_input=grouped_grad_input,
-        grad_kernel=grouped_grad_kernel,
-        col2im_add=col2im_add,
-        max_pool_forward=max_pool_forward,
-        max_pool_backward=max_pool_backward,
+        forward=loops.grouped_forward,
+        grad_input=loops.grouped_grad_input,
+        grad_kernel=loops.grouped_grad_kernel,
+        col2im_add=loops.col2im_add,
+        max_pool_forward=loops.max_pool_forward,
+        max_pool_backward=loops.max_pool_backward,
     )

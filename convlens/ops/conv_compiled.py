@@ -41,12 +41,6 @@ def _plane(geo, padding):
     )
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """``(N, H, W, C)`` or ``(N, W, C)``, contiguous, seen as ``(N, H, W*C)`` (``H = 1`` in 1-d)."""
-    height = a.shape[1] if a.ndim == 4 else 1
-    return a.reshape(a.shape[0], height, -1)
-
-
 def _parts(geo) -> list[slice]:
     return batch_parts(geo.batch, geo.batch * math.prod(geo.out) * geo.taps * geo.c_out)
 
@@ -63,7 +57,7 @@ def forward(x, kernel, bias, geo, padding):
     w = _plain_kernel(kernel, geo)
     b = np.zeros(geo.c_out, x.dtype) if bias is None else np.ascontiguousarray(bias)
     y = np.empty(geo.out_shape, x.dtype)
-    x_rows, y_rows = _rows(x), _rows(y)
+    x_rows, y_rows = compiled.as_image_rows(x), compiled.as_image_rows(y)
 
     def part(samples: slice) -> None:
         loops.forward(x_rows, w, b, y_rows, geo.groups, samples.start, samples.stop, *params)
@@ -77,7 +71,7 @@ def grad_kernel(x, grad_y, geo, padding):
     params = _plane(geo, padding)[1]
     loops = compiled.kernels()
     shape = (*_plane(geo, padding)[0], geo.c_out)
-    x_rows, g_rows = _rows(x), _rows(grad_y)
+    x_rows, g_rows = compiled.as_image_rows(x), compiled.as_image_rows(grad_y)
 
     def part(samples: slice) -> np.ndarray:
         total = np.zeros(shape, np.float64)
@@ -98,7 +92,7 @@ def grad_input(grad_y, kernel, geo, padding, x_shape):
     loops = compiled.kernels()
     w = _plain_kernel(kernel, geo)
     grad_x = np.empty(x_shape, grad_y.dtype)
-    x_rows, g_rows = _rows(grad_x), _rows(grad_y)
+    x_rows, g_rows = compiled.as_image_rows(grad_x), compiled.as_image_rows(grad_y)
 
     # Parts own whole samples, so no two threads add into the same input value.
     def part(samples: slice) -> None:

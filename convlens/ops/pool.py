@@ -264,14 +264,14 @@ def max_pool_backward(grad_y: np.ndarray, cache: _PoolCache) -> np.ndarray:
 def _compiled_max_pool(geo: _PoolGeometry, name: str, *arrays: np.ndarray) -> None:
     """Run :mod:`convlens.ops.compiled`'s loop ``name`` on 1-d or 2-d arrays, split by threads.
 
-    Each array ``(N, H, W, C)`` (or ``(N, W, C)``) is seen as ``(N, H, W*C)``; the padding is
-    not materialised, the loops skip the cells outside the input.
+    Each contiguous array ``(N, H, W, C)`` (or ``(N, W, C)``) is seen as ``(N, H, W*C)``; the
+    padding is not materialised, the loops skip the cells outside the input.
     """
     if geo.rank == 1:
         params = (1, geo.pool[0], 1, geo.strides[0], 0, geo.pads[0][0])
     else:
         params = (*geo.pool, *geo.strides, geo.pads[0][0], geo.pads[1][0])
-    rows = [a.reshape(a.shape[0], a.shape[1] if a.ndim == 4 else 1, -1) for a in arrays]
+    rows = [compiled.as_image_rows(a) for a in arrays]
     loop = getattr(compiled.kernels(), name)
     channels = geo.in_shape[-1]
 
