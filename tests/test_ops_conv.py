@@ -373,3 +373,24 @@ def test_bad_groups_and_too_small_input_raise_value_error():
         conv.conv_forward(
             x, np.zeros((7, 3, 4, 2), np.float32), None, (1, 1), ((0, 0), (0, 0)), (1, 1)
         )
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("kw", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_single_channel_forward_compiled_equals_numpy_in_float64(
+    monkeypatch, rank, kw, stride, dilation
+):
+    """One input channel: the compiled loop (taps three at a time, zero taps for a kernel
+    row of 1, 2, 4, 5 or 7) computes what the NumPy GEMM does, in float64."""
+    rng = np.random.default_rng(kw * 10 + stride)
+    x = rng.standard_normal((3, *(13,) * rank, 1))
+    kernel = rng.standard_normal((*(3,) * (rank - 1), kw, 1, 5))
+    bias = rng.standard_normal(5)
+    args = ((stride,) * rank, ((1, 2),) * rank, (dilation,) * rank)
+    monkeypatch.setattr(compiled, "ENABLED", True)
+    ours, _ = conv.conv_forward(x, kernel, bias, *args)
+    monkeypatch.setattr(compiled, "ENABLED", False)
+    numpy_path, _ = conv.conv_forward(x, kernel, bias, *args)
+    assert ours.dtype == np.float64 and ours.shape == numpy_path.shape
+    np.testing.assert_allclose(ours, numpy_path, rtol=1e-12, atol=1e-12)

@@ -61,6 +61,7 @@ def kernels() -> SimpleNamespace | None:
         grad_input=loops.grouped_grad_input,
         grad_kernel=loops.grouped_grad_kernel,
         col2im_add=loops.col2im_add,
+        single_channel_forward=loops.single_channel_forward,
         max_pool_forward=loops.max_pool_forward,
         max_pool_backward=loops.max_pool_backward,
     )

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from convlens.ops import compiled
 from convlens.ops.conv_geometry import as_rows, kernel_taps, reuse_buffer
 from convlens.ops.workers import batch_parts, run_parts
 
@@ -35,6 +36,8 @@ def _parts(geo) -> list[slice]:
 
 
 def single_channel_forward(xp, kernel, geo, bias, budget):
+    if len(geo.k) <= 2 and compiled.available():
+        return _compiled_forward(xp, kernel, geo, bias)
     y = np.empty(geo.out_shape, xp.dtype)
     w = kernel.reshape(geo.taps, geo.c_out)  # (K, C_out)
     if bias is not None:
@@ -92,3 +95,33 @@ def single_channel_grad_input(grad_y, kernel, geo, budget):
 
     run_parts(part, _parts(geo))
     return grad_xp
+
+
+def _compiled_forward(xp, kernel, geo, bias):
+    """1-d and 2-d: :mod:`convlens.ops.compiled`'s loop, three taps of a row per pass.
+
+    The GEMM above writes its 11 MB output twice for the seed's first layer (BLAS zeroes it
+    before adding ``K = 10`` products into it) and builds patches first; the loop writes it
+    once. A kernel row whose length is not a multiple of 3 gets zero taps, read from extra
+    zero columns on the right.
+    """
+    if len(geo.k) == 1:
+        (kw,), (sw,), (dw,), (kh, sh, dh) = geo.k, geo.strides, geo.dilation, (1, 1, 1)
+    else:
+        (kh, kw), (sh, sw), (dh, dw) = geo.k, geo.strides, geo.dilation
+    planes = compiled.as_image_rows(xp)  # (N, Hp, Wp)
+    kw3 = -(-kw // 3) * 3
+    w3 = np.zeros((kh, kw3, geo.c_out), xp.dtype)
+    w3[:, :kw] = kernel.reshape(kh, kw, geo.c_out)
+    if kw3 > kw:  # the zero taps read up to (kw3 - kw) * dw columns past the padded row
+        planes = np.pad(planes, ((0, 0), (0, 0), (0, (kw3 - kw) * dw)))
+    b = np.zeros(geo.c_out, xp.dtype) if bias is None else bias
+    y = np.empty(geo.out_shape, xp.dtype)
+    y_rows = compiled.as_image_rows(y)
+    loop = compiled.kernels().single_channel_forward
+
+    def part(samples: slice) -> None:
+        loop(planes, w3, b, y_rows, samples.start, samples.stop, sh, sw, dh, dw)
+
+    run_parts(part, _parts(geo))
+    return y

@@ -225,3 +225,36 @@ def max_pool_backward(x, y, grad_y, grad_x, channels, n0, n1, kh, kw, sh, sw, ph
                             wins = is_open & (xr[xb + u(c)] == yr[yb + u(c)])
                             gxr[xb + u(c)] += gr[yb + u(c)] if wins else zero
                             still_open[yb + u(c)] = is_open ^ wins
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def single_channel_forward(xp, w3, bias, y, n0, n1, sh, sw, dh, dw):
+    """A convolution of one input channel, taps summed three at a time along each row.
+
+    ``xp`` ``(N, Hp, Wp)`` is the padded input, ``w3`` ``(kh, kw3, C_out)`` the kernel with
+    ``kw3`` a multiple of 3 (missing taps are zeros, read from extra padding), ``y``
+    ``(N, Ho, Wo*C_out)``. Three taps of a kernel row add into the output row in one pass,
+    a multiply-add each (``contract``: fused, so rounding differs from NumPy's by an ulp).
+    """
+    kh, kw3, c_out = w3.shape
+    out_h, out_w = y.shape[1], y.shape[2] // c_out
+    for n in range(n0, n1):
+        for oh in range(out_h):
+            yr = y[n, oh]
+            for i in range(kh):
+                xr = xp[n, oh * sh + i * dh]
+                for j0 in range(0, kw3, 3):
+                    w0, w1, w2 = w3[i, j0], w3[i, j0 + 1], w3[i, j0 + 2]
+                    first = i == 0 and j0 == 0
+                    for t in range(out_w):
+                        at = t * sw + j0 * dw
+                        s0, s1, s2 = xr[u(at)], xr[u(at + dw)], xr[u(at + 2 * dw)]
+                        b = u(t * c_out)
+                        if first:
+                            for c in range(c_out):
+                                yr[b + u(c)] = (
+                                    bias[u(c)] + s0 * w0[u(c)] + s1 * w1[u(c)] + s2 * w2[u(c)]
+                                )
+                        else:
+                            for c in range(c_out):
+                                yr[b + u(c)] += s0 * w0[u(c)] + s1 * w1[u(c)] + s2 * w2[u(c)]
