@@ -394,3 +394,18 @@ def test_single_channel_forward_compiled_equals_numpy_in_float64(
     numpy_path, _ = conv.conv_forward(x, kernel, bias, *args)
     assert ours.dtype == np.float64 and ours.shape == numpy_path.shape
     np.testing.assert_allclose(ours, numpy_path, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_without_input_gradient(kernel_path, multiplier):
+    """A first layer wants no input gradient: the kernel's is the same either way."""
+    rng = np.random.default_rng(multiplier)
+    x = rng.standard_normal((3, 7, 6, 4), dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, 1, 4 * multiplier), dtype=np.float32)
+    args = ((1, 2), ((1, 1), (0, 2)), (1, 1), 4)
+    y, cache = conv.conv_forward(x, kernel, None, *args)
+    grad_y = rng.standard_normal(y.shape, dtype=np.float32)
+    grad_x, grad_kernel, _ = conv.conv_backward(grad_y, cache, need_input_grad=True)
+    none, alone, _ = conv.conv_backward(grad_y, cache, need_input_grad=False)
+    assert grad_x is not None and none is None
+    np.testing.assert_array_equal(alone, grad_kernel)

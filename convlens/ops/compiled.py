@@ -42,7 +42,7 @@ def as_image_rows(a: np.ndarray) -> np.ndarray:
     """``(N, H, W, C)`` or ``(N, W, C)``, contiguous, seen as ``(N, H, W*C)`` (``H = 1`` in 1-d)."""
     height = a.shape[1] if a.ndim == 4 else 1
     view = a.view()
-    view.shape = (a.shape[0], height, a.size // (a.shape[0] * height))  # raises, never copies
+    view.shape = (a.shape[0], height, a.shape[-2] * a.shape[-1])  # raises, never copies
     return view
 
 
@@ -58,8 +58,7 @@ def kernels() -> SimpleNamespace | None:
         return None
     return SimpleNamespace(
         forward=loops.grouped_forward,
-        grad_input=loops.grouped_grad_input,
-        grad_kernel=loops.grouped_grad_kernel,
+        backward=loops.grouped_backward,
         col2im_add=loops.col2im_add,
         single_channel_forward=loops.single_channel_forward,
         max_pool_forward=loops.max_pool_forward,

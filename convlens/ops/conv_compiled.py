@@ -66,37 +66,26 @@ def forward(x, kernel, bias, geo, padding):
     return y
 
 
-def grad_kernel(x, grad_y, geo, padding):
-    """The kernel's gradient, shaped like the Keras kernel ``(*k, 1, C_out)``."""
-    params = _plane(geo, padding)[1]
-    loops = compiled.kernels()
-    shape = (*_plane(geo, padding)[0], geo.c_out)
-    x_rows, g_rows = compiled.as_image_rows(x), compiled.as_image_rows(grad_y)
-
-    def part(samples: slice) -> np.ndarray:
-        total = np.zeros(shape, np.float64)
-        loops.grad_kernel(x_rows, g_rows, total, geo.groups, samples.start, samples.stop,
-                          *params)
-        return total
-
-    sums = run_parts(part, _parts(geo))  # each part's sum; added in batch order
-    total = sums[0]
-    for other in sums[1:]:
-        total += other
-    return total.astype(x.dtype).reshape(*geo.k, 1, geo.c_out)
-
-
-def grad_input(grad_y, kernel, geo, padding, x_shape):
-    """The gradient of the unpadded input, ``x_shape``."""
+def backward(x, grad_y, kernel, geo, padding, need_input_grad):
+    """``(grad_x or None, grad_kernel)``: the unpadded input's gradient and the kernel's,
+    shaped like the Keras kernel ``(*k, 1, C_out)``, from one pass over ``grad_y``."""
     params = _plane(geo, padding)[1]
     loops = compiled.kernels()
     w = _plain_kernel(kernel, geo)
-    grad_x = np.empty(x_shape, grad_y.dtype)
-    x_rows, g_rows = compiled.as_image_rows(grad_x), compiled.as_image_rows(grad_y)
+    grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), grad_y.dtype)
+    x_rows, g_rows, gx_rows = (compiled.as_image_rows(a) for a in (x, grad_y, grad_x))
 
-    # Parts own whole samples, so no two threads add into the same input value.
-    def part(samples: slice) -> None:
-        loops.grad_input(g_rows, w, x_rows, geo.groups, samples.start, samples.stop, *params)
+    # Parts own whole samples, so no two threads add into the same input value; each part
+    # sums its own kernel gradient.
+    def part(samples: slice) -> np.ndarray:
+        total = np.zeros(w.shape, np.float64)
+        loops.backward(x_rows, g_rows, w, gx_rows, total, geo.groups, samples.start,
+                       samples.stop, *params)
+        return total
 
-    run_parts(part, _parts(geo))
-    return grad_x
+    sums = run_parts(part, _parts(geo))  # added in batch order
+    total = sums[0]
+    for other in sums[1:]:
+        total += other
+    grad_kernel = total.astype(x.dtype).reshape(*geo.k, 1, geo.c_out)
+    return (grad_x if need_input_grad else None), grad_kernel

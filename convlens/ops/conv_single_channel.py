@@ -103,8 +103,8 @@ def _compiled_forward(xp, kernel, geo, bias):
     For the seed's first layer the GEMM above, with only ``K = 10`` rows, runs far below
     BLAS's speed (2 ms on one core for 28 M multiply-adds, after the patches are built); the
     loop reads the input rows in place and writes its 11 MB output once (1.5 ms with two
-    threads, against 2.5 ms). A kernel row whose length is not a multiple of 3 gets zero taps, read from extra
-    zero columns on the right.
+    threads, against 2.5 ms). A kernel row whose length is not a multiple of 3 gets zero
+    taps, read from extra zero columns on the right.
     """
     if len(geo.k) == 1:
         (kw,), (sw,), (dw,), (kh, sh, dh) = geo.k, geo.strides, geo.dilation, (1, 1, 1)

@@ -66,55 +66,23 @@ def grouped_forward(x, w, bias, y, groups, n0, n1, sh, sw, dh, dw, ph, pw):
 
 
 @jit
-def grouped_grad_input(grad_y, w, grad_x, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-    """The input gradient of :func:`grouped_forward`, ``grad_x`` ``(N, H, W*G)``."""
-    kh, kw, c_out = w.shape
-    mult = c_out // groups
-    height, width = grad_x.shape[1], grad_x.shape[2] // groups
-    out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
-    for n in range(n0, n1):
-        grad_x[n] = 0
-        for oh in range(out_h):
-            gr = grad_y[n, oh]
-            for i in range(kh):
-                ih = oh * sh + i * dh - ph
-                if ih < 0 or ih >= height:
-                    continue
-                xr = grad_x[n, ih]
-                for j in range(kw):
-                    shift = j * dw - pw
-                    lo, hi = window(shift, sw, width, out_w)
-                    wv = w[i, j]
-                    if mult == 1:
-                        for t in range(lo, hi):
-                            yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                            for c in range(c_out):
-                                xr[xb + u(c)] += gr[yb + u(c)] * wv[u(c)]
-                    else:
-                        for t in range(lo, hi):
-                            yb, xb = u(t * c_out), u((t * sw + shift) * groups)
-                            for g in range(groups):
-                                gb = yb + u(g * mult)
-                                wb = u(g * mult)
-                                s = xr[xb + u(g)]
-                                for q in range(mult):
-                                    s += gr[gb + u(q)] * wv[wb + u(q)]
-                                xr[xb + u(g)] = s
+def grouped_backward(x, grad_y, w, grad_x, total, groups, n0, n1, sh, sw, dh, dw, ph, pw):
+    """Both gradients of :func:`grouped_forward` in one pass over ``grad_y`` ``(N, Ho, Wo*G*m)``.
 
-
-@jit
-def grouped_grad_kernel(x, grad_y, total, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-    """Adds the kernel gradient of samples ``[n0, n1)`` to ``total`` ``(kh, kw, G*m)``.
-
-    Each output row is summed in the input's dtype into ``row`` (``Wo`` terms), and the
-    rows are added into ``total`` (float64), so long sums keep their digits.
+    The kernel's is added to ``total`` ``(kh, kw, G*m)``: each output row is summed in the
+    input's dtype into ``row`` (``Wo`` terms) and the rows into ``total`` (float64), so long
+    sums keep their digits. The input's is written to ``grad_x`` ``(N, H, W*G)``, unless
+    ``grad_x`` holds no samples (``shape[0] == 0``: not wanted).
     """
-    kh, kw, c_out = total.shape
+    kh, kw, c_out = w.shape
     mult = c_out // groups
     height, width = x.shape[1], x.shape[2] // groups
     out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
+    with_input = grad_x.shape[0] > 0
     row = np.zeros((kh, kw, c_out), x.dtype)
     for n in range(n0, n1):
+        if with_input:
+            grad_x[n] = 0
         for oh in range(out_h):
             row[:] = 0
             gr = grad_y[n, oh]
@@ -123,22 +91,30 @@ def grouped_grad_kernel(x, grad_y, total, groups, n0, n1, sh, sw, dh, dw, ph, pw
                 if ih < 0 or ih >= height:
                     continue
                 xr = x[n, ih]
+                gxr = grad_x[n, ih] if with_input else xr  # (xr unused then)
                 for j in range(kw):
                     shift = j * dw - pw
                     lo, hi = window(shift, sw, width, out_w)
-                    acc = row[i, j]
-                    if mult == 1:
-                        for t in range(lo, hi):
-                            yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                    acc, wv = row[i, j], w[i, j]
+                    for t in range(lo, hi):
+                        yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                        if mult == 1 and with_input:
+                            for c in range(c_out):
+                                g = gr[yb + u(c)]
+                                acc[u(c)] += xr[xb + u(c)] * g
+                                gxr[xb + u(c)] += g * wv[u(c)]
+                        elif mult == 1:
                             for c in range(c_out):
                                 acc[u(c)] += xr[xb + u(c)] * gr[yb + u(c)]
-                    else:
-                        for t in range(lo, hi):
-                            yb, xb = u(t * c_out), u((t * sw + shift) * groups)
+                        else:
                             for g in range(groups):
                                 s, gb = xr[xb + u(g)], u(g * mult)
+                                back = gxr[xb + u(g)] if with_input else s
                                 for q in range(mult):
                                     acc[gb + u(q)] += s * gr[yb + gb + u(q)]
+                                    back += gr[yb + gb + u(q)] * wv[gb + u(q)]
+                                if with_input:
+                                    gxr[xb + u(g)] = back
             for i in range(kh):
                 for j in range(kw):
                     for c in range(c_out):
