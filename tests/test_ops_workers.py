@@ -130,7 +130,9 @@ def _one_and_two_threads(monkeypatch, compute):
     "pool, strides, padding",
     [((2, 2), (2, 2), ((0, 0), (0, 0))), ((3, 2), (1, 2), ((1, 1), (0, 1)))],
 )
-def test_max_pooling_split_across_threads_is_exact(monkeypatch, dtype, pool, strides, padding):
+def test_max_pooling_split_across_threads_is_exact(
+    monkeypatch, dtype, pool, strides, padding, kernel_path
+):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 7, 6, 3)).astype(dtype)
     x[:, 1, 1] = x[:, 1, 0]  # ties: the gradient goes to the first cell in window order

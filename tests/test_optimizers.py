@@ -219,3 +219,25 @@ def test_state_round_trip():
     for a, b in zip(opt.variables, other.variables, strict=True):
         np.testing.assert_array_equal(a.value, b.value)
     assert other.iterations == 1
+
+
+def test_adam_compiled_step_is_bitwise_the_numpy_step(monkeypatch):
+    """Adam's compiled one-pass update (on by default) against its NumPy form, six steps."""
+    from convlens.ops import compiled
+
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    grads = [rng.standard_normal(start.shape).astype(np.float32) for _ in range(6)]
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", on)
+        variable = Variable(start.copy(), "w", "w")
+        opt = optimizers.Adam(learning_rate=0.01, beta_1=0.8, epsilon=1e-4)
+        for grad in grads:
+            opt.apply_gradients([(grad.T.T[:, ::1], variable)])
+        results.append((variable.value.copy(), [v.value.copy() for v in opt.variables]))
+    (w_on, state_on), (w_off, state_off) = results
+    np.testing.assert_array_equal(w_on, w_off)
+    assert not np.array_equal(w_on, start)
+    for a, b in zip(state_on, state_off, strict=True):
+        np.testing.assert_array_equal(a, b)

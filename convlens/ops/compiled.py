@@ -1,6 +1,7 @@
 """Compiled loops (numba) for the kernels NumPy cannot run near memory speed.
 
-Two kinds of kernel have them: depthwise convolutions and max pooling.
+Kernels that have them: depthwise and one-channel convolutions, col2im, max pooling and
+Adam's update.
 
 A depthwise convolution does ``K`` multiply-adds per output value (9 for 3x3). NumPy has to
 make a multiply pass and an add pass over the whole output for every tap, 17 passes, so it
@@ -61,6 +62,7 @@ def kernels() -> SimpleNamespace | None:
         backward=loops.grouped_backward,
         col2im_add=loops.col2im_add,
         single_channel_forward=loops.single_channel_forward,
+        adam_update=loops.adam_update,
         max_pool_forward=loops.max_pool_forward,
         max_pool_backward=loops.max_pool_backward,
     )

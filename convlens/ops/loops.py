@@ -234,3 +234,16 @@ def single_channel_forward(xp, w3, bias, y, n0, n1, sh, sw, dh, dw):
                         else:
                             for c in range(c_out):
                                 yr[b + u(c)] += s0 * w0[u(c)] + s1 * w1[u(c)] + s2 * w2[u(c)]
+
+
+@jit
+def adam_update(w, g, m, v, beta_1, keep_1, beta_2, keep_2, alpha, epsilon):
+    """Adam's step on flat arrays in one pass: the NumPy path's operations in its order, with
+    its scalars (``keep_i = 1 - beta_i``) in the arrays' dtype, so the results are the same
+    bits."""
+    for k in range(w.size):
+        gk = g[k]
+        mk = m[k] * beta_1 + gk * keep_1
+        vk = v[k] * beta_2 + gk * gk * keep_2
+        m[k], v[k] = mk, vk
+        w[k] -= (mk * alpha) / (np.sqrt(vk) + epsilon)

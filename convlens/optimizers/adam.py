@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from convlens.ops import compiled
 from convlens.optimizers.base import Optimizer, check_number
+
+
+def _flat_views_of_one_dtype(*arrays: np.ndarray) -> bool:
+    """True when every array is C-contiguous (``reshape(-1)`` is a view) of the first's dtype."""
+    return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
 
 
 class Adam(Optimizer):
@@ -61,6 +67,15 @@ class Adam(Optimizer):
         alpha = learning_rate * np.sqrt(one - beta_2**step) / (one - beta_1**step)
         m = self._momentums[index].value
         v = self._velocities[index].value
+        w = variable.value
+        if not self.amsgrad and _flat_views_of_one_dtype(w, m, v) and compiled.available():
+            # One pass instead of a dozen over the weights: the same operations, in order.
+            scalars = (beta_1, one - beta_1, beta_2, one - beta_2, alpha, self.epsilon)
+            compiled.kernels().adam_update(
+                w.reshape(-1), np.ascontiguousarray(gradient, w.dtype).reshape(-1),
+                m.reshape(-1), v.reshape(-1), *(w.dtype.type(np.float32(s)) for s in scalars),
+            )
+            return
         m *= beta_1
         m += gradient * (one - beta_1)
         v *= beta_2
