@@ -409,3 +409,24 @@ def test_depthwise_without_input_gradient(kernel_path, multiplier):
     none, alone, _ = conv.conv_backward(grad_y, cache, need_input_grad=False)
     assert grad_x is not None and none is None
     np.testing.assert_array_equal(alone, grad_kernel)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("chunk", [conv.CHUNK_BYTES, 64])
+def test_pointwise_conv_matches_torch(rank, padding, chunk):
+    """1x1, stride 1, one group: the patches are the input rows and the input gradient is
+    written in place, with no copy and no col2im."""
+    rng = np.random.default_rng(rank + 3 * padding)
+    x = rng.standard_normal((3, *(5,) * rank, 6), dtype=np.float32)
+    kernel = rng.standard_normal((*(1,) * rank, 6, 4), dtype=np.float32)
+    bias = rng.standard_normal(4, dtype=np.float32)
+    pads = ((padding, padding),) * rank
+    side = 5 + 2 * padding
+    grad_y = rng.standard_normal((3, *(side,) * rank, 4), dtype=np.float32)
+    args = (x, kernel, bias, (1,) * rank, pads, (1,) * rank, 1, grad_y)
+    ours = _run_chunked(chunk, _conv_and_grads, *args)
+    reference = _torch_conv(*args)
+    _close(ours[0], reference[0])
+    for mine, theirs in zip(ours[1:], reference[1:], strict=True):
+        _close(mine, theirs, rtol=1e-4, scale=1e-4)

@@ -25,6 +25,26 @@ def _parts(geo: Geometry) -> list[slice]:
     return batch_parts(geo.batch, work)
 
 
+def _pointwise(geo: Geometry) -> bool:
+    """A 1x1 convolution with stride 1 and one group: a matrix product per pixel."""
+    return geo.taps == 1 and geo.groups == 1 and all(s == 1 for s in geo.strides)
+
+
+def _patches(xp, windows, geo: Geometry, batch: slice, first: int, stop: int, scratch):
+    """The chunk's patch matrix ``(G, M, K*Cg)``, and the work buffer to reuse next time.
+
+    A 1x1 convolution with stride 1 and one group reads each pixel once, in order: its patches
+    are the input rows themselves, so no copy is made.
+    """
+    if _pointwise(geo):
+        return as_rows(xp[batch, first:stop], geo.c_in)[None], scratch  # (1, M, C_in)
+    src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
+    scratch = reuse_buffer(scratch, src.size, xp.dtype)
+    patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
+    np.copyto(patches, src)
+    return patches.reshape(geo.groups, -1, geo.taps * geo.cg), scratch  # (G, M, K*Cg)
+
+
 def gemm_forward(
     xp: np.ndarray, kernel: np.ndarray, geo: Geometry, bias, budget: int
 ) -> np.ndarray:
@@ -35,17 +55,12 @@ def gemm_forward(
     y = np.empty(geo.out_shape, xp.dtype)
     windows = geo.windows(xp)
     w = geo.grouped_kernel(kernel)  # (G, K*Cg, Cog)
-    depth = geo.taps * geo.cg
     bytes_per_pixel = (geo.taps * geo.c_in + geo.c_out) * xp.itemsize
 
     def part(samples: slice) -> None:
         scratch = tmp = None
         for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
-            src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
-            scratch = reuse_buffer(scratch, src.size, xp.dtype)
-            patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
-            np.copyto(patches, src)
-            patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+            patches, scratch = _patches(xp, windows, geo, batch, first, stop, scratch)
             y_rows = as_rows(y[batch, first:stop], geo.c_out)  # (M, C_out)
             if geo.groups == 1:
                 np.matmul(patches[0], w[0], out=y_rows)
@@ -85,11 +100,7 @@ def gemm_grad_kernel(
         grad_b = np.zeros(geo.c_out, dtype) if with_bias else None
         scratch = ones = None
         for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
-            src = windows[:, batch, first:stop]  # (G, b, *out_chunk, *k, Cg)
-            scratch = reuse_buffer(scratch, src.size, dtype)
-            patches = scratch[: src.size].reshape(src.shape)  # (G, b, *out_chunk, *k, Cg)
-            np.copyto(patches, src)
-            patches = patches.reshape(geo.groups, -1, depth)  # (G, M, K*Cg)
+            patches, scratch = _patches(xp, windows, geo, batch, first, stop, scratch)
             g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
             if with_bias:
                 if ones is None or ones.size != g_rows.shape[0]:
@@ -117,6 +128,8 @@ def gemm_grad_input(
     grad_y: np.ndarray, kernel: np.ndarray, geo: Geometry, budget: int
 ) -> np.ndarray:
     """col2im of ``grad_y @ kernel^T``: the gradient w.r.t. the padded input."""
+    if _pointwise(geo):
+        return _pointwise_grad_input(grad_y, kernel, geo, budget)
     if geo.groups == 1 and len(geo.k) == 2 and compiled.available():
         return _compiled_grad_input(grad_y, kernel, geo, budget)
     dtype = grad_y.dtype
@@ -177,6 +190,23 @@ def _compiled_grad_input(grad_y, kernel, geo: Geometry, budget: int) -> np.ndarr
             np.matmul(g_rows, w_t, out=cols)
             cols = cols.reshape(batch.stop - batch.start, stop - first, -1)  # (b, rows, Wo*K*C)
             col2im(cols, gx_rows, geo.c_in, batch.start, first, *params)
+
+    run_parts(part, _parts(geo))
+    return grad_xp
+
+
+def _pointwise_grad_input(grad_y, kernel, geo: Geometry, budget: int) -> np.ndarray:
+    """1x1, stride 1, one group: each pixel's gradient is ``grad_y @ kernel^T``, written in
+    place (every padded pixel is an output pixel, so nothing is added or left unwritten)."""
+    dtype = grad_y.dtype
+    grad_xp = np.empty((geo.batch, *geo.padded, geo.c_in), dtype)
+    w_t = kernel.reshape(geo.c_in, geo.c_out).T  # (C_out, C_in)
+    bytes_per_pixel = (geo.c_in + geo.c_out) * dtype.itemsize
+
+    def part(samples: slice) -> None:
+        for batch, first, stop in geo.chunks(bytes_per_pixel, budget, samples):
+            g_rows = as_rows(grad_y[batch, first:stop], geo.c_out)  # (M, C_out)
+            np.matmul(g_rows, w_t, out=as_rows(grad_xp[batch, first:stop], geo.c_in))
 
     run_parts(part, _parts(geo))
     return grad_xp
