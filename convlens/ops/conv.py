@@ -257,10 +257,10 @@ def conv_backward(grad_y, cache, need_input_grad=True):
             f"received {grad_y.shape}."
         )
     if cache.compiled:
-        grad_x, grad_kernel = conv_compiled.backward(
+        grad_x, grad_kernel, grad_bias = conv_compiled.backward(
             cache.xp, grad_y, cache.kernel, geo, cache.padding, need_input_grad
         )
-        return grad_x, grad_kernel, _bias_grad(grad_y) if cache.has_bias else None
+        return grad_x, grad_kernel, grad_bias if cache.has_bias else None
     grad_kernel, grad_bias = _grad_kernel(cache.xp, grad_y, geo, cache.has_bias)
     if cache.has_bias and grad_bias is None:
         grad_bias = _bias_grad(grad_y)

@@ -67,8 +67,9 @@ def forward(x, kernel, bias, geo, padding):
 
 
 def backward(x, grad_y, kernel, geo, padding, need_input_grad):
-    """``(grad_x or None, grad_kernel)``: the unpadded input's gradient and the kernel's,
-    shaped like the Keras kernel ``(*k, 1, C_out)``, from one pass over ``grad_y``."""
+    """``(grad_x or None, grad_kernel, grad_bias)`` from one pass over ``grad_y``: the unpadded
+    input's gradient, the kernel's shaped like the Keras kernel ``(*k, 1, C_out)``, and the
+    bias's."""
     params = _plane(geo, padding)[1]
     loops = compiled.kernels()
     w = _plain_kernel(kernel, geo)
@@ -77,15 +78,16 @@ def backward(x, grad_y, kernel, geo, padding, need_input_grad):
 
     # Parts own whole samples, so no two threads add into the same input value; each part
     # sums its own kernel gradient.
-    def part(samples: slice) -> np.ndarray:
-        total = np.zeros(w.shape, np.float64)
-        loops.backward(x_rows, g_rows, w, gx_rows, total, geo.groups, samples.start,
-                       samples.stop, *params)
-        return total
+    def part(samples: slice) -> tuple[np.ndarray, np.ndarray]:
+        total, bias_total = np.zeros(w.shape, np.float64), np.zeros(geo.c_out, np.float64)
+        loops.backward(x_rows, g_rows, w, gx_rows, total, bias_total, geo.groups,
+                       samples.start, samples.stop, *params)
+        return total, bias_total
 
     sums = run_parts(part, _parts(geo))  # added in batch order
-    total = sums[0]
-    for other in sums[1:]:
+    total, bias_total = sums[0]
+    for other, other_bias in sums[1:]:
         total += other
+        bias_total += other_bias
     grad_kernel = total.astype(x.dtype).reshape(*geo.k, 1, geo.c_out)
-    return (grad_x if need_input_grad else None), grad_kernel
+    return (grad_x if need_input_grad else None), grad_kernel, bias_total.astype(x.dtype)

@@ -66,13 +66,15 @@ def grouped_forward(x, w, bias, y, groups, n0, n1, sh, sw, dh, dw, ph, pw):
 
 
 @jit
-def grouped_backward(x, grad_y, w, grad_x, total, groups, n0, n1, sh, sw, dh, dw, ph, pw):
-    """Both gradients of :func:`grouped_forward` in one pass over ``grad_y`` ``(N, Ho, Wo*G*m)``.
+def grouped_backward(
+    x, grad_y, w, grad_x, total, bias_total, groups, n0, n1, sh, sw, dh, dw, ph, pw
+):
+    """The gradients of :func:`grouped_forward` in one pass over ``grad_y`` ``(N, Ho, Wo*G*m)``.
 
-    The kernel's is added to ``total`` ``(kh, kw, G*m)``: each output row is summed in the
-    input's dtype into ``row`` (``Wo`` terms) and the rows into ``total`` (float64), so long
-    sums keep their digits. The input's is written to ``grad_x`` ``(N, H, W*G)``, unless
-    ``grad_x`` holds no samples (``shape[0] == 0``: not wanted).
+    The kernel's is added to ``total`` ``(kh, kw, G*m)`` and the bias's to ``bias_total``
+    ``(G*m,)``: each output row is summed in the input's dtype (``Wo`` terms) and the rows into
+    the totals (float64), so long sums keep their digits. The input's is written to ``grad_x``
+    ``(N, H, W*G)``, unless ``grad_x`` holds no samples (``shape[0] == 0``: not wanted).
     """
     kh, kw, c_out = w.shape
     mult = c_out // groups
@@ -80,12 +82,20 @@ def grouped_backward(x, grad_y, w, grad_x, total, groups, n0, n1, sh, sw, dh, dw
     out_h, out_w = grad_y.shape[1], grad_y.shape[2] // c_out
     with_input = grad_x.shape[0] > 0
     row = np.zeros((kh, kw, c_out), x.dtype)
+    bias_row = np.zeros(c_out, x.dtype)
     for n in range(n0, n1):
         if with_input:
             grad_x[n] = 0
         for oh in range(out_h):
             row[:] = 0
+            bias_row[:] = 0
             gr = grad_y[n, oh]
+            for t in range(out_w):
+                yb = u(t * c_out)
+                for c in range(c_out):
+                    bias_row[u(c)] += gr[yb + u(c)]
+            for c in range(c_out):
+                bias_total[c] += bias_row[c]
             for i in range(kh):
                 ih = oh * sh + i * dh - ph
                 if ih < 0 or ih >= height:
