@@ -375,17 +375,18 @@ def test_bad_groups_and_too_small_input_raise_value_error():
         )
 
 
-@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("rank, kh", [(1, None), (2, 1), (2, 2), (2, 3), (2, 4)])
 @pytest.mark.parametrize("kw", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (3, 2)])
 def test_single_channel_forward_compiled_equals_numpy_in_float64(
-    monkeypatch, rank, kw, stride, dilation
+    monkeypatch, rank, kh, kw, stride, dilation
 ):
-    """One input channel: the compiled loop (taps three at a time, zero taps for a kernel
-    row of 1, 2, 4, 5 or 7) computes what the NumPy GEMM does, in float64."""
+    """One input channel: the compiled loops (one block of nine taps up to 3x3, rows of
+    three taps beyond, zeros for the missing ones) compute what the NumPy GEMM does, in
+    float64."""
     rng = np.random.default_rng(kw * 10 + stride)
     x = rng.standard_normal((3, *(13,) * rank, 1))
-    kernel = rng.standard_normal((*(3,) * (rank - 1), kw, 1, 5))
+    kernel = rng.standard_normal((*(() if kh is None else (kh,)), kw, 1, 5))
     bias = rng.standard_normal(5)
     args = ((stride,) * rank, ((1, 2),) * rank, (dilation,) * rank)
     monkeypatch.setattr(compiled, "ENABLED", True)

@@ -62,6 +62,7 @@ def kernels() -> SimpleNamespace | None:
         backward=loops.grouped_backward,
         col2im_add=loops.col2im_add,
         single_channel_forward=loops.single_channel_forward,
+        single_channel_forward_3x3=loops.single_channel_forward_3x3,
         adam_update=loops.adam_update,
         max_pool_forward=loops.max_pool_forward,
         max_pool_backward=loops.max_pool_backward,

@@ -98,28 +98,34 @@ def single_channel_grad_input(grad_y, kernel, geo, budget):
 
 
 def _compiled_forward(xp, kernel, geo, bias):
-    """1-d and 2-d: :mod:`convlens.ops.compiled`'s loop, three taps of a row per pass.
+    """1-d and 2-d: :mod:`convlens.ops.compiled`'s loops.
 
     For the seed's first layer the GEMM above, with only ``K = 10`` rows, runs far below
     BLAS's speed (2 ms on one core for 28 M multiply-adds, after the patches are built); the
-    loop reads the input rows in place and writes its 11 MB output once (1.5 ms with two
-    threads, against 2.5 ms). A kernel row whose length is not a multiple of 3 gets zero
-    taps, read from extra zero columns on the right.
+    loops read the input rows in place and write the 11 MB output once (1.1-1.2 ms with two
+    threads, against 2.5 ms). A kernel of at most 3x3 taps is one block of nine, summed in
+    registers; a larger one goes three taps of a row per pass. Missing taps are zeros, read
+    from extra zero rows and columns below and right of the padded input.
     """
     if len(geo.k) == 1:
         (kw,), (sw,), (dw,), (kh, sh, dh) = geo.k, geo.strides, geo.dilation, (1, 1, 1)
     else:
         (kh, kw), (sh, sw), (dh, dw) = geo.k, geo.strides, geo.dilation
     planes = compiled.as_image_rows(xp)  # (N, Hp, Wp)
+    # At most 3x3 taps: one block of nine, zero rows below a shorter kernel; else rows of
+    # three taps each.
+    rows = 3 if kh <= 3 and kw <= 3 else kh
     kw3 = -(-kw // 3) * 3
-    w3 = np.zeros((kh, kw3, geo.c_out), xp.dtype)
-    w3[:, :kw] = kernel.reshape(kh, kw, geo.c_out)
-    if kw3 > kw:  # the zero taps read up to (kw3 - kw) * dw columns past the padded row
-        planes = np.pad(planes, ((0, 0), (0, 0), (0, (kw3 - kw) * dw)))
+    w3 = np.zeros((rows, kw3, geo.c_out), xp.dtype)
+    w3[:kh, :kw] = kernel.reshape(kh, kw, geo.c_out)
+    if rows > kh or kw3 > kw:  # the zero taps read past the padded input
+        planes = np.pad(planes, ((0, 0), (0, (rows - kh) * dh), (0, (kw3 - kw) * dw)))
     b = np.zeros(geo.c_out, xp.dtype) if bias is None else bias
     y = np.empty(geo.out_shape, xp.dtype)
     y_rows = compiled.as_image_rows(y)
-    loop = compiled.kernels().single_channel_forward
+    loops = compiled.kernels()
+    block = w3.shape[:2] == (3, 3)
+    loop = loops.single_channel_forward_3x3 if block else loops.single_channel_forward
 
     def part(samples: slice) -> None:
         loop(planes, w3, b, y_rows, samples.start, samples.stop, sh, sw, dh, dw)
