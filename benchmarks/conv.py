@@ -74,20 +74,24 @@ Compiled loops (numba, ``convlens/ops/loops.py``; 2 threads, quiet machine, medi
 
 * Depthwise (128, 26, 26, 32), 3x3 'same': one pass per output row, all taps adding into the
   row while it is in cache, the padding skipped instead of copied. Forward 8-12 -> 3.1-3.5
-  (PyTorch 1.4-1.6), forward + backward 40 -> 15-18 with both gradients in one pass over
-  ``grad_y`` (two passes: 18-19). Kept. How the loop is written matters more than anything:
-  a signed index makes numba test it for wraparound and LLVM then does not vectorise (28 ms);
-  per-pixel slices of 2-d views, 8.5-30 ms; a running row with unsigned flat indices, 3.1.
+  (PyTorch 1.4-1.6), forward + backward 40 -> 9-10 with the three gradients in one pass
+  over ``grad_y`` (two passes and a BLAS sum for the bias: 18-19). Kept. How the loop is
+  written matters more than anything: a signed index makes numba test it for wraparound and
+  LLVM then does not vectorise (28 ms); per-pixel slices of 2-d views, 8.5-30 ms; a running
+  row with unsigned flat indices, 3.1.
 * Max pooling 2x2 on (128, 24, 24, 64): the backward pass as one loop that keeps, per
   output, whether its winner was found, with branch-free stores (a branchy loop was slower
   than NumPy, 23 against 12): 6.8-7.4 -> 2.4. The forward stays at NumPy's ~2.1. Kept.
 * conv2's input gradient: one GEMM per chunk to (M, K*C_in) pixel-major columns (N = 288
   instead of nine GEMMs with N = 32) and a compiled col2im that adds them while they are in
   cache: 43 -> 27. Kept.
-* conv1 forward (one input channel): a loop that adds three taps of a kernel row per pass,
-  multiply-adds fused (``fastmath={"contract"}``), the output written once: 2.5 -> 1.5
-  (PyTorch 1.0-1.3). One tap per pass: 2.9; eight scalar accumulators per pixel for the SLP
-  vectoriser: 5.5. The backward stays on the GEMM (the loop's was 2x slower).
+* conv1 forward (one input channel): each output vector is the bias plus its nine products,
+  summed in registers (multiply-adds fused, ``fastmath={"contract"}``) and stored once:
+  2.5 -> 1.1-1.2 (PyTorch 0.9-1.3). Three taps of a kernel row per pass, adding into the
+  output row in cache: 1.4-1.6 (kept for kernels larger than 3x3); one tap per pass: 2.9;
+  eight scalar accumulators per pixel for the SLP vectoriser: 5.5; a general loop over 3x3
+  blocks that starts each row from the bias: no faster than three taps per pass. The
+  backward stays on the GEMM (the loop's was 2x slower).
 * Each loop runs on the worker threads' batch parts, like the NumPy code; numba compiles it
   on first use and caches it on disk (as closures inside a function, numba missed its cache
   and compiled again in every process, ~4 s; at module level a later process loads it in
