@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from convlens.ops import conv, workers
 from convlens.ops.activations import activation_backward, activation_forward
+from convlens.ops.dense import dense_backward, dense_forward
 from convlens.ops.normalization import batch_norm_backward, batch_norm_forward
 from convlens.ops.pool import max_pool_backward, max_pool_forward
 
@@ -197,3 +198,27 @@ def test_batch_norm_split_across_threads(monkeypatch, dtype, shape):
     axes = tuple(range(len(shape) - 1))
     np.testing.assert_allclose(one[1], x.mean(axis=axes), rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(one[2], x.var(axis=axes), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_split_across_threads(monkeypatch, dtype):
+    """Rows of x, of grad_z and of grad_kernel go to different threads; no sum is split."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((7, 3, 11)).astype(dtype)
+    kernel, grad_z = rng.standard_normal((11, 5)).astype(dtype), rng.standard_normal((7, 3, 5))
+    bias = rng.standard_normal(5).astype(dtype)
+
+    def compute():
+        z, cache = dense_forward(x, kernel, bias)
+        return (z, *dense_backward(grad_z.astype(dtype), cache))
+
+    one, two = _one_and_two_threads(monkeypatch, compute)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-13
+    for a, b in zip(one, two, strict=True):
+        assert b.dtype == dtype
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(one[0], x @ kernel + bias, rtol=tolerance, atol=tolerance)
+    x2d, g2d = x.reshape(-1, 11), grad_z.reshape(-1, 5).astype(dtype)
+    np.testing.assert_allclose(one[2], x2d.T @ g2d, rtol=tolerance * 10, atol=tolerance * 10)
+    np.testing.assert_allclose(one[1], grad_z.astype(dtype) @ kernel.T, rtol=tolerance,
+                               atol=tolerance)
