@@ -64,6 +64,7 @@ from convlens.ops.conv_single_channel import (
     single_channel_grad_input,
     single_channel_grad_kernel,
 )
+from convlens.ops.workers import VALUE_WORK, batch_parts, run_parts
 from convlens.shapes import transposed_full_length
 
 # Bytes of patch matrix (plus output) per chunk of the im2col GEMM: stays in the 32 MiB L3 and
@@ -117,8 +118,17 @@ def _check_pairs(values, rank: int, name: str, what: str) -> tuple[int, ...]:
 
 
 def _bias_grad(grad_y: np.ndarray) -> np.ndarray:
+    """``grad_y`` summed over pixels, one BLAS sum per thread's rows (see :mod:`.workers`:
+    a multithreaded BLAS call outside the parts leaves threads spinning on the cores)."""
     rows = grad_y.reshape(-1, grad_y.shape[-1])  # (N*prod(out), C_out)
-    return np.ones(rows.shape[0], grad_y.dtype) @ rows
+    sums = run_parts(
+        lambda part: np.ones(part.stop - part.start, grad_y.dtype) @ rows[part],
+        batch_parts(rows.shape[0], rows.size * VALUE_WORK),
+    )
+    total = sums[0]
+    for other in sums[1:]:  # added in row order
+        total += other
+    return total
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ NumPy runs a copy or an elementwise pass on one core; OpenBLAS splits each matri
 across all cores and makes its threads meet at the end of every product. In a convolution,
 which alternates the two chunk after chunk, one core idles during the copies, and on a
 machine shared with other processes each product waits for its slowest, descheduled thread.
-So the large kernels hand each thread its own contiguous part of the batch (NumPy releases
-the GIL inside copies, ufuncs and matmul) and keep BLAS to one thread per part while they
-run. The parts are fixed by the batch size and the thread count alone, never by timing, so
-a result is the same from run to run; with another thread count only sums over the batch
-(a kernel's gradient) may differ, by float rounding.
+And after a multithreaded call OpenBLAS's threads keep spinning for a while (~0.1 s): the
+next kernel's threads lose a core to them. So the large kernels, dense layers included, hand
+each thread its own contiguous part of the batch (NumPy releases the GIL inside copies,
+ufuncs and matmul) and keep BLAS to one thread per part while they run. The parts are
+fixed by the batch size and the thread count alone, never by timing, so a result is the
+same from run to run; with another thread count only sums over the batch (a kernel's
+gradient) may differ, by float rounding.
 
 The thread count is the one BLAS was given (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``),
 so a user who limits BLAS limits this too. Without ``threadpoolctl`` importable, everything
