@@ -14,13 +14,17 @@ How the numbers are computed (all in the input's float dtype, float32 by default
   ``groups > 1`` uses one batched matmul over the groups.
 * **Gradients.** ``grad_kernel = patches^T @ grad_y`` (patches rebuilt chunk by chunk from the
   cached padded input instead of being stored), ``grad_x`` is col2im: ``grad_y @ kernel^T``
-  gives one gradient column per tap, scattered back with one strided add per tap.
+  gives one gradient column per tap, scattered back with one strided add per tap (in 2-d
+  with one group: one wide GEMM per chunk and a compiled col2im; a 1x1 convolution with
+  stride 1 writes ``grad_y @ kernel^T`` in place).
 * **One input channel** (``C_in == 1``): the same GEMM with the patches built tap-major,
-  ``(K, M)``, one contiguous copy per tap instead of a per-pixel gather.
+  ``(K, M)``, one contiguous copy per tap instead of a per-pixel gather; in 1-d and 2-d the
+  forward pass runs a compiled loop instead (:mod:`~convlens.ops.compiled`).
 * **One input channel per group** (depthwise, ``groups == C_in > 1``): a multiply-accumulate
-  over the taps, vectorised over batch, pixels and channels, because a matmul with
-  ``K*C_in/groups = K`` rows wastes BLAS; with stride 1 each tap is one contiguous slice of
-  the flattened padded input.
+  over the taps, because a matmul with ``K*C_in/groups = K`` rows wastes BLAS. In 1-d and 2-d
+  it runs compiled loops (:mod:`~convlens.ops.conv_compiled`); the NumPy form, vectorised over
+  batch, pixels and channels (with stride 1 each tap one contiguous slice of the flattened
+  padded input), runs in 3-d and with ``CONVLENS_COMPILED=0``.
 * **Transposed convolution** is the gradient of a convolution with respect to its input, so
   it reuses the same three kernels with the roles of input and output swapped.
 
@@ -29,7 +33,8 @@ How the numbers are computed (all in the input's float dtype, float32 by default
   the split depends only on the batch size and the thread count.
 
 The only Python loops run over kernel taps and over cache-sized chunks of the batch (or of
-the first output axis when one sample alone is bigger than a chunk).
+the first output axis when one sample alone is bigger than a chunk); the compiled loops
+(:mod:`~convlens.ops.loops`) are the only per-pixel ones.
 
 This module holds the public functions (argument checks, padding, caches) and picks the path;
 the paths are :mod:`~convlens.ops.conv_gemm`, :mod:`~convlens.ops.conv_single_channel` and

@@ -1,11 +1,12 @@
 """The compiled path of :mod:`convlens.ops.conv`: depthwise convolutions in 1-d and 2-d.
 
-That is ``groups == C_in > 1``, any channel multiplier, stride, dilation and padding. (With
-one input channel the im2col GEMM of :mod:`~convlens.ops.conv_single_channel` measured as fast
-as these loops, so it keeps that path.) The loops are :mod:`convlens.ops.compiled`'s; this
-module lays the arrays out for them, splits the batch across the worker threads and sums the
-kernel gradient's parts. The input is not padded: the loops skip the taps that fall in the
-border. :mod:`convlens.ops.conv` calls :func:`applies` and otherwise takes the NumPy paths.
+That is ``groups == C_in > 1``, any channel multiplier, stride, dilation and padding. (One
+input channel has its own forward loops, in :mod:`~convlens.ops.conv_single_channel`; its
+gradients stay on the GEMM, which measured faster than these loops there.) The loops are
+:mod:`convlens.ops.compiled`'s; this module lays the arrays out for them, splits the batch
+across the worker threads and sums the kernel gradient's parts. The input is not padded: the
+loops skip the taps that fall in the border. :mod:`convlens.ops.conv` calls :func:`applies`
+and otherwise takes the NumPy paths.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def applies(geo) -> bool:
 
 
 def _plane(geo, padding):
-    """``(kh, kw)``, ``(sh, sw, dh, dw, ph, pw)`` and ``(H, W)``, ``(Ho, Wo)`` as 2-d numbers.
+    """``(kh, kw)``, ``(sh, sw, dh, dw, ph, pw)`` and ``(Ho, Wo)`` as 2-d numbers.
 
     A 1-d convolution is a 2-d one on images of one row.
     """
