@@ -47,6 +47,14 @@ def as_image_rows(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def as_plane(values, one_row) -> tuple:
+    """Per-axis numbers of a 1-d or 2-d operation as ``(row axis, column axis)``: a 1-d one is
+    a 2-d one on images of one row, whose row axis takes ``one_row`` (1 for a size or step, 0
+    for padding)."""
+    values = tuple(values)
+    return (one_row, *values) if len(values) == 1 else values
+
+
 @cache
 def kernels() -> SimpleNamespace | None:
     """The compiled loops (:mod:`convlens.ops.loops`), or None without numba.

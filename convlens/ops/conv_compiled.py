@@ -24,22 +24,11 @@ def applies(geo) -> bool:
     return geo.cg == 1 and geo.groups > 1 and len(geo.k) <= 2 and compiled.available()
 
 
-def _plane(geo, padding):
-    """``(kh, kw)``, ``(sh, sw, dh, dw, ph, pw)`` and ``(Ho, Wo)`` as 2-d numbers.
-
-    A 1-d convolution is a 2-d one on images of one row.
-    """
-    if len(geo.k) == 1:
-        return (
-            (1, geo.k[0]),
-            (1, geo.strides[0], 1, geo.dilation[0], 0, padding[0][0]),
-            (1, geo.out[0]),
-        )
-    return (
-        geo.k,
-        (*geo.strides, *geo.dilation, padding[0][0], padding[1][0]),
-        geo.out,
-    )
+def _params(geo, padding) -> tuple[int, ...]:
+    """The loops' ``(sh, sw, dh, dw, ph, pw)``: strides, dilations, padding before."""
+    before = [a for a, _ in padding]
+    return (*compiled.as_plane(geo.strides, 1), *compiled.as_plane(geo.dilation, 1),
+            *compiled.as_plane(before, 0))
 
 
 def _parts(geo) -> list[slice]:
@@ -48,12 +37,12 @@ def _parts(geo) -> list[slice]:
 
 def _plain_kernel(kernel: np.ndarray, geo) -> np.ndarray:
     """Keras kernel ``(*k, 1, C_out)`` as ``(kh, kw, C_out)``."""
-    return kernel.reshape(*_plane(geo, ((0, 0),) * len(geo.k))[0], geo.c_out)
+    return kernel.reshape(*compiled.as_plane(geo.k, 1), geo.c_out)
 
 
 def forward(x, kernel, bias, geo, padding):
     """``y`` ``(N, *out, C_out)`` of the unpadded, contiguous ``x``."""
-    params = _plane(geo, padding)[1]
+    params = _params(geo, padding)
     loops = compiled.kernels()
     w = _plain_kernel(kernel, geo)
     b = np.zeros(geo.c_out, x.dtype) if bias is None else np.ascontiguousarray(bias)
@@ -71,7 +60,7 @@ def backward(x, grad_y, kernel, geo, padding, need_input_grad):
     """``(grad_x or None, grad_kernel, grad_bias)`` from one pass over ``grad_y``: the unpadded
     input's gradient, the kernel's shaped like the Keras kernel ``(*k, 1, C_out)``, and the
     bias's."""
-    params = _plane(geo, padding)[1]
+    params = _params(geo, padding)
     loops = compiled.kernels()
     w = _plain_kernel(kernel, geo)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), grad_y.dtype)

@@ -107,10 +107,8 @@ def _compiled_forward(xp, kernel, geo, bias):
     registers; a larger one goes three taps of a row per pass. Missing taps are zeros, read
     from extra zero rows and columns below and right of the padded input.
     """
-    if len(geo.k) == 1:
-        (kw,), (sw,), (dw,), (kh, sh, dh) = geo.k, geo.strides, geo.dilation, (1, 1, 1)
-    else:
-        (kh, kw), (sh, sw), (dh, dw) = geo.k, geo.strides, geo.dilation
+    (kh, kw), (sh, sw), (dh, dw) = (compiled.as_plane(v, 1) for v in (geo.k, geo.strides,
+                                                                      geo.dilation))
     planes = compiled.as_image_rows(xp)  # (N, Hp, Wp)
     # At most 3x3 taps: one block of nine, zero rows below a shorter kernel; else rows of
     # three taps each.

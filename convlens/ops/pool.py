@@ -267,10 +267,9 @@ def _compiled_max_pool(geo: _PoolGeometry, name: str, *arrays: np.ndarray) -> No
     Each contiguous array ``(N, H, W, C)`` (or ``(N, W, C)``) is seen as ``(N, H, W*C)``; the
     padding is not materialised, the loops skip the cells outside the input.
     """
-    if geo.rank == 1:
-        params = (1, geo.pool[0], 1, geo.strides[0], 0, geo.pads[0][0])
-    else:
-        params = (*geo.pool, *geo.strides, geo.pads[0][0], geo.pads[1][0])
+    before = [b for b, _ in geo.pads]
+    params = (*compiled.as_plane(geo.pool, 1), *compiled.as_plane(geo.strides, 1),
+              *compiled.as_plane(before, 0))
     rows = [compiled.as_image_rows(a) for a in arrays]
     loop = getattr(compiled.kernels(), name)
     channels = geo.in_shape[-1]
